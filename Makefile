@@ -1,0 +1,50 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-sqlite test-postgres lint typecheck bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/assistd serve --host 127.0.0.1 --port 8000
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test-sqlite: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The same suite on PostgreSQL when a server answers at PG_URL; reported, not failed, when none does.
+test-postgres: install
+	@if $(PY) -c "import asyncio, asyncpg, sys; asyncio.run(asyncpg.connect('$(PG_URL)', timeout=3))" >/dev/null 2>&1; then \
+		echo "== PostgreSQL pass ($(PG_URL))"; \
+		ASSISTD_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest -m "not sqlite_only" $(PYTEST_ARGS); \
+	else \
+		echo "== PostgreSQL pass: NOT RUN (no PostgreSQL answered at $(PG_URL); set PG_URL to run it)"; \
+	fi
+
+test: lint typecheck
+	@echo "== SQLite pass"
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,27 @@
+"""Dependencies the routers share: the tenant, the database and the engine of the running app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..engine.engine import Engine
+from ..store.database import Database
+from .auth import tenant
+
+Tenant = Annotated[str, Depends(tenant)]
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+Db = Annotated[Database, Depends(get_db)]
+RunEngine = Annotated[Engine, Depends(get_engine)]

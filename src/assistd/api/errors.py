@@ -1,0 +1,107 @@
+"""Every error leaves the server as OpenAI's body: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import AssistdError
+
+log = logging.getLogger(__name__)
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def param_name(loc: tuple[Any, ...]) -> str | None:
+    """``("body", "messages", 0, "content")`` → ``"messages[0].content"``, as OpenAI names parameters."""
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    # Pydantic names the branch of a union it tried (``str``, ``list[...]``, a tag): not a parameter.
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif isinstance(part, str) and (
+            part.startswith(("function-", "list[", "literal["))
+            or "[" in part
+            or part in ("str", "int", "float", "bool", "dict")
+        ):
+            continue
+        else:
+            name += f".{part}" if name else str(part)
+    return name or None
+
+
+def _validation_message(error: dict[str, Any], param: str | None) -> str:
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        return (
+            "We could not parse the JSON body of your request. "
+            "(HINT: This likely means you aren't using your HTTP library correctly.)"
+        )
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}"
+    if kind == "missing":
+        return f"Missing required parameter: '{param}'."
+    message = str(error.get("msg", "Invalid value"))
+    return f"Invalid '{param}': {message[0].lower()}{message[1:]}." if param else f"{message}."
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AssistdError)
+    async def _assistd_error(_request: Request, exc: AssistdError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("request failed: %s", exc.message)
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # Report the most specific problem: a missing body beats a type mismatch inside a union branch.
+        error = errors[0] if errors else {"msg": "Invalid request", "loc": ()}
+        param = param_name(tuple(error.get("loc", ())))
+        if error.get("type") == "missing" and param is None:
+            return _error(400, "The request body is required.", "invalid_request_error")
+        return _error(
+            400,
+            _validation_message(error, param),
+            "invalid_request_error",
+            param,
+            "invalid_value" if error.get("type") != "missing" else None,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"Invalid URL ({_request.method} {_request.url.path})"
+            return _error(404, message, "invalid_request_error", None, "unknown_url")
+        if exc.status_code == 405:
+            message = f"Method {_request.method} is not allowed for {_request.url.path}"
+            return _error(405, message, "invalid_request_error", None, "method_not_allowed")
+        return _error(
+            exc.status_code,
+            str(exc.detail),
+            "invalid_request_error",
+            None,
+            None,
+            dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", _request.method, _request.url.path)
+        return _error(500, "The server had an error while processing your request.", "server_error")

@@ -1,0 +1,196 @@
+"""/v1/threads/{thread_id}/runs, /v1/threads/runs and run steps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from ..engine.events import StreamEvent, Subscription
+from ..errors import InvalidRequestError
+from ..protocol.run_steps import FILE_SEARCH_CONTENT_INCLUDE
+from ..protocol.runs import (
+    Run,
+    RunCreateParams,
+    RunUpdateParams,
+    SubmitToolOutputsParams,
+    ThreadAndRunCreateParams,
+)
+from ..protocol.threads import Thread
+from ..store import runs as store
+from ..store import threads as thread_store
+from ..store.pagination import PageQuery
+from .deps import Db, RunEngine, Tenant
+from .pagination import page_query
+from .render import json_response
+from .sse import event_stream
+
+router = APIRouter(prefix="/v1/threads", tags=["runs"])
+
+Include = Annotated[list[str] | None, Query(alias="include[]")]
+
+
+def _include_content(include: list[str] | None) -> bool:
+    for index, value in enumerate(include or []):
+        if value != FILE_SEARCH_CONTENT_INCLUDE:
+            raise InvalidRequestError(
+                f"Invalid value for 'include': '{value}'. Supported: '{FILE_SEARCH_CONTENT_INCLUDE}'.",
+                param=f"include[{index}]",
+            )
+    return bool(include)
+
+
+def _poll_headers(request: Request) -> dict[str, str]:
+    return {"openai-poll-after-ms": str(request.app.state.settings.poll_after_ms)}
+
+
+async def _opening(run: Run, thread: Thread | None = None) -> AsyncIterator[StreamEvent]:
+    if thread is not None:
+        yield StreamEvent("thread.created", thread)
+    yield StreamEvent("thread.run.created", run)
+    yield StreamEvent("thread.run.queued", run)
+
+
+async def _stream(
+    engine: RunEngine, listener: Subscription, *openings: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    for opening in openings:
+        async for event in opening:
+            yield event
+    async for event in engine.follow(listener):
+        yield event
+
+
+@router.post("/runs")
+async def create_thread_and_run(
+    params: ThreadAndRunCreateParams, request: Request, tenant: Tenant, engine: RunEngine
+) -> Response:
+    listener = engine.bus.subscription() if params.stream else None
+    try:
+        thread, run = await engine.create_thread_and_run(tenant, params, listener)
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
+    if listener is None:
+        return json_response(run, headers=_poll_headers(request))
+    return event_stream(_stream(engine, listener, _opening(run, thread)))
+
+
+@router.post("/{thread_id}/runs")
+async def create_run(
+    thread_id: str,
+    params: RunCreateParams,
+    request: Request,
+    tenant: Tenant,
+    engine: RunEngine,
+    include: Include = None,
+) -> Response:
+    _include_content(include)
+    listener = engine.bus.subscription() if params.stream else None
+    try:
+        run = await engine.create_run(tenant, thread_id, params, listener)
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
+    if listener is None:
+        return json_response(run, headers=_poll_headers(request))
+    return event_stream(_stream(engine, listener, _opening(run)))
+
+
+@router.get("/{thread_id}/runs")
+async def list_runs(
+    thread_id: str, tenant: Tenant, db: Db, query: Annotated[PageQuery, Depends(page_query)]
+) -> Response:
+    async with db.read() as session:
+        await thread_store.get_row(session, tenant, thread_id)
+        return json_response(await store.list_page(session, tenant, thread_id, query))
+
+
+@router.get("/{thread_id}/runs/{run_id}")
+async def retrieve_run(
+    thread_id: str, run_id: str, request: Request, tenant: Tenant, db: Db, engine: RunEngine
+) -> Response:
+    async with db.read() as session:
+        run = await store.get_row(session, tenant, thread_id, run_id)
+    # The SDKs' poll helpers say so in a header: hold their request until the run moves (a long poll),
+    # so create_and_poll sees completion at once instead of after its next sleep.
+    wait = engine.settings.long_poll_seconds
+    if (
+        wait > 0
+        and request.headers.get("x-stainless-poll-helper") == "true"
+        and run.status in ("queued", "in_progress", "cancelling")
+    ):
+        await engine.wait_for_change(run_id, run.status, wait)
+        async with db.read() as session:
+            run = await store.get_row(session, tenant, thread_id, run_id)
+    return json_response(store.to_wire(run), headers=_poll_headers(request))
+
+
+@router.post("/{thread_id}/runs/{run_id}")
+async def modify_run(
+    thread_id: str, run_id: str, params: RunUpdateParams, request: Request, tenant: Tenant, db: Db
+) -> Response:
+    async with db.write() as session:
+        run = await store.get_row(session, tenant, thread_id, run_id)
+        if "metadata" in params.model_fields_set:
+            run.meta = params.metadata or {}
+        await session.flush()
+        return json_response(store.to_wire(run), headers=_poll_headers(request))
+
+
+@router.post("/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(
+    thread_id: str, run_id: str, request: Request, tenant: Tenant, engine: RunEngine
+) -> Response:
+    return json_response(await engine.cancel_run(tenant, thread_id, run_id), headers=_poll_headers(request))
+
+
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(
+    thread_id: str,
+    run_id: str,
+    params: SubmitToolOutputsParams,
+    request: Request,
+    tenant: Tenant,
+    engine: RunEngine,
+) -> Response:
+    listener = engine.bus.subscription() if params.stream else None
+    try:
+        run = await engine.submit_tool_outputs(tenant, thread_id, run_id, params, listener)
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
+    if listener is None:
+        return json_response(run, headers=_poll_headers(request))
+    return event_stream(_stream(engine, listener))
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps")
+async def list_run_steps(
+    thread_id: str,
+    run_id: str,
+    tenant: Tenant,
+    db: Db,
+    query: Annotated[PageQuery, Depends(page_query)],
+    include: Include = None,
+) -> Response:
+    content = _include_content(include)
+    async with db.read() as session:
+        await store.get_row(session, tenant, thread_id, run_id)
+        return json_response(await store.list_steps_page(session, tenant, run_id, query, content))
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_run_step(
+    thread_id: str, run_id: str, step_id: str, tenant: Tenant, db: Db, include: Include = None
+) -> Response:
+    content = _include_content(include)
+    async with db.read() as session:
+        await store.get_row(session, tenant, thread_id, run_id)
+        return json_response(
+            store.step_to_wire(await store.get_step_row(session, tenant, run_id, step_id), content)
+        )

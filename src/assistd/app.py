@@ -1,0 +1,76 @@
+"""The FastAPI application: settings → database → providers → engine, wired in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import __version__
+from .api import assistants, errors, messages, models, runs, threads
+from .api.auth import KeyRing
+from .config import Settings
+from .engine.engine import Engine
+from .llm.registry import ProviderRegistry
+from .llm.upstream import UpstreamProvider
+from .store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def build_providers(settings: Settings) -> ProviderRegistry:
+    upstream = None
+    if settings.upstream_base_url:
+        key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+        upstream = UpstreamProvider(
+            settings.upstream_base_url,
+            key,
+            timeout=settings.upstream_timeout_seconds,
+            max_retries=settings.upstream_max_retries,
+            retry_budget=settings.upstream_retry_budget_seconds,
+            retry_base=settings.upstream_retry_base_seconds,
+            max_concurrency=settings.upstream_max_concurrency,
+        )
+    return ProviderRegistry(upstream=upstream)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url)
+        await db.migrate()
+        providers = build_providers(settings)
+        engine = Engine(settings, db, providers)
+        app.state.db, app.state.providers, app.state.engine = db, providers, engine
+        await engine.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await engine.close()
+            await providers.close()
+            await db.close()
+
+    app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.api_key_list)
+    app.state.ready = False
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["openai-poll-after-ms", "retry-after", "x-request-id"],
+            max_age=600,
+        )
+    errors.install(app)
+    for module in (assistants, threads, messages, runs, models):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,53 @@
+"""Settings, read from ``ASSISTD_*`` environment variables and a ``.env`` file.
+
+The variable names are a public contract: renaming one breaks deployments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSISTD_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".assistd")
+    database_url: str | None = None
+    upstream_base_url: str | None = None
+    upstream_api_key: SecretStr | None = None
+    api_keys: str = ""
+    cors_origins: str = ""
+    default_model: str | None = None
+
+    # The run engine
+    workers: int = Field(default=64, ge=1)
+    run_lease_seconds: float = Field(default=30.0, gt=0)
+    requires_action_expiry_seconds: float = Field(default=600.0, gt=0)
+    maintenance_interval_seconds: float = Field(default=1.0, gt=0)
+    poll_after_ms: int = Field(default=25, ge=0)
+    # A poll helper's retrieve waits up to this long for the run to change before answering.
+    long_poll_seconds: float = Field(default=5.0, ge=0)
+
+    # The upstream model provider
+    upstream_timeout_seconds: float = Field(default=120.0, gt=0)
+    upstream_max_retries: int = Field(default=4, ge=0)
+    upstream_retry_budget_seconds: float = Field(default=60.0, gt=0)
+    upstream_retry_base_seconds: float = Field(default=0.5, ge=0)
+    upstream_max_concurrency: int = Field(default=32, ge=1)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'assistd.db').resolve()}"
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

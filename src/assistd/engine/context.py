@@ -1,0 +1,152 @@
+"""What the model sees for a run: instructions, the thread so far, and this run's own steps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..llm.types import ChatRequest
+from ..store import messages as message_store
+from ..store import runs as run_store
+from ..store.models import MessageRow, RunRow
+
+# Without a token budget, the model's context is unknown: cap how much history a run reads.
+HISTORY_CAP = 1000
+CHARS_PER_TOKEN = 4
+
+
+class PromptTooLong(Exception):
+    """Even after truncation the prompt exceeds the run's ``max_prompt_tokens``."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    request: ChatRequest
+    completion_used: int
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(len(json.dumps(message, ensure_ascii=False)) for message in messages) // CHARS_PER_TOKEN + 1
+
+
+def _message_to_chat(row: MessageRow) -> dict[str, Any] | None:
+    parts: list[dict[str, Any]] = []
+    for part in row.content:
+        if part.get("type") == "text":
+            parts.append({"type": "text", "text": part["text"]["value"]})
+        elif part.get("type") == "image_url":
+            parts.append({"type": "image_url", "image_url": part["image_url"]})
+    if not parts:
+        return None
+    if row.role == "assistant" or all(p["type"] == "text" for p in parts):
+        return {"role": row.role, "content": "".join(p.get("text", "") for p in parts)}
+    return {"role": row.role, "content": parts}
+
+
+def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    offered = []
+    for tool in tools:
+        if tool.get("type") == "function":
+            offered.append({"type": "function", "function": tool["function"]})
+    return offered
+
+
+def _tool_choice(choice: Any, offered: list[dict[str, Any]]) -> str | dict[str, Any] | None:
+    if not offered:
+        return None
+    if isinstance(choice, dict):
+        if choice.get("type") == "function":
+            return {"type": "function", "function": {"name": choice["function"]["name"]}}
+        return "required"
+    return str(choice) if choice else None
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, dict) and value.get("type") in ("json_object", "json_schema"):
+        return value
+    return None
+
+
+async def build(session: AsyncSession, run: RunRow) -> RunContext:
+    strategy = run.truncation_strategy or {"type": "auto"}
+    limit = strategy.get("last_messages") if strategy.get("type") == "last_messages" else HISTORY_CAP
+    history = [
+        chat
+        for row in await message_store.history(session, run.thread_id, limit=limit)
+        if row.run_id != run.id and (chat := _message_to_chat(row)) is not None
+    ]
+    own, completion_used = await _own_turns(session, run)
+    system = [{"role": "system", "content": run.instructions}] if run.instructions else []
+
+    if run.max_prompt_tokens is not None:
+        # Drop the oldest history first; this run's own turns and the instructions always stay.
+        while history and estimate_tokens(system + history + own) > run.max_prompt_tokens:
+            history.pop(0)
+        if estimate_tokens(system + history + own) > run.max_prompt_tokens:
+            raise PromptTooLong
+
+    offered = function_tools(run.tools)
+    max_tokens = None
+    if run.max_completion_tokens is not None:
+        max_tokens = max(1, run.max_completion_tokens - completion_used)
+    request = ChatRequest(
+        model=run.model,
+        messages=system + history + own,
+        tools=offered,
+        tool_choice=_tool_choice(run.tool_choice, offered),
+        parallel_tool_calls=run.parallel_tool_calls if offered else None,
+        temperature=run.temperature,
+        top_p=run.top_p,
+        max_tokens=max_tokens,
+        response_format=_response_format(run.response_format),
+        reasoning_effort=run.reasoning_effort,
+    )
+    return RunContext(request=request, completion_used=completion_used)
+
+
+async def _own_turns(session: AsyncSession, run: RunRow) -> tuple[list[dict[str, Any]], int]:
+    """This run's earlier model turns (messages written, tools called and answered) as chat messages."""
+    turns: list[dict[str, Any]] = []
+    completion_used = 0
+    own_messages = {
+        row.id: row
+        for row in await message_store.history(session, run.thread_id, limit=200)
+        if row.run_id == run.id
+    }
+    for step in await run_store.steps_of(session, run.id):
+        if step.usage:
+            completion_used += int(step.usage.get("completion_tokens", 0))
+        details = step.step_details
+        if details.get("type") == "message_creation":
+            message = own_messages.get(details["message_creation"]["message_id"])
+            if message is not None and (chat := _message_to_chat(message)) is not None:
+                turns.append(chat)
+            continue
+        calls = [call for call in details.get("tool_calls", []) if call.get("type") == "function"]
+        if not calls:
+            continue
+        turns.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {
+                            "name": call["function"]["name"],
+                            "arguments": call["function"]["arguments"],
+                        },
+                    }
+                    for call in calls
+                ],
+            }
+        )
+        for call in calls:
+            turns.append(
+                {"role": "tool", "tool_call_id": call["id"], "content": call["function"].get("output") or ""}
+            )
+    return turns, completion_used

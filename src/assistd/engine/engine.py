@@ -1,0 +1,188 @@
+"""The run engine as the API sees it: create, cancel and feed runs, and follow their events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from ..config import Settings
+from ..errors import ConflictError, InvalidRequestError
+from ..llm.registry import ProviderRegistry
+from ..protocol.runs import Run, RunCreateParams, SubmitToolOutputsParams, ThreadAndRunCreateParams
+from ..protocol.threads import Thread, ThreadCreateParams
+from ..store import assistants as assistant_store
+from ..store import jobs
+from ..store import messages as message_store
+from ..store import runs as run_store
+from ..store import threads as thread_store
+from ..store.clock import now
+from ..store.database import Database
+from . import state
+from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
+from .executor import RunExecutor
+from .worker import WorkerPool
+
+
+class Engine:
+    def __init__(self, settings: Settings, db: Database, providers: ProviderRegistry) -> None:
+        self.settings = settings
+        self.db = db
+        self.providers = providers
+        self.bus = EventBus()
+        self.executor = RunExecutor(settings, db, self.bus, providers)
+        self.pool = WorkerPool(settings, db, self.bus, self.executor)
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def create_run(
+        self, tenant: str, thread_id: str, params: RunCreateParams, listener: Subscription | None = None
+    ) -> Run:
+        async with self.db.write() as session:
+            thread = await thread_store.get_row(session, tenant, thread_id)
+            assistant = await assistant_store.get_row(session, tenant, params.assistant_id)
+            run = run_store.new_run_row(
+                tenant, thread.id, assistant, params, self.settings.requires_action_expiry_seconds
+            )
+            await thread_store.claim_for_run(session, thread.id, run.id)
+            for message in params.additional_messages or []:
+                await message_store.insert(session, tenant, thread.id, message)
+            session.add(run)
+            jobs.enqueue(session, run.id)
+            await session.flush()
+            wire = run_store.to_wire(run)
+            if listener is not None:
+                listener.attach(run.id)
+        self.pool.wake()
+        return wire
+
+    async def create_thread_and_run(
+        self, tenant: str, params: ThreadAndRunCreateParams, listener: Subscription | None = None
+    ) -> tuple[Thread, Run]:
+        async with self.db.write() as session:
+            assistant = await assistant_store.get_row(session, tenant, params.assistant_id)
+            thread_params = params.thread or ThreadCreateParams()
+            if params.tool_resources is not None and thread_params.tool_resources is None:
+                thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
+            thread = await thread_store.create(session, tenant, thread_params)
+            run = run_store.new_run_row(
+                tenant, thread.id, assistant, params, self.settings.requires_action_expiry_seconds
+            )
+            await thread_store.claim_for_run(session, thread.id, run.id)
+            session.add(run)
+            jobs.enqueue(session, run.id)
+            await session.flush()
+            wire = run_store.to_wire(run)
+            if listener is not None:
+                listener.attach(run.id)
+        self.pool.wake()
+        return thread, wire
+
+    async def cancel_run(self, tenant: str, thread_id: str, run_id: str) -> Run:
+        async with self.db.write() as session:
+            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            if run.status in state.TERMINAL or run.status == "cancelling":
+                raise ConflictError(f"Cannot cancel run with status '{run.status}'.", param="run_id")
+            if run.status == "in_progress":
+                await state.transition(session, run, "cancelling")
+                final = False
+            else:
+                await state.transition(session, run, "cancelled")
+                final = True
+            wire = run_store.to_wire(run)
+        self.bus.publish(
+            run_id, StreamEvent("thread.run.cancelled" if final else "thread.run.cancelling", wire)
+        )
+        if not final:
+            self.pool.cancel(run_id)
+        return wire
+
+    async def submit_tool_outputs(
+        self,
+        tenant: str,
+        thread_id: str,
+        run_id: str,
+        params: SubmitToolOutputsParams,
+        listener: Subscription | None = None,
+    ) -> Run:
+        async with self.db.write() as session:
+            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            if run.status != "requires_action" or not run.required_action:
+                raise ConflictError(
+                    f"Runs in status '{run.status}' do not accept tool outputs.", param="run_id"
+                )
+            expected = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
+            outputs: dict[str, str] = {}
+            for index, item in enumerate(params.tool_outputs):
+                if item.tool_call_id is None:
+                    raise InvalidRequestError(
+                        "Missing required parameter: 'tool_outputs[].tool_call_id'.",
+                        param=f"tool_outputs[{index}].tool_call_id",
+                    )
+                if item.tool_call_id not in expected:
+                    raise InvalidRequestError(
+                        f"Invalid tool_call_id: {item.tool_call_id}. No call with this id awaits output.",
+                        param=f"tool_outputs[{index}].tool_call_id",
+                    )
+                outputs[item.tool_call_id] = item.output or ""
+            missing = [call_id for call_id in expected if call_id not in outputs]
+            if missing:
+                raise InvalidRequestError(
+                    f"Expected tool outputs for call_ids {expected}, got {list(outputs)}; missing {missing}.",
+                    param="tool_outputs",
+                )
+            step_events: list[StreamEvent] = []
+            for step in await state.open_steps(session, run.id):
+                if step.type != "tool_calls":
+                    continue
+                details = dict(step.step_details)
+                details["tool_calls"] = [
+                    {**call, "function": {**call["function"], "output": outputs.get(call["id"])}}
+                    if call.get("type") == "function"
+                    else call
+                    for call in details["tool_calls"]
+                ]
+                step.step_details = details
+                step.status, step.completed_at = "completed", now()
+                await session.flush()
+                step_events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
+            await state.transition(session, run, "queued")
+            jobs.enqueue(session, run.id)
+            await session.flush()
+            wire = run_store.to_wire(run)
+            if listener is not None:
+                listener.attach(run.id)
+        self.bus.publish(run_id, *step_events, StreamEvent("thread.run.queued", wire))
+        self.pool.wake()
+        return wire
+
+    async def wait_for_change(self, run_id: str, status: str, seconds: float) -> None:
+        """Return when ``run_id`` leaves ``status`` (the caller re-reads it) or after ``seconds``."""
+        listener = self.bus.subscription()
+        listener.attach(run_id)
+        try:
+            async with self.db.read() as session:
+                current = await run_store.get_row_by_id(session, run_id)
+            if current is None or current.status != status:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    while not (await listener.get()).is_run_status:
+                        pass
+        finally:
+            listener.close()
+
+    async def follow(self, listener: Subscription) -> AsyncIterator[StreamEvent]:
+        """The events of the attached run until it ends or needs the client; closes the listener."""
+        try:
+            while True:
+                event = await listener.get()
+                yield event
+                if event.event in FINAL_RUN_EVENTS:
+                    return
+        finally:
+            listener.close()

@@ -1,0 +1,300 @@
+"""Executes a claimed run: model turns, run steps, the assistant message, and the events of each."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..errors import UpstreamError
+from ..llm.registry import ProviderRegistry
+from ..llm.types import TokenUsage
+from ..protocol.runs import Usage
+from ..store import jobs
+from ..store import messages as message_store
+from ..store import runs as run_store
+from ..store.clock import now
+from ..store.database import Database
+from ..store.models import MessageRow, RunRow, RunStepRow
+from . import context, state
+from .events import EventBus, StreamEvent
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+    def function(self) -> dict[str, str]:
+        return {"name": self.name, "arguments": self.arguments}
+
+
+@dataclass
+class _Turn:
+    """What one model call produced so far."""
+
+    message: MessageRow | None = None
+    message_step: RunStepRow | None = None
+    text: list[str] = field(default_factory=list)
+    tool_step: RunStepRow | None = None
+    calls: dict[int, _Call] = field(default_factory=dict)
+    usage: TokenUsage | None = None
+    finish_reason: str | None = None
+
+
+def _usage(usage: TokenUsage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+class RunExecutor:
+    def __init__(self, settings: Settings, db: Database, bus: EventBus, providers: ProviderRegistry) -> None:
+        self._settings = settings
+        self._db = db
+        self._bus = bus
+        self._providers = providers
+
+    async def execute(self, run_id: str, attempts: int) -> None:
+        """Drive the run until it completes, fails, or waits for tool outputs. Never raises for run errors."""
+        try:
+            if not await self._start(run_id, attempts):
+                return
+            await self._turn(run_id)
+        except UpstreamError as exc:
+            await self.fail(run_id, exc.code or "server_error", exc.message)
+        except context.PromptTooLong:
+            await self._end(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
+        except Exception:
+            log.exception("run %s failed on an internal error", run_id)
+            await self.fail(run_id, "server_error", "The server had an error while processing the run.")
+
+    async def _start(self, run_id: str, attempts: int) -> bool:
+        async with self._db.write() as session:
+            run = await run_store.get_row_by_id(session, run_id)
+            if run is None or run.status not in ("queued", "in_progress", "cancelling"):
+                await jobs.finish(session, run_id)
+                return False
+            if run.status == "cancelling":
+                await state.transition(session, run, "cancelled")
+                wire = run_store.to_wire(run)
+                event = "thread.run.cancelled"
+            elif attempts > MAX_ATTEMPTS:
+                await state.transition(
+                    session,
+                    run,
+                    "failed",
+                    last_error={"code": "server_error", "message": "The run was interrupted too many times."},
+                )
+                wire = run_store.to_wire(run)
+                event = "thread.run.failed"
+            else:
+                # A crashed attempt may have left a half-written step and message: close them, start over.
+                for step in await state.open_steps(session, run_id):
+                    step.status, step.failed_at = "failed", now()
+                    step.last_error = {"code": "server_error", "message": "Interrupted by a server restart."}
+                if run.status == "queued":
+                    await state.transition(session, run, "in_progress")
+                wire = run_store.to_wire(run)
+                event = "thread.run.in_progress"
+        self._bus.publish(run_id, StreamEvent(event, wire))
+        return event == "thread.run.in_progress"
+
+    async def _turn(self, run_id: str) -> None:
+        async with self._db.read() as session:
+            run = await run_store.get_row_by_id(session, run_id)
+            if run is None:
+                return
+            built = await context.build(session, run)
+        provider = self._providers.provider_for(run.model)
+        turn = _Turn()
+        async for chunk in provider.stream(built.request):
+            if chunk.text:
+                await self._on_text(run, turn, chunk.text)
+            for delta in chunk.tool_calls:
+                await self._on_tool_call(run, turn, delta.index, delta.id, delta.name, delta.arguments)
+            if chunk.finish_reason:
+                turn.finish_reason = chunk.finish_reason
+            if chunk.usage:
+                turn.usage = chunk.usage
+        if turn.usage is None:
+            prompt = context.estimate_tokens(built.request.messages)
+            completion = max(1, len("".join(turn.text)) // context.CHARS_PER_TOKEN) if turn.text else 1
+            turn.usage = TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+        await self._finish_turn(run_id, turn)
+
+    async def _on_text(self, run: RunRow, turn: _Turn, text: str) -> None:
+        if turn.message is None:
+            async with self._db.write() as session:
+                message = await message_store.insert_assistant_draft(
+                    session, run.tenant, run.thread_id, run.id, run.assistant_id
+                )
+                step = run_store.new_step_row(
+                    run,
+                    "message_creation",
+                    {"type": "message_creation", "message_creation": {"message_id": message.id}},
+                )
+                session.add(step)
+                await session.flush()
+            turn.message, turn.message_step = message, step
+            step_wire = run_store.step_to_wire(step)
+            message_wire = message_store.to_wire(message)
+            self._bus.publish(
+                run.id,
+                StreamEvent("thread.run.step.created", step_wire),
+                StreamEvent("thread.run.step.in_progress", step_wire),
+                StreamEvent("thread.message.created", message_wire),
+                StreamEvent("thread.message.in_progress", message_wire),
+            )
+        turn.text.append(text)
+        self._bus.publish(
+            run.id,
+            StreamEvent(
+                "thread.message.delta",
+                {
+                    "id": turn.message.id,
+                    "object": "thread.message.delta",
+                    "delta": {
+                        "content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]
+                    },
+                },
+            ),
+        )
+
+    async def _on_tool_call(
+        self,
+        run: RunRow,
+        turn: _Turn,
+        index: int,
+        call_id: str | None,
+        name: str | None,
+        arguments: str | None,
+    ) -> None:
+        if turn.tool_step is None:
+            async with self._db.write() as session:
+                step = run_store.new_step_row(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+                session.add(step)
+                await session.flush()
+            turn.tool_step = step
+            wire = run_store.step_to_wire(step)
+            self._bus.publish(
+                run.id,
+                StreamEvent("thread.run.step.created", wire),
+                StreamEvent("thread.run.step.in_progress", wire),
+            )
+        call = turn.calls.setdefault(index, _Call())
+        function: dict[str, Any] = {}
+        delta: dict[str, Any] = {"index": index, "type": "function", "function": function}
+        if call_id and not call.id:
+            call.id = call_id
+            delta["id"] = call_id
+        if name:
+            call.name += name
+            function["name"] = name
+        if arguments:
+            call.arguments += arguments
+        function["arguments"] = arguments or ""
+        function["output"] = None
+        self._bus.publish(
+            run.id,
+            StreamEvent(
+                "thread.run.step.delta",
+                {
+                    "id": turn.tool_step.id,
+                    "object": "thread.run.step.delta",
+                    "delta": {"step_details": {"type": "tool_calls", "tool_calls": [delta]}},
+                },
+            ),
+        )
+
+    async def _finish_turn(self, run_id: str, turn: _Turn) -> None:
+        assert turn.usage is not None
+        usage = _usage(turn.usage)
+        events: list[StreamEvent] = []
+        async with self._db.write() as session:
+            run = await run_store.get_row_by_id(session, run_id)
+            if run is None or run.status not in ("in_progress", "cancelling"):
+                return
+            run.usage = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
+            truncated = turn.finish_reason == "length"
+            if turn.message is not None and turn.message_step is not None:
+                message = await session.merge(turn.message)
+                message.content = [{"type": "text", "text": {"value": "".join(turn.text), "annotations": []}}]
+                if truncated:
+                    message.status, message.incomplete_at = "incomplete", now()
+                    message.incomplete_details = {"reason": "max_tokens"}
+                else:
+                    message.status, message.completed_at = "completed", now()
+                step = await session.merge(turn.message_step)
+                step.status, step.completed_at = "completed", now()
+                step.usage = usage if turn.tool_step is None else None
+                await session.flush()
+                name = "thread.message.incomplete" if truncated else "thread.message.completed"
+                events += [
+                    StreamEvent(name, message_store.to_wire(message)),
+                    StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)),
+                ]
+            if turn.tool_step is not None and turn.calls and not truncated:
+                step = await session.merge(turn.tool_step)
+                ordered = [call for _, call in sorted(turn.calls.items())]
+                step.step_details = {
+                    "type": "tool_calls",
+                    "tool_calls": [
+                        {"id": c.id, "type": "function", "function": {**c.function(), "output": None}}
+                        for c in ordered
+                    ],
+                }
+                step.usage = usage
+                required = {
+                    "type": "submit_tool_outputs",
+                    "submit_tool_outputs": {
+                        "tool_calls": [
+                            {"id": c.id, "type": "function", "function": c.function()} for c in ordered
+                        ]
+                    },
+                }
+                if run.status == "cancelling":
+                    await state.transition(session, run, "cancelled")
+                    events.append(StreamEvent("thread.run.cancelled", run_store.to_wire(run)))
+                else:
+                    await state.transition(
+                        session,
+                        run,
+                        "requires_action",
+                        required_action=required,
+                        expires_in=self._settings.requires_action_expiry_seconds,
+                    )
+                    await jobs.finish(session, run_id)
+                    events.append(StreamEvent("thread.run.requires_action", run_store.to_wire(run)))
+            elif truncated and run.max_completion_tokens is not None:
+                await state.transition(
+                    session, run, "incomplete", incomplete_details={"reason": "max_completion_tokens"}
+                )
+                events.append(StreamEvent("thread.run.incomplete", run_store.to_wire(run)))
+            else:
+                await state.transition(session, run, "completed")
+                events.append(StreamEvent("thread.run.completed", run_store.to_wire(run)))
+        self._bus.publish(run_id, *events)
+
+    async def fail(self, run_id: str, code: str, message: str) -> None:
+        await self._end(run_id, "failed", last_error={"code": code, "message": message})
+
+    async def cancelled(self, run_id: str) -> None:
+        await self._end(run_id, "cancelled")
+
+    async def _end(self, run_id: str, status: str, **fields: Any) -> None:
+        async with self._db.write() as session:
+            run = await run_store.get_row_by_id(session, run_id)
+            if run is None or not state.can_transition(run.status, status):
+                return
+            await state.transition(session, run, status, **fields)
+            wire = run_store.to_wire(run)
+        self._bus.publish(run_id, StreamEvent(f"thread.run.{status}", wire))

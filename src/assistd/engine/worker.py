@@ -1,0 +1,167 @@
+"""The worker pool: claims queued runs, runs them with bounded concurrency, keeps their leases alive,
+cancels them on request, expires runs whose tool outputs never came, and hands jobs back at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+
+from ..config import Settings
+from ..store import jobs
+from ..store import runs as run_store
+from ..store.clock import now
+from ..store.database import Database
+from ..store.models import RunRow
+from . import state
+from .events import EventBus, StreamEvent
+from .executor import RunExecutor
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, db: Database, bus: EventBus, executor: RunExecutor) -> None:
+        self._settings = settings
+        self._db = db
+        self._bus = bus
+        self._executor = executor
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._slots = asyncio.Semaphore(settings.workers)
+        self._wake = asyncio.Event()
+        self._cancel_requests: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._guard(self._dispatch, "dispatcher")),
+            asyncio.create_task(self._guard(self._maintain, "maintenance")),
+        ]
+
+    def wake(self) -> None:
+        """A job was enqueued: look for it now rather than at the next interval."""
+        self._wake.set()
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a run this process is executing; False when it runs elsewhere (its heartbeat will see)."""
+        request = self._cancel_requests.get(run_id)
+        if request is None:
+            return False
+        request.set()
+        return True
+
+    async def close(self) -> None:
+        self._closing = True
+        for loop in self._loops:
+            loop.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+
+    async def _guard(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
+        # A database hiccup must not end the loop that every run depends on.
+        while not self._closing:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop failed; restarting it", name)
+                await asyncio.sleep(self._settings.maintenance_interval_seconds)
+
+    async def _dispatch(self) -> None:
+        while not self._closing:
+            await self._slots.acquire()
+            self._wake.clear()
+            try:
+                async with self._db.write() as session:
+                    claimed = await jobs.claim(session, self.worker_id, self._settings.run_lease_seconds)
+            except BaseException:
+                self._slots.release()
+                raise
+            if claimed is None:
+                self._slots.release()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
+                continue
+            run_id, attempts = claimed
+            task = asyncio.create_task(self._run(run_id, attempts))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, run_id: str, attempts: int) -> None:
+        cancel = asyncio.Event()
+        self._cancel_requests[run_id] = cancel
+        execution = asyncio.create_task(self._executor.execute(run_id, attempts))
+        heartbeat = asyncio.create_task(self._heartbeat(run_id, cancel))
+        waiter = asyncio.create_task(cancel.wait())
+        try:
+            await asyncio.wait({execution, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not execution.done():
+                execution.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await execution
+                await self._executor.cancelled(run_id)
+        except asyncio.CancelledError:
+            # Shutdown: hand the job back so the next start resumes it at once.
+            execution.cancel()
+            with contextlib.suppress(BaseException):
+                await execution
+            with contextlib.suppress(Exception):
+                async with self._db.write() as session:
+                    await jobs.release(session, run_id, self.worker_id)
+            raise
+        finally:
+            waiter.cancel()
+            heartbeat.cancel()
+            self._cancel_requests.pop(run_id, None)
+            self._slots.release()
+
+    async def _heartbeat(self, run_id: str, cancel: asyncio.Event) -> None:
+        interval = self._settings.run_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._db.write() as session:
+                    await jobs.extend(session, run_id, self.worker_id, self._settings.run_lease_seconds)
+                    status = await session.scalar(select(RunRow.status).where(RunRow.id == run_id))
+            except Exception:
+                log.warning("could not extend the lease of run %s", run_id, exc_info=True)
+                continue
+            if status == "cancelling":
+                cancel.set()
+
+    async def _maintain(self) -> None:
+        while not self._closing:
+            await self.expire_overdue()
+            # Leases of dead workers lapse on their own; waking the dispatcher lets it claim them.
+            self._wake.set()
+            await asyncio.sleep(self._settings.maintenance_interval_seconds)
+
+    async def expire_overdue(self) -> None:
+        """Runs left waiting for tool outputs past their ``expires_at`` become ``expired``."""
+        async with self._db.read() as session:
+            overdue = list(
+                (
+                    await session.scalars(
+                        select(RunRow.id).where(
+                            RunRow.status == "requires_action", RunRow.expires_at <= now()
+                        )
+                    )
+                ).all()
+            )
+        for run_id in overdue:
+            async with self._db.write() as session:
+                run = await run_store.get_row_by_id(session, run_id)
+                if run is None or run.status != "requires_action" or (run.expires_at or 0) > now():
+                    continue
+                await state.transition(session, run, "expired")
+                wire = run_store.to_wire(run)
+            self._bus.publish(run_id, StreamEvent("thread.run.expired", wire))

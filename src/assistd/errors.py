@@ -1,0 +1,80 @@
+"""The one error hierarchy of assistd.
+
+Services raise these; ``api.errors`` renders every one of them as OpenAI's error body
+``{"error": {"message", "type", "param", "code"}}`` with the class's HTTP status.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssistdError",
+    "AuthenticationError",
+    "ConflictError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "UpstreamError",
+]
+
+
+class AssistdError(Exception):
+    status_code: int = 500
+    type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequestError(AssistdError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class ConflictError(InvalidRequestError):
+    """A request that is well-formed but not allowed in the object's current state (OpenAI answers 400)."""
+
+
+class AuthenticationError(AssistdError):
+    status_code = 401
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class NotFoundError(AssistdError):
+    status_code = 404
+    type = "invalid_request_error"
+
+
+class RateLimitError(AssistdError):
+    status_code = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class ServerError(AssistdError):
+    status_code = 500
+    type = "server_error"
+
+
+class UpstreamError(AssistdError):
+    """The model provider failed in a way retries could not fix; ``code`` is a run ``last_error`` code."""
+
+    status_code = 502
+    type = "server_error"
+    default_code = "server_error"

@@ -1,0 +1,159 @@
+"""Any OpenAI-compatible Chat Completions endpoint, called with the official ``openai`` SDK.
+
+Retries (429, 5xx, timeouts, dropped connections) happen here, before the first chunk reaches the run:
+once text has been streamed to clients a retry would repeat it, so a failure after that is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from ..errors import UpstreamError
+from .retry import backoff_seconds, is_retryable, retry_after_seconds
+from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
+
+log = logging.getLogger(__name__)
+
+_MODELS_TTL_SECONDS = 60.0
+
+
+class UpstreamProvider:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        retry_budget: float = 60.0,
+        retry_base: float = 0.5,
+        max_concurrency: int = 32,
+    ) -> None:
+        self._api_key = api_key or ""
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
+        )
+        self._max_retries = max_retries
+        self._retry_budget = retry_budget
+        self._retry_base = retry_base
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._models: list[ModelInfo] = []
+        self._models_at = 0.0
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        deadline = time.monotonic() + self._retry_budget
+        attempt = 0
+        while True:
+            produced = False
+            try:
+                async with self._slots:
+                    response = await self._client.chat.completions.create(**_arguments(request))
+                    async for chunk in response:
+                        for converted in _convert(chunk):
+                            produced = True
+                            yield converted
+                return
+            except Exception as exc:
+                if produced or not is_retryable(exc):
+                    raise self._translate(exc) from exc
+                attempt += 1
+                wait = retry_after_seconds(exc)
+                if wait is None:
+                    wait = backoff_seconds(attempt, self._retry_base)
+                if attempt > self._max_retries or time.monotonic() + wait > deadline:
+                    raise self._translate(exc, exhausted=True) from exc
+                log.warning("upstream attempt %d failed (%s); retrying in %.2fs", attempt, _kind(exc), wait)
+                await asyncio.sleep(wait)
+
+    async def list_models(self) -> list[ModelInfo]:
+        if time.monotonic() - self._models_at < _MODELS_TTL_SECONDS:
+            return self._models
+        try:
+            page = await self._client.models.list()
+        except openai.OpenAIError as exc:
+            log.warning("could not list upstream models: %s", _kind(exc))
+            return self._models
+        self._models = [
+            ModelInfo(id=m.id, owned_by=m.owned_by or "upstream", created=m.created) for m in page.data
+        ]
+        self._models_at = time.monotonic()
+        return self._models
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _translate(self, exc: Exception, exhausted: bool = False) -> UpstreamError:
+        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+        code = "rate_limit_exceeded" if status == 429 else "server_error"
+        detail = _redact(str(exc), self._api_key)
+        prefix = "The model provider kept failing after retries" if exhausted else "The model provider failed"
+        return UpstreamError(f"{prefix}: {_kind(exc)}: {detail}"[:1000], code=code)
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}"
+    return type(exc).__name__
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if len(secret) >= 4 else text
+
+
+def _arguments(request: ChatRequest) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.tools:
+        args["tools"] = request.tools
+        if request.tool_choice is not None:
+            args["tool_choice"] = request.tool_choice
+        if request.parallel_tool_calls is not None:
+            args["parallel_tool_calls"] = request.parallel_tool_calls
+    optional = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_completion_tokens": request.max_tokens,
+        "response_format": request.response_format,
+        "reasoning_effort": request.reasoning_effort,
+    }
+    args.update({key: value for key, value in optional.items() if value is not None})
+    return args
+
+
+def _convert(chunk: Any) -> list[ChatChunk]:
+    out: list[ChatChunk] = []
+    for choice in chunk.choices or []:
+        delta = choice.delta
+        calls = tuple(
+            ToolCallDelta(
+                index=call.index,
+                id=call.id,
+                name=call.function.name if call.function else None,
+                arguments=call.function.arguments if call.function else None,
+            )
+            for call in (delta.tool_calls or [])
+            if delta is not None
+        )
+        text = delta.content if delta is not None else None
+        if text or calls or choice.finish_reason:
+            out.append(ChatChunk(text=text or None, tool_calls=calls, finish_reason=choice.finish_reason))
+    if chunk.usage is not None:
+        out.append(
+            ChatChunk(
+                usage=TokenUsage(
+                    prompt_tokens=chunk.usage.prompt_tokens or 0,
+                    completion_tokens=chunk.usage.completion_tokens or 0,
+                )
+            )
+        )
+    return out

@@ -1,0 +1,140 @@
+"""Message rows: what clients post and what runs write; mapped to ``protocol.Message``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..errors import NotFoundError
+from ..ids import new_id
+from ..protocol.common import DeletedObject, ListPage
+from ..protocol.messages import Message, MessageCreateParams, MessageUpdateParams, content_from_param
+from .clock import now
+from .jsonable import dump
+from .models import MessageRow
+from .pagination import PageQuery, fetch_page, page_of
+
+
+def to_wire(row: MessageRow) -> Message:
+    return Message.model_validate(
+        {
+            "id": row.id,
+            "created_at": row.created_at,
+            "thread_id": row.thread_id,
+            "status": row.status,
+            "incomplete_details": row.incomplete_details,
+            "completed_at": row.completed_at,
+            "incomplete_at": row.incomplete_at,
+            "role": row.role,
+            "content": row.content,
+            "assistant_id": row.assistant_id,
+            "run_id": row.run_id,
+            "attachments": row.attachments if row.attachments is not None else [],
+            "metadata": row.meta,
+        }
+    )
+
+
+async def insert(
+    session: AsyncSession,
+    tenant: str,
+    thread_id: str,
+    params: MessageCreateParams,
+    *,
+    run_id: str | None = None,
+    assistant_id: str | None = None,
+) -> MessageRow:
+    """Add a client-written message, complete as posted."""
+    created = now()
+    row = MessageRow(
+        id=new_id("msg"),
+        tenant=tenant,
+        thread_id=thread_id,
+        created_at=created,
+        role=params.role,
+        content=dump(content_from_param(params.content)),
+        status="completed",
+        assistant_id=assistant_id,
+        run_id=run_id,
+        attachments=dump(params.attachments) or [],
+        meta=params.metadata or {},
+        completed_at=created,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def insert_assistant_draft(
+    session: AsyncSession, tenant: str, thread_id: str, run_id: str, assistant_id: str
+) -> MessageRow:
+    """Start the assistant message a run fills in as the model writes it."""
+    row = MessageRow(
+        id=new_id("msg"),
+        tenant=tenant,
+        thread_id=thread_id,
+        created_at=now(),
+        role="assistant",
+        content=[],
+        status="in_progress",
+        assistant_id=assistant_id,
+        run_id=run_id,
+        attachments=[],
+        meta={},
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_row(session: AsyncSession, tenant: str, thread_id: str, message_id: str) -> MessageRow:
+    row = await session.scalar(
+        select(MessageRow).where(
+            MessageRow.id == message_id, MessageRow.thread_id == thread_id, MessageRow.tenant == tenant
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"No message found with id '{message_id}'.", param="message_id")
+    return row
+
+
+async def update(
+    session: AsyncSession, tenant: str, thread_id: str, message_id: str, params: MessageUpdateParams
+) -> Message:
+    row = await get_row(session, tenant, thread_id, message_id)
+    if "metadata" in params.model_fields_set:
+        row.meta = params.metadata or {}
+    await session.flush()
+    return to_wire(row)
+
+
+async def remove(session: AsyncSession, tenant: str, thread_id: str, message_id: str) -> DeletedObject:
+    await get_row(session, tenant, thread_id, message_id)
+    await session.execute(delete(MessageRow).where(MessageRow.id == message_id))
+    return DeletedObject(id=message_id, object="thread.message.deleted")
+
+
+async def list_page(
+    session: AsyncSession, tenant: str, thread_id: str, query: PageQuery, run_id: str | None = None
+) -> ListPage[Message]:
+    filters = [MessageRow.thread_id == thread_id, MessageRow.tenant == tenant]
+    if run_id is not None:
+        filters.append(MessageRow.run_id == run_id)
+    rows, has_more = await fetch_page(session, MessageRow, filters, query)
+    return page_of([to_wire(row) for row in rows], has_more)
+
+
+async def history(session: AsyncSession, thread_id: str, limit: int | None = None) -> list[MessageRow]:
+    """The thread's messages oldest first; with ``limit``, only the newest ``limit`` of them."""
+    stmt = select(MessageRow).where(MessageRow.thread_id == thread_id).order_by(MessageRow.pk.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = list((await session.scalars(stmt)).all())
+    rows.reverse()
+    return rows
+
+
+def text_of(content: list[dict[str, Any]]) -> str:
+    return "".join(part["text"]["value"] for part in content if part.get("type") == "text")

@@ -1,0 +1,135 @@
+"""SQLAlchemy models: one table per OpenAI object, plus the run queue.
+
+Every table has an integer ``pk`` that grows with insertion order; lists page on it, so the cost of a page
+does not depend on how many rows come before it. The public ``id`` is a separate unique column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PkType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class _Object:
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+
+
+class AssistantRow(_Object, Base):
+    __tablename__ = "assistants"
+    __table_args__ = (Index("ix_assistants_tenant_pk", "tenant", "pk"),)
+
+    name: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(512))
+    model: Mapped[str] = mapped_column(String(256))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    tool_resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    response_format: Mapped[Any] = mapped_column(JSON, nullable=True)
+    reasoning_effort: Mapped[str | None] = mapped_column(String(16))
+
+
+class ThreadRow(_Object, Base):
+    __tablename__ = "threads"
+    __table_args__ = (Index("ix_threads_tenant_pk", "tenant", "pk"),)
+
+    tool_resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Set and cleared with conditional UPDATEs: the one place that guarantees one active run per thread.
+    active_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class MessageRow(_Object, Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_thread_pk", "thread_id", "pk"),
+        Index("ix_messages_run", "run_id"),
+    )
+
+    thread_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    assistant_id: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    incomplete_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RunRow(_Object, Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_thread_pk", "thread_id", "pk"),
+        Index("ix_runs_status_expires", "status", "expires_at"),
+    )
+
+    thread_id: Mapped[str] = mapped_column(String(64))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(256))
+    instructions: Mapped[str] = mapped_column(Text)
+    tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    max_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    truncation_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tool_choice: Mapped[Any] = mapped_column(JSON)
+    parallel_tool_calls: Mapped[bool] = mapped_column(Boolean)
+    response_format: Mapped[Any] = mapped_column(JSON)
+    reasoning_effort: Mapped[str | None] = mapped_column(String(16))
+    required_action: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The step ids this run's include[] asked for are not stored: include is a read-time option.
+
+
+class RunStepRow(_Object, Base):
+    __tablename__ = "run_steps"
+    __table_args__ = (Index("ix_run_steps_run_pk", "run_id", "pk"),)
+
+    run_id: Mapped[str] = mapped_column(String(64))
+    thread_id: Mapped[str] = mapped_column(String(64))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    step_details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RunJobRow(Base):
+    """A run waiting for, or held by, a worker. Deleted when the run leaves queued/in_progress."""
+
+    __tablename__ = "run_jobs"
+    __table_args__ = (Index("ix_run_jobs_locked_until", "locked_until"),)
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enqueued_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,190 @@
+"""Run rows and run step rows, mapped to ``protocol.Run`` and ``protocol.RunStep``.
+
+Status changes do not happen here: ``engine.state`` owns the run state machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..errors import NotFoundError
+from ..ids import new_id
+from ..protocol.common import ListPage
+from ..protocol.run_steps import RunStep
+from ..protocol.runs import Run, RunCreateParams, ThreadAndRunCreateParams
+from .clock import now
+from .jsonable import dump
+from .models import AssistantRow, RunRow, RunStepRow
+from .pagination import PageQuery, fetch_page, page_of
+
+DEFAULT_TRUNCATION: dict[str, Any] = {"type": "auto", "last_messages": None}
+
+
+def to_wire(row: RunRow) -> Run:
+    return Run.model_validate(
+        {
+            "id": row.id,
+            "created_at": row.created_at,
+            "thread_id": row.thread_id,
+            "assistant_id": row.assistant_id,
+            "status": row.status,
+            "required_action": row.required_action,
+            "last_error": row.last_error,
+            "expires_at": row.expires_at,
+            "started_at": row.started_at,
+            "cancelled_at": row.cancelled_at,
+            "failed_at": row.failed_at,
+            "completed_at": row.completed_at,
+            "incomplete_details": row.incomplete_details,
+            "model": row.model,
+            "instructions": row.instructions,
+            "tools": row.tools,
+            "metadata": row.meta,
+            "usage": row.usage,
+            "temperature": row.temperature,
+            "top_p": row.top_p,
+            "max_prompt_tokens": row.max_prompt_tokens,
+            "max_completion_tokens": row.max_completion_tokens,
+            "truncation_strategy": row.truncation_strategy,
+            "tool_choice": row.tool_choice,
+            "parallel_tool_calls": row.parallel_tool_calls,
+            "response_format": row.response_format,
+            "reasoning_effort": row.reasoning_effort,
+        }
+    )
+
+
+def new_run_row(
+    tenant: str,
+    thread_id: str,
+    assistant: AssistantRow,
+    params: RunCreateParams | ThreadAndRunCreateParams,
+    expires_in: float,
+) -> RunRow:
+    """A queued run whose options fall back on the assistant's, as OpenAI's do."""
+    instructions = params.instructions if params.instructions is not None else assistant.instructions or ""
+    extra = getattr(params, "additional_instructions", None)
+    if extra:
+        instructions = f"{instructions}\n\n{extra}" if instructions else extra
+    created = now()
+    return RunRow(
+        id=new_id("run"),
+        tenant=tenant,
+        created_at=created,
+        meta=params.metadata or {},
+        thread_id=thread_id,
+        assistant_id=assistant.id,
+        status="queued",
+        model=params.model or assistant.model,
+        instructions=instructions,
+        tools=dump(params.tools) if params.tools is not None else assistant.tools,
+        temperature=params.temperature if params.temperature is not None else assistant.temperature,
+        top_p=params.top_p if params.top_p is not None else assistant.top_p,
+        max_prompt_tokens=params.max_prompt_tokens,
+        max_completion_tokens=params.max_completion_tokens,
+        truncation_strategy=dump(params.truncation_strategy) or dict(DEFAULT_TRUNCATION),
+        tool_choice=dump(params.tool_choice) if params.tool_choice is not None else "auto",
+        parallel_tool_calls=params.parallel_tool_calls if params.parallel_tool_calls is not None else True,
+        response_format=dump(params.response_format) or assistant.response_format or "auto",
+        reasoning_effort=params.reasoning_effort or assistant.reasoning_effort,
+        expires_at=created + int(expires_in),
+    )
+
+
+async def get_row(session: AsyncSession, tenant: str, thread_id: str, run_id: str) -> RunRow:
+    row = await session.scalar(
+        select(RunRow).where(RunRow.id == run_id, RunRow.thread_id == thread_id, RunRow.tenant == tenant)
+    )
+    if row is None:
+        raise NotFoundError(f"No run found with id '{run_id}'.", param="run_id")
+    return row
+
+
+async def get_row_by_id(session: AsyncSession, run_id: str) -> RunRow | None:
+    return await session.scalar(select(RunRow).where(RunRow.id == run_id))
+
+
+async def list_page(session: AsyncSession, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:
+    filters = [RunRow.thread_id == thread_id, RunRow.tenant == tenant]
+    rows, has_more = await fetch_page(session, RunRow, filters, query)
+    return page_of([to_wire(row) for row in rows], has_more)
+
+
+# Run steps --------------------------------------------------------------------------------------
+
+
+def step_to_wire(row: RunStepRow, include_file_search_content: bool = False) -> RunStep:
+    details = row.step_details
+    if not include_file_search_content and details.get("type") == "tool_calls":
+        details = _without_file_search_content(details)
+    return RunStep.model_validate(
+        {
+            "id": row.id,
+            "created_at": row.created_at,
+            "assistant_id": row.assistant_id,
+            "thread_id": row.thread_id,
+            "run_id": row.run_id,
+            "type": row.type,
+            "status": row.status,
+            "step_details": details,
+            "last_error": row.last_error,
+            "expired_at": row.expired_at,
+            "cancelled_at": row.cancelled_at,
+            "failed_at": row.failed_at,
+            "completed_at": row.completed_at,
+            "metadata": row.meta,
+            "usage": row.usage,
+        }
+    )
+
+
+def _without_file_search_content(details: dict[str, Any]) -> dict[str, Any]:
+    calls = []
+    for call in details.get("tool_calls", []):
+        if call.get("type") == "file_search" and call.get("file_search", {}).get("results"):
+            results = [{k: v for k, v in r.items() if k != "content"} for r in call["file_search"]["results"]]
+            call = {**call, "file_search": {**call["file_search"], "results": results}}
+        calls.append(call)
+    return {**details, "tool_calls": calls}
+
+
+def new_step_row(run: RunRow, step_type: str, details: dict[str, Any]) -> RunStepRow:
+    return RunStepRow(
+        id=new_id("step"),
+        tenant=run.tenant,
+        created_at=now(),
+        meta={},
+        run_id=run.id,
+        thread_id=run.thread_id,
+        assistant_id=run.assistant_id,
+        type=step_type,
+        status="in_progress",
+        step_details=details,
+    )
+
+
+async def get_step_row(session: AsyncSession, tenant: str, run_id: str, step_id: str) -> RunStepRow:
+    row = await session.scalar(
+        select(RunStepRow).where(
+            RunStepRow.id == step_id, RunStepRow.run_id == run_id, RunStepRow.tenant == tenant
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"No run step found with id '{step_id}'.", param="step_id")
+    return row
+
+
+async def steps_of(session: AsyncSession, run_id: str) -> list[RunStepRow]:
+    stmt = select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.pk.asc())
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_steps_page(
+    session: AsyncSession, tenant: str, run_id: str, query: PageQuery, include_content: bool
+) -> ListPage[RunStep]:
+    filters = [RunStepRow.run_id == run_id, RunStepRow.tenant == tenant]
+    rows, has_more = await fetch_page(session, RunStepRow, filters, query)
+    return page_of([step_to_wire(row, include_content) for row in rows], has_more)

@@ -1,0 +1,105 @@
+"""Fixtures: the scripted fake upstream, a real assistd server, and official SDK clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+sys.path.insert(0, str(Path(__file__).parent)) if str(Path(__file__).parent) not in sys.path else None
+
+from fake_upstream import FakeUpstream  # noqa: E402
+from server import KEYS, AssistdServer  # noqa: E402
+
+PG_ENV = "ASSISTD_TEST_DATABASE_URL"
+
+
+class Databases:
+    """Hands out fresh databases: SQLite files, or new PostgreSQL databases when ``PG_ENV`` is set."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pg = os.environ.get(PG_ENV)
+        self.created: list[str] = []
+
+    def new(self) -> str:
+        if not self.pg:
+            return f"sqlite:///{self.root / f'assistd-{uuid.uuid4().hex[:8]}.db'}"
+        name = f"assistd_test_{uuid.uuid4().hex[:10]}"
+        asyncio.run(self._admin(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return self.pg.rsplit("/", 1)[0] + "/" + name
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg
+
+        assert self.pg is not None
+        conn = await asyncpg.connect(self.pg.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    dbs = Databases(tmp_path_factory.mktemp("db"))
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream(models=["fake-model", "fake-model-large"]).start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(request: pytest.FixtureRequest) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+
+
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream, **env: str
+) -> AssistdServer:
+    data_dir = tmp_path_factory.mktemp("assistd")
+    settings = {"ASSISTD_UPSTREAM_BASE_URL": fake.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream-secret"}
+    settings.update({f"ASSISTD_{k.upper()}": v for k, v in env.items()})
+    return AssistdServer(data_dir, databases.new(), settings).start()
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> Iterator[AssistdServer]:
+    srv = start_server(tmp_path_factory, databases, fake, upstream_timeout_seconds="3")
+    yield srv
+    srv.stop()
+
+
+def make_client(server: AssistdServer, key: str = KEYS[0]) -> OpenAI:
+    return OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def client(server: AssistdServer) -> Iterator[OpenAI]:
+    with make_client(server) as c:
+        yield c
+
+
+@pytest.fixture
+def other_client(server: AssistdServer) -> Iterator[OpenAI]:
+    with make_client(server, KEYS[1]) as c:
+        yield c
