@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from . import __version__
 from .api import assistants, errors, messages, models, runs, threads
 from .api.auth import KeyRing
+from .api.rate_limit import RateLimiter
 from .config import Settings
 from .engine.engine import Engine
 from .llm.registry import ProviderRegistry
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_key_list)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.ready = False
     if settings.cors_origin_list:
         app.add_middleware(

@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     upstream_api_key: SecretStr | None = None
     api_keys: str = ""
     cors_origins: str = ""
-    default_model: str | None = None
+    # Requests per minute per tenant (API key); 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
 
     # The run engine
     workers: int = Field(default=64, ge=1)

@@ -8,6 +8,7 @@ import hmac
 from fastapi import Request
 
 from ..errors import AuthenticationError
+from .rate_limit import RateLimiter
 
 NO_KEYS_TENANT = "default"
 
@@ -48,6 +49,9 @@ class KeyRing:
 
 
 async def tenant(request: Request) -> str:
-    """FastAPI dependency: the tenant of the request's key."""
+    """FastAPI dependency: the tenant of the request's key, within its request rate limit."""
     keyring: KeyRing = request.app.state.keyring
-    return keyring.tenant_for(request.headers.get("authorization"))
+    tenant_id = keyring.tenant_for(request.headers.get("authorization"))
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.check(tenant_id)
+    return tenant_id

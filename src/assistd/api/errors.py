@@ -27,22 +27,29 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _is_branch_label(part: object) -> bool:
+    return isinstance(part, str) and (
+        part.startswith(("function-", "list[", "literal["))
+        or "[" in part
+        or part in ("str", "int", "float", "bool", "dict")
+    )
+
+
 def param_name(loc: tuple[Any, ...]) -> str | None:
     """``("body", "messages", 0, "content")`` → ``"messages[0].content"``, as OpenAI names parameters."""
     parts = [p for p in loc if p not in ("body", "query", "path", "header")]
-    # Pydantic names the branch of a union it tried (``str``, ``list[...]``, a tag): not a parameter.
     name = ""
+    previous: object = None
     for part in parts:
         if isinstance(part, int):
             name += f"[{part}]"
-        elif isinstance(part, str) and (
-            part.startswith(("function-", "list[", "literal["))
-            or "[" in part
-            or part in ("str", "int", "float", "bool", "dict")
-        ):
-            continue
+        elif _is_branch_label(part) or part == previous:
+            # A union branch pydantic tried, or a discriminator tag repeated before the field of that
+            # name (``tools[0].function.function.name``): neither is a parameter.
+            pass
         else:
             name += f".{part}" if name else str(part)
+        previous = part
     return name or None
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..errors import UpstreamError
+from ..errors import AssistdError, UpstreamError
 from ..llm.registry import ProviderRegistry
 from ..llm.types import TokenUsage
 from ..protocol.runs import Usage
@@ -71,6 +71,10 @@ class RunExecutor:
             await self._turn(run_id)
         except UpstreamError as exc:
             await self.fail(run_id, exc.code or "server_error", exc.message)
+        except AssistdError as exc:
+            # E.g. no provider serves the run's model: the run fails with the reason, not a generic error.
+            code = "invalid_prompt" if exc.status_code == 400 else "server_error"
+            await self.fail(run_id, code, exc.message)
         except context.PromptTooLong:
             await self._end(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
         except Exception:
