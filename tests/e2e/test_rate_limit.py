@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream
 from server import KEYS, AssistdServer

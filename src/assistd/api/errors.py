@@ -53,6 +53,13 @@ def param_name(loc: tuple[Any, ...]) -> str | None:
     return name or None
 
 
+def _is_branch_mismatch(error: Any) -> bool:
+    """A value of the wrong type for one branch of a union (the client meant another branch)."""
+    loc = tuple(error.get("loc", ()))
+    kind = str(error.get("type", ""))
+    return bool(loc) and _is_branch_label(loc[-1]) and (kind.endswith("_type") or kind == "literal_error")
+
+
 def _validation_message(error: dict[str, Any], param: str | None) -> str:
     kind = error.get("type", "")
     if kind == "json_invalid":
@@ -78,8 +85,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        # Report the most specific problem: a missing body beats a type mismatch inside a union branch.
-        error = errors[0] if errors else {"msg": "Invalid request", "loc": ()}
+        # Report the most specific problem: "not a string" from the ``str`` branch of ``str | list[...]``
+        # says less than what is wrong inside the list the client did send.
+        specific = [e for e in errors if not _is_branch_mismatch(e)]
+        error = (specific or errors or [{"msg": "Invalid request", "loc": ()}])[0]
+        if error.get("type") == "json_invalid":
+            # Its loc is a position in the raw body, not a parameter.
+            return _error(400, _validation_message(error, None), "invalid_request_error")
         param = param_name(tuple(error.get("loc", ())))
         if error.get("type") == "missing" and param is None:
             return _error(400, "The request body is required.", "invalid_request_error")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 T = TypeVar("T")
 
@@ -55,10 +62,19 @@ class DeletedObject(WireModel):
     deleted: bool = True
 
 
+class SparseModel(BaseModel):
+    """A nested wire object whose unset options are left out, as OpenAI does, rather than sent as null."""
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
 # Tools ------------------------------------------------------------------------------------------
 
 
-class FunctionDefinition(BaseModel):
+class FunctionDefinition(SparseModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
@@ -70,17 +86,17 @@ class FunctionTool(BaseModel):
     function: FunctionDefinition
 
 
-class RankingOptions(BaseModel):
+class RankingOptions(SparseModel):
     ranker: Literal["auto", "default_2024_08_21"] | None = None
     score_threshold: float = Field(ge=0, le=1)
 
 
-class FileSearchOptions(BaseModel):
+class FileSearchOptions(SparseModel):
     max_num_results: int | None = Field(default=None, ge=1, le=50)
     ranking_options: RankingOptions | None = None
 
 
-class FileSearchTool(BaseModel):
+class FileSearchTool(SparseModel):
     type: Literal["file_search"]
     file_search: FileSearchOptions | None = None
 
@@ -93,16 +109,16 @@ Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(disc
 Tools = Annotated[list[Tool], Field(max_length=128)]
 
 
-class CodeInterpreterResources(BaseModel):
+class CodeInterpreterResources(SparseModel):
     file_ids: list[str] = Field(default_factory=list, max_length=20)
 
 
-class FileSearchResources(BaseModel):
+class FileSearchResources(SparseModel):
     vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
     vector_stores: list[dict[str, Any]] | None = Field(default=None, max_length=1, exclude=True)
 
 
-class ToolResources(BaseModel):
+class ToolResources(SparseModel):
     code_interpreter: CodeInterpreterResources | None = None
     file_search: FileSearchResources | None = None
 
@@ -118,7 +134,7 @@ class ResponseFormatJsonObject(BaseModel):
     type: Literal["json_object"]
 
 
-class JsonSchemaFormat(BaseModel):
+class JsonSchemaFormat(SparseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
@@ -139,4 +155,4 @@ ResponseFormat = (
     ]
 )
 
-ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .common import CodeInterpreterTool, Metadata, RequestModel, WireModel
+from .common import CodeInterpreterTool, Metadata, RequestModel, SparseModel, WireModel
 
 # Content as the client sends it -----------------------------------------------------------------
 
@@ -16,7 +16,7 @@ class TextPartParam(BaseModel):
     text: str
 
 
-class ImageFileParam(BaseModel):
+class ImageFileParam(SparseModel):
     file_id: str
     detail: Literal["auto", "low", "high"] | None = None
 
@@ -26,7 +26,7 @@ class ImageFilePartParam(BaseModel):
     image_file: ImageFileParam
 
 
-class ImageUrlParam(BaseModel):
+class ImageUrlParam(SparseModel):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
