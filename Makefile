@@ -47,4 +47,4 @@ bench: install
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache .mypy_cache tests/node/node_modules
