@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     errors.install(app)
-    for module in (assistants, threads, messages, runs, models):
+    # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
+    for module in (assistants, runs, threads, messages, models):
         app.include_router(module.router)
     return app

@@ -82,8 +82,9 @@ async def build(session: AsyncSession, run: RunRow) -> RunContext:
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
 
     if run.max_prompt_tokens is not None:
-        # Drop the oldest history first; this run's own turns and the instructions always stay.
-        while history and estimate_tokens(system + history + own) > run.max_prompt_tokens:
+        # Drop the oldest history first; the newest message, this run's own turns and the instructions
+        # always stay (a prompt without the question is no answer to it).
+        while len(history) > 1 and estimate_tokens(system + history + own) > run.max_prompt_tokens:
             history.pop(0)
         if estimate_tokens(system + history + own) > run.max_prompt_tokens:
             raise PromptTooLong

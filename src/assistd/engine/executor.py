@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import update
+
 from ..config import Settings
 from ..errors import AssistdError, UpstreamError
 from ..llm.registry import ProviderRegistry
@@ -105,6 +107,14 @@ class RunExecutor:
                 for step in await state.open_steps(session, run_id):
                     step.status, step.failed_at = "failed", now()
                     step.last_error = {"code": "server_error", "message": "Interrupted by a server restart."}
+                # ... and the draft message of that step would otherwise stay in_progress forever.
+                await session.execute(
+                    update(MessageRow)
+                    .where(MessageRow.run_id == run_id, MessageRow.status == "in_progress")
+                    .values(
+                        status="incomplete", incomplete_at=now(), incomplete_details={"reason": "run_failed"}
+                    )
+                )
                 if run.status == "queued":
                     await state.transition(session, run, "in_progress")
                 wire = run_store.to_wire(run)
@@ -120,20 +130,39 @@ class RunExecutor:
             built = await context.build(session, run)
         provider = self._providers.provider_for(run.model)
         turn = _Turn()
-        async for chunk in provider.stream(built.request):
-            if chunk.text:
-                await self._on_text(run, turn, chunk.text)
-            for delta in chunk.tool_calls:
-                await self._on_tool_call(run, turn, delta.index, delta.id, delta.name, delta.arguments)
-            if chunk.finish_reason:
-                turn.finish_reason = chunk.finish_reason
-            if chunk.usage:
-                turn.usage = chunk.usage
+        try:
+            async for chunk in provider.stream(built.request):
+                if chunk.text:
+                    await self._on_text(run, turn, chunk.text)
+                for delta in chunk.tool_calls:
+                    await self._on_tool_call(run, turn, delta.index, delta.id, delta.name, delta.arguments)
+                if chunk.finish_reason:
+                    turn.finish_reason = chunk.finish_reason
+                if chunk.usage:
+                    turn.usage = chunk.usage
+        except BaseException:
+            # The run ends here (failed or cancelled): keep the text its streams already showed.
+            await self._keep_partial_text(turn)
+            raise
         if turn.usage is None:
             prompt = context.estimate_tokens(built.request.messages)
             completion = max(1, len("".join(turn.text)) // context.CHARS_PER_TOKEN) if turn.text else 1
             turn.usage = TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
         await self._finish_turn(run_id, turn)
+
+    async def _keep_partial_text(self, turn: _Turn) -> None:
+        if turn.message is None or not turn.text:
+            return
+        content = [{"type": "text", "text": {"value": "".join(turn.text), "annotations": []}}]
+        try:
+            async with self._db.write() as session:
+                await session.execute(
+                    update(MessageRow)
+                    .where(MessageRow.id == turn.message.id, MessageRow.status == "in_progress")
+                    .values(content=content)
+                )
+        except Exception:
+            log.warning("could not keep the partial text of message %s", turn.message.id, exc_info=True)
 
     async def _on_text(self, run: RunRow, turn: _Turn, text: str) -> None:
         if turn.message is None:
