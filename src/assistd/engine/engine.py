@@ -24,6 +24,10 @@ from .executor import RunExecutor
 from .worker import WorkerPool
 
 
+# The statuses the SDKs' poll helpers keep polling through; any other ends their loop.
+POLL_WAIT_STATUSES = frozenset({"queued", "in_progress", "cancelling"})
+
+
 class Engine:
     def __init__(self, settings: Settings, db: Database, providers: ProviderRegistry) -> None:
         self.settings = settings
@@ -87,15 +91,11 @@ class Engine:
             run = await run_store.get_row(session, tenant, thread_id, run_id)
             if run.status in state.TERMINAL or run.status == "cancelling":
                 raise ConflictError(f"Cannot cancel run with status '{run.status}'.", param="run_id")
-            if run.status == "in_progress":
-                await state.transition(session, run, "cancelling")
-                final = False
-            else:
-                await state.transition(session, run, "cancelled")
-                final = True
+            final = run.status != "in_progress"
+            closed = await state.transition(session, run, "cancelled" if final else "cancelling")
             wire = run_store.to_wire(run)
         self.bus.publish(
-            run_id, StreamEvent("thread.run.cancelled" if final else "thread.run.cancelling", wire)
+            run_id, *closed, StreamEvent("thread.run.cancelled" if final else "thread.run.cancelling", wire)
         )
         if not final:
             self.pool.cancel(run_id)
@@ -175,6 +175,21 @@ class Engine:
                         pass
         finally:
             listener.close()
+
+    def listen(self, run_id: str) -> Subscription:
+        """A subscription to ``run_id``'s events from now on; the caller closes it."""
+        listener = self.bus.subscription()
+        listener.attach(run_id)
+        return listener
+
+    async def wait_while(self, listener: Subscription, statuses: frozenset[str], seconds: float) -> None:
+        """Return once the listened run publishes a status outside ``statuses``, or after ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while True:
+                    event = await listener.get()
+                    if event.is_run_status and event.event.removeprefix("thread.run.") not in statuses:
+                        return
 
     async def follow(self, listener: Subscription) -> AsyncIterator[StreamEvent]:
         """The events of the attached run until it ends or needs the client; closes the listener."""

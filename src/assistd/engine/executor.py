@@ -89,12 +89,13 @@ class RunExecutor:
             if run is None or run.status not in ("queued", "in_progress", "cancelling"):
                 await jobs.finish(session, run_id)
                 return False
+            closed: list[StreamEvent] = []
             if run.status == "cancelling":
-                await state.transition(session, run, "cancelled")
+                closed = await state.transition(session, run, "cancelled")
                 wire = run_store.to_wire(run)
                 event = "thread.run.cancelled"
             elif attempts > MAX_ATTEMPTS:
-                await state.transition(
+                closed = await state.transition(
                     session,
                     run,
                     "failed",
@@ -104,22 +105,13 @@ class RunExecutor:
                 event = "thread.run.failed"
             else:
                 # A crashed attempt may have left a half-written step and message: close them, start over.
-                for step in await state.open_steps(session, run_id):
-                    step.status, step.failed_at = "failed", now()
-                    step.last_error = {"code": "server_error", "message": "Interrupted by a server restart."}
-                # ... and the draft message of that step would otherwise stay in_progress forever.
-                await session.execute(
-                    update(MessageRow)
-                    .where(MessageRow.run_id == run_id, MessageRow.status == "in_progress")
-                    .values(
-                        status="incomplete", incomplete_at=now(), incomplete_details={"reason": "run_failed"}
-                    )
-                )
+                interrupted = {"code": "server_error", "message": "Interrupted by a server restart."}
+                closed = await state.close_leftovers(session, run_id, "failed", interrupted)
                 if run.status == "queued":
                     await state.transition(session, run, "in_progress")
                 wire = run_store.to_wire(run)
                 event = "thread.run.in_progress"
-        self._bus.publish(run_id, StreamEvent(event, wire))
+        self._bus.publish(run_id, *closed, StreamEvent(event, wire))
         return event == "thread.run.in_progress"
 
     async def _turn(self, run_id: str) -> None:
@@ -295,7 +287,7 @@ class RunExecutor:
                     },
                 }
                 if run.status == "cancelling":
-                    await state.transition(session, run, "cancelled")
+                    events += await state.transition(session, run, "cancelled")
                     events.append(StreamEvent("thread.run.cancelled", run_store.to_wire(run)))
                 else:
                     await state.transition(
@@ -308,12 +300,12 @@ class RunExecutor:
                     await jobs.finish(session, run_id)
                     events.append(StreamEvent("thread.run.requires_action", run_store.to_wire(run)))
             elif truncated and run.max_completion_tokens is not None:
-                await state.transition(
+                events += await state.transition(
                     session, run, "incomplete", incomplete_details={"reason": "max_completion_tokens"}
                 )
                 events.append(StreamEvent("thread.run.incomplete", run_store.to_wire(run)))
             else:
-                await state.transition(session, run, "completed")
+                events += await state.transition(session, run, "completed")
                 events.append(StreamEvent("thread.run.completed", run_store.to_wire(run)))
         self._bus.publish(run_id, *events)
 
@@ -328,6 +320,6 @@ class RunExecutor:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or not state.can_transition(run.status, status):
                 return
-            await state.transition(session, run, status, **fields)
+            closed = await state.transition(session, run, status, **fields)
             wire = run_store.to_wire(run)
-        self._bus.publish(run_id, StreamEvent(f"thread.run.{status}", wire))
+        self._bus.publish(run_id, *closed, StreamEvent(f"thread.run.{status}", wire))

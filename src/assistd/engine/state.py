@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import ConflictError
 from ..store import jobs, threads
+from ..store import messages as message_store
+from ..store import runs as run_store
 from ..store.clock import now
 from ..store.models import MessageRow, RunRow, RunStepRow
+from .events import StreamEvent
 
 TERMINAL = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
 ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
@@ -45,8 +48,12 @@ def can_transition(current: str, new: str) -> bool:
 
 async def transition(
     session: AsyncSession, run: RunRow, new: str, *, expires_in: float | None = None, **fields: Any
-) -> None:
-    """Move ``run`` to ``new``; a run that ends frees its thread, leaves the queue and closes its steps."""
+) -> list[StreamEvent]:
+    """Move ``run`` to ``new``; a run that ends frees its thread, leaves the queue and closes its steps.
+
+    Returns the events of the steps and messages that ending the run closed, for the caller to publish
+    (after its transaction commits) before the run's own event.
+    """
     if not can_transition(run.status, new):
         raise ConflictError(
             f"Cannot move run {run.id} from status '{run.status}' to '{new}'.", param="run_id"
@@ -63,33 +70,38 @@ async def transition(
         run.required_action = None
     if stamp := _STAMP.get(new):
         setattr(run, stamp, at)
-    if new in TERMINAL:
-        run.expires_at = None
-        await threads.release_run(session, run.thread_id, run.id)
-        await jobs.finish(session, run.id)
-        await _close_leftovers(session, run, new, at)
+    if new not in TERMINAL:
+        return []
+    run.expires_at = None
+    await threads.release_run(session, run.thread_id, run.id)
+    await jobs.finish(session, run.id)
+    return await close_leftovers(session, run.id, new, run.last_error)
 
 
-async def _close_leftovers(session: AsyncSession, run: RunRow, outcome: str, at: int) -> None:
+async def close_leftovers(
+    session: AsyncSession, run_id: str, outcome: str, last_error: dict[str, Any] | None
+) -> list[StreamEvent]:
+    """Close the steps and messages a run left unfinished, as ending it with ``outcome`` requires."""
+    at = now()
+    events: list[StreamEvent] = []
     step_status = _STEP_STATUS.get(outcome)
     if step_status is not None:
         stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "failed": "failed_at"}[step_status]
-        await session.execute(
-            update(RunStepRow)
-            .where(RunStepRow.run_id == run.id, RunStepRow.status == "in_progress")
-            .values(
-                status=step_status,
-                last_error=run.last_error if step_status == "failed" else None,
-                **{stamp: at},
-            )
-        )
+        for step in await open_steps(session, run_id):
+            step.status = step_status
+            step.last_error = last_error if step_status == "failed" else None
+            setattr(step, stamp, at)
+            await session.flush()
+            events.append(StreamEvent(f"thread.run.step.{step_status}", run_store.step_to_wire(step)))
     reason = _MESSAGE_REASON.get(outcome)
     if reason is not None:
-        await session.execute(
-            update(MessageRow)
-            .where(MessageRow.run_id == run.id, MessageRow.status == "in_progress")
-            .values(status="incomplete", incomplete_at=at, incomplete_details={"reason": reason})
-        )
+        stmt = select(MessageRow).where(MessageRow.run_id == run_id, MessageRow.status == "in_progress")
+        for message in (await session.scalars(stmt)).all():
+            message.status, message.incomplete_at = "incomplete", at
+            message.incomplete_details = {"reason": reason}
+            await session.flush()
+            events.append(StreamEvent("thread.message.incomplete", message_store.to_wire(message)))
+    return events
 
 
 async def open_steps(session: AsyncSession, run_id: str) -> list[RunStepRow]:

@@ -162,6 +162,6 @@ class WorkerPool:
                 run = await run_store.get_row_by_id(session, run_id)
                 if run is None or run.status != "requires_action" or (run.expires_at or 0) > now():
                     continue
-                await state.transition(session, run, "expired")
+                closed = await state.transition(session, run, "expired")
                 wire = run_store.to_wire(run)
-            self._bus.publish(run_id, StreamEvent("thread.run.expired", wire))
+            self._bus.publish(run_id, *closed, StreamEvent("thread.run.expired", wire))
