@@ -1,4 +1,8 @@
-"""Dependencies the routers share: the tenant, the database and the engine of the running app."""
+"""Dependencies the routers share: the tenant, the database and the engine of the running app.
+
+They are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency in a worker
+thread, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,12 @@ from .auth import tenant
 Tenant = Annotated[str, Depends(tenant)]
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 

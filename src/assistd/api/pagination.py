@@ -9,7 +9,7 @@ from fastapi import Query
 from ..store.pagination import PageQuery
 
 
-def page_query(
+async def page_query(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     after: Annotated[str | None, Query()] = None,

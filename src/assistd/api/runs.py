@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from ..engine.engine import POLL_WAIT_STATUSES
 from ..engine.events import StreamEvent, Subscription
 from ..errors import InvalidRequestError
 from ..protocol.run_steps import FILE_SEARCH_CONTENT_INCLUDE
@@ -113,19 +114,22 @@ async def list_runs(
 async def retrieve_run(
     thread_id: str, run_id: str, request: Request, tenant: Tenant, db: Db, engine: RunEngine
 ) -> Response:
-    async with db.read() as session:
-        run = await store.get_row(session, tenant, thread_id, run_id)
-    # The SDKs' poll helpers say so in a header: hold their request until the run moves (a long poll),
-    # so create_and_poll sees completion at once instead of after its next sleep.
+    # The SDKs' poll helpers say so in a header: hold their request until the run reaches a status that ends
+    # their polling (a long poll), so create_and_poll sees completion at once instead of after its sleeps.
+    # Listening starts before the read, so a change between the read and the wait is not missed.
     wait = engine.settings.long_poll_seconds
-    if (
-        wait > 0
-        and request.headers.get("x-stainless-poll-helper") == "true"
-        and run.status in ("queued", "in_progress", "cancelling")
-    ):
-        await engine.wait_for_change(run_id, run.status, wait)
+    poll_helper = wait > 0 and request.headers.get("x-stainless-poll-helper") == "true"
+    listener = engine.listen(run_id) if poll_helper else None
+    try:
         async with db.read() as session:
             run = await store.get_row(session, tenant, thread_id, run_id)
+        if listener is not None and run.status in POLL_WAIT_STATUSES:
+            await engine.wait_while(listener, POLL_WAIT_STATUSES, wait)
+            async with db.read() as session:
+                run = await store.get_row(session, tenant, thread_id, run_id)
+    finally:
+        if listener is not None:
+            listener.close()
     return json_response(store.to_wire(run), headers=_poll_headers(request))
 
 

@@ -23,7 +23,6 @@ from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
 from .executor import RunExecutor
 from .worker import WorkerPool
 
-
 # The statuses the SDKs' poll helpers keep polling through; any other ends their loop.
 POLL_WAIT_STATUSES = frozenset({"queued", "in_progress", "cancelling"})
 

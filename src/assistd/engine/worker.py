@@ -82,7 +82,7 @@ class WorkerPool:
             self._wake.clear()
             try:
                 async with self._db.write() as session:
-                    claimed = await jobs.claim(session, self.worker_id, self._settings.run_lease_seconds)
+                    claimed = await jobs.claim_next(session, self.worker_id, self._settings.run_lease_seconds)
             except BaseException:
                 self._slots.release()
                 raise
@@ -91,10 +91,15 @@ class WorkerPool:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
                 continue
-            run_id, attempts = claimed
+            run_id, attempts, more = claimed
             task = asyncio.create_task(self._run(run_id, attempts))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            if not more:
+                # Nothing else was ready: rather than a write transaction to find the queue empty (in the
+                # way of the run just started), wait for the next enqueue's wake (or the interval).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
 
     async def _run(self, run_id: str, attempts: int) -> None:
         cancel = asyncio.Event()

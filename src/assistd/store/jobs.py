@@ -20,16 +20,27 @@ def enqueue(session: AsyncSession, run_id: str) -> None:
 
 async def claim(session: AsyncSession, worker_id: str, lease_seconds: float) -> tuple[str, int] | None:
     """Take the oldest job nobody holds; returns the run id and how many times it was claimed."""
+    claimed = await claim_next(session, worker_id, lease_seconds)
+    return None if claimed is None else (claimed[0], claimed[1])
+
+
+async def claim_next(
+    session: AsyncSession, worker_id: str, lease_seconds: float
+) -> tuple[str, int, bool] | None:
+    """``claim``, and whether another job was ready beside the one taken (so claiming again may pay)."""
     now = time.time()
     for _ in range(3):
-        candidate = await session.scalar(
-            select(RunJobRow.run_id)
-            .where(RunJobRow.locked_until < now)
-            .order_by(RunJobRow.enqueued_at)
-            .limit(1)
-        )
-        if candidate is None:
+        candidates = (
+            await session.scalars(
+                select(RunJobRow.run_id)
+                .where(RunJobRow.locked_until < now)
+                .order_by(RunJobRow.enqueued_at)
+                .limit(2)
+            )
+        ).all()
+        if not candidates:
             return None
+        candidate = candidates[0]
         result = await session.execute(
             update(RunJobRow)
             .where(RunJobRow.run_id == candidate, RunJobRow.locked_until < now)
@@ -42,7 +53,7 @@ async def claim(session: AsyncSession, worker_id: str, lease_seconds: float) -> 
         )
         attempts = result.scalar()
         if attempts is not None:
-            return candidate, int(attempts)
+            return candidate, int(attempts), len(candidates) > 1
     return None
 
 

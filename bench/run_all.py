@@ -1,0 +1,64 @@
+"""Run every benchmark (``make bench``) and print one table; ``--json PATH`` also writes the figures.
+
+Each benchmark starts its own fake upstream and its own assistd server (SQLite in a temporary
+directory), so they do not disturb one another. ``--quick`` runs a few iterations of each: a smoke run
+whose figures mean little.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import create_and_poll, list_messages, stream_latency, throughput
+from bench.common import Result, arg_parser, machine_info, print_results, write_json
+
+
+def main() -> None:
+    parser = arg_parser(__doc__ or "")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["create_and_poll", "stream_latency", "throughput", "list_messages"],
+        help="run only this benchmark (repeatable)",
+    )
+    args = parser.parse_args()
+    quick = bool(args.quick)
+    plan = {
+        "create_and_poll": lambda: create_and_poll.run(runs=20 if quick else 200, warmup=5 if quick else 20),
+        "stream_latency": lambda: stream_latency.run(streams=15 if quick else 100, warmup=3 if quick else 10),
+        "throughput": lambda: throughput.run(
+            clients=50, duration=4.0 if quick else 20.0, warmup=1.0 if quick else 3.0
+        ),
+        "list_messages": lambda: list_messages.run(
+            big=1_000 if quick else 10_000, calls=30 if quick else 200, warmup=5 if quick else 20
+        ),
+    }
+    info = machine_info()
+    cpu, cores, mem = info.get("cpu", "?"), info["nproc"], info.get("mem_gib", "?")
+    print(f"assistd benchmarks on {cpu}, {cores} cores, {mem} GiB")
+    results: list[Result] = []
+    started = time.perf_counter()
+    for name, bench in plan.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"-- {name} ...", flush=True)
+        t0 = time.perf_counter()
+        result = bench()
+        result.details["elapsed_s"] = round(time.perf_counter() - t0, 1)
+        print(f"   done in {result.details['elapsed_s']} s: {result.description}", flush=True)
+        results.append(result)
+    print_results(results)
+    print(f"\nall benchmarks: {time.perf_counter() - started:.0f} s")
+    write_json(args.json, results)
+    missed = [f"{r.benchmark}: {m.name}" for r in results for m in r.metrics if m.met is False]
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Throughput: completed runs per second with 50 concurrent clients.
+
+Each client (an asyncio task sharing one ``AsyncOpenAI``) loops: create a thread with one user message,
+then ``runs.create_and_poll`` on it. Cycles that end during the warm-up are not counted; the rate is the
+number of runs completed inside the measuring window divided by its length, and the latency is that of
+a whole cycle (thread + message + run until completed). The upstream is the ``--instant`` fake in its own
+process; the CPU each process used in the window is reported, since the client, the fake and assistd
+share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from openai import AsyncOpenAI
+
+from bench.common import (
+    API_KEY,
+    Latency,
+    Result,
+    arg_parser,
+    assistd_server,
+    client_for,
+    cpu_seconds,
+    create_assistant,
+    fake_upstream_process,
+    print_results,
+    write_json,
+)
+
+TARGET_RUNS_PER_SECOND = 100.0
+
+
+async def _client(
+    client: AsyncOpenAI,
+    assistant_id: str,
+    window: tuple[float, float],
+    latency: Latency,
+    errors: list[str],
+) -> None:
+    start_at, end_at = window
+    while time.perf_counter() < end_at:
+        start = time.perf_counter()
+        try:
+            thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Hello"}])
+            finished = await client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant_id
+            )
+        except Exception as exc:  # counted and reported, not fatal: a benchmark under load
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        done = time.perf_counter()
+        if finished.status != "completed":
+            errors.append(f"run {finished.id} ended {finished.status}")
+        elif start_at <= done <= end_at:
+            latency.add(done - start)
+
+
+async def _drive(
+    base_url: str, api_key: str, assistant_id: str, clients: int, warmup: float, duration: float
+) -> tuple[Latency, list[str]]:
+    latency = Latency()
+    errors: list[str] = []
+    now = time.perf_counter()
+    window = (now + warmup, now + warmup + duration)
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=60) as client:
+        await asyncio.gather(
+            *(_client(client, assistant_id, window, latency, errors) for _ in range(clients))
+        )
+    return latency, errors
+
+
+def run(clients: int = 50, duration: float = 20.0, warmup: float = 3.0) -> Result:
+    result = Result(
+        "throughput",
+        f"{clients} concurrent clients, thread+message -> create_and_poll, "
+        f"{duration:g} s measured after {warmup:g} s warm-up",
+    )
+    with fake_upstream_process() as (fake_url, fake_pid), assistd_server(fake_url) as server:
+        with client_for(server) as client:
+            assistant_id = create_assistant(client)
+        assert server.process is not None
+        server_pid = server.process.pid
+        cpu_before = (cpu_seconds(server_pid), cpu_seconds(fake_pid), time.process_time())
+        started = time.perf_counter()
+        latency, errors = asyncio.run(
+            _drive(server.base_url, API_KEY, assistant_id, clients, warmup, duration)
+        )
+        wall = time.perf_counter() - started
+        cpu_after = (cpu_seconds(server_pid), cpu_seconds(fake_pid), time.process_time())
+    rate = latency.n / duration
+    used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+    result.metric("runs/s", rate, "runs/s", at_least=TARGET_RUNS_PER_SECOND)
+    result.metric("cycle p50", latency.p50, "ms")
+    result.metric("cycle p99", latency.p99, "ms")
+    result.metric("errors", float(len(errors)), "")
+    result.details = {
+        "clients": clients,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "completed_in_window": latency.n,
+        "runs_per_s": round(rate, 2),
+        "cycle_latency": latency.summary(),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        # Share of one core each process used over the whole drive (warm-up included).
+        "cpu_cores_used": {
+            "assistd": round(used[0] / wall, 2),
+            "fake_upstream": round(used[1] / wall, 2),
+            "bench_client": round(used[2] / wall, 2),
+        },
+        "nproc": os.cpu_count(),
+    }
+    cores = result.details["cpu_cores_used"]
+    result.notes.append(
+        f"CPU (cores busy): assistd {cores['assistd']}, client {cores['bench_client']}, "
+        f"fake upstream {cores['fake_upstream']}"
+    )
+    if errors:
+        result.notes.append(f"{len(errors)} errors, e.g. {errors[0]}")
+    return result
+
+
+def main() -> None:
+    parser = arg_parser(__doc__ or "")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    args = parser.parse_args()
+    duration = 4.0 if args.quick else args.duration
+    results = [run(clients=args.clients, duration=duration, warmup=1.0 if args.quick else args.warmup)]
+    print_results(results)
+    write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
