@@ -257,7 +257,9 @@ def assistd_server(upstream_url: str, **env: str) -> Iterator[AssistdServer]:
             "ASSISTD_UPSTREAM_RETRY_BASE_SECONDS": "0.5",
         }
         settings.update({f"ASSISTD_{k.upper()}": v for k, v in env.items()})
-        server = AssistdServer(data_dir, f"sqlite:///{data_dir / 'b.db'}", settings)
+        # BENCH_DATABASE_URL runs the benchmarks on another database (a fresh, empty one), e.g. PostgreSQL.
+        database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{data_dir / 'b.db'}"
+        server = AssistdServer(data_dir, database_url, settings)
         server.start()
         try:
             yield server

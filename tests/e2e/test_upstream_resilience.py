@@ -13,7 +13,7 @@ from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
 
 from conftest import Databases, make_client, start_server
-from fake_upstream import Drop, Error, FakeUpstream, Hang, Text
+from fake_upstream import Drop, Error, FakeUpstream, Hang, StreamError, Text
 from server import KEYS, AssistdServer
 from wire import check, raw
 
@@ -150,6 +150,17 @@ def test_non_retryable_error_fails_at_once(client: OpenAI, fake: FakeUpstream) -
     run, _ = _run_once(client)
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "server_error"
+    assert len(fake.requests) == 1
+
+
+def test_error_inside_the_stream_fails_the_run_and_keeps_the_text(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(StreamError("The model overloaded mid-answer.", text="Partial"), Text("never used"))
+    run, _ = _run_once(client)
+    assert run.status == "failed"
+    assert run.last_error is not None and run.last_error.code == "server_error"
+    assert "The model overloaded mid-answer." in run.last_error.message
+    message = _reply(client, run)
+    assert message.status == "incomplete" and _text(message) == "Partial"
     assert len(fake.requests) == 1
 
 

@@ -112,12 +112,14 @@ async def _own_turns(session: AsyncSession, run: RunRow) -> tuple[list[dict[str,
     """This run's earlier model turns (messages written, tools called and answered) as chat messages."""
     turns: list[dict[str, Any]] = []
     completion_used = 0
-    own_messages = {
-        row.id: row
-        for row in await message_store.history(session, run.thread_id, limit=200)
-        if row.run_id == run.id
-    }
-    for step in await run_store.steps_of(session, run.id):
+    steps = await run_store.steps_of(session, run.id)
+    written = [
+        s.step_details["message_creation"]["message_id"]
+        for s in steps
+        if s.step_details.get("type") == "message_creation"
+    ]
+    own_messages = {row.id: row for row in await message_store.by_ids(session, written)} if written else {}
+    for step in steps:
         if step.usage:
             completion_used += int(step.usage.get("completion_tokens", 0))
         details = step.step_details

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..errors import AssistdError, UpstreamError
@@ -50,6 +51,22 @@ class _Turn:
     finish_reason: str | None = None
 
 
+@dataclass
+class Started:
+    """A claimed run after ``start``: ``run`` is set when it is in progress and should be executed."""
+
+    run: RunRow | None
+    events: list[StreamEvent]
+
+
+async def _save(session: AsyncSession, row: MessageRow | RunStepRow, *fields: str) -> None:
+    """Write fields of a row created in an earlier transaction, by primary key, without reloading it."""
+    model = type(row)
+    await session.execute(
+        update(model).where(model.pk == row.pk).values({f: getattr(row, f) for f in fields})
+    )
+
+
 def _usage(usage: TokenUsage) -> dict[str, int]:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -65,12 +82,46 @@ class RunExecutor:
         self._bus = bus
         self._providers = providers
 
-    async def execute(self, run_id: str, attempts: int) -> None:
-        """Drive the run until it completes, fails, or waits for tool outputs. Never raises for run errors."""
+    async def start(self, session: AsyncSession, run_id: str, attempts: int) -> Started:
+        """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction."""
+        run = await run_store.get_row_by_id(session, run_id)
+        if run is None or run.status not in ("queued", "in_progress", "cancelling"):
+            await jobs.finish(session, run_id)
+            return Started(run=None, events=[])
+        if run.status == "cancelling":
+            closed = await state.transition(session, run, "cancelled")
+            return Started(
+                run=None, events=[*closed, StreamEvent("thread.run.cancelled", run_store.to_wire(run))]
+            )
+        if attempts > MAX_ATTEMPTS:
+            closed = await state.transition(
+                session,
+                run,
+                "failed",
+                last_error={"code": "server_error", "message": "The run was interrupted too many times."},
+            )
+            return Started(
+                run=None, events=[*closed, StreamEvent("thread.run.failed", run_store.to_wire(run))]
+            )
+        closed = []
+        if attempts > 1:
+            # A crashed attempt may have left a half-written step and message: close them, start over.
+            interrupted = {"code": "server_error", "message": "Interrupted by a server restart."}
+            closed = await state.close_leftovers(session, run_id, "failed", interrupted)
+        if run.status == "queued":
+            await state.transition(session, run, "in_progress")
+        return Started(
+            run=run, events=[*closed, StreamEvent("thread.run.in_progress", run_store.to_wire(run))]
+        )
+
+    def publish(self, run_id: str, events: list[StreamEvent]) -> None:
+        self._bus.publish(run_id, *events)
+
+    async def execute(self, run: RunRow) -> None:
+        """Run a started run until it completes, fails or awaits tool outputs; never raises for run errors."""
+        run_id = run.id
         try:
-            if not await self._start(run_id, attempts):
-                return
-            await self._turn(run_id)
+            await self._turn(run)
         except UpstreamError as exc:
             await self.fail(run_id, exc.code or "server_error", exc.message)
         except AssistdError as exc:
@@ -83,42 +134,8 @@ class RunExecutor:
             log.exception("run %s failed on an internal error", run_id)
             await self.fail(run_id, "server_error", "The server had an error while processing the run.")
 
-    async def _start(self, run_id: str, attempts: int) -> bool:
-        async with self._db.write() as session:
-            run = await run_store.get_row_by_id(session, run_id)
-            if run is None or run.status not in ("queued", "in_progress", "cancelling"):
-                await jobs.finish(session, run_id)
-                return False
-            closed: list[StreamEvent] = []
-            if run.status == "cancelling":
-                closed = await state.transition(session, run, "cancelled")
-                wire = run_store.to_wire(run)
-                event = "thread.run.cancelled"
-            elif attempts > MAX_ATTEMPTS:
-                closed = await state.transition(
-                    session,
-                    run,
-                    "failed",
-                    last_error={"code": "server_error", "message": "The run was interrupted too many times."},
-                )
-                wire = run_store.to_wire(run)
-                event = "thread.run.failed"
-            else:
-                # A crashed attempt may have left a half-written step and message: close them, start over.
-                interrupted = {"code": "server_error", "message": "Interrupted by a server restart."}
-                closed = await state.close_leftovers(session, run_id, "failed", interrupted)
-                if run.status == "queued":
-                    await state.transition(session, run, "in_progress")
-                wire = run_store.to_wire(run)
-                event = "thread.run.in_progress"
-        self._bus.publish(run_id, *closed, StreamEvent(event, wire))
-        return event == "thread.run.in_progress"
-
-    async def _turn(self, run_id: str) -> None:
+    async def _turn(self, run: RunRow) -> None:
         async with self._db.read() as session:
-            run = await run_store.get_row_by_id(session, run_id)
-            if run is None:
-                return
             built = await context.build(session, run)
         provider = self._providers.provider_for(run.model)
         turn = _Turn()
@@ -140,7 +157,7 @@ class RunExecutor:
             prompt = context.estimate_tokens(built.request.messages)
             completion = max(1, len("".join(turn.text)) // context.CHARS_PER_TOKEN) if turn.text else 1
             turn.usage = TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
-        await self._finish_turn(run_id, turn)
+        await self._finish_turn(run.id, turn)
 
     async def _keep_partial_text(self, turn: _Turn) -> None:
         if turn.message is None or not turn.text:
@@ -251,24 +268,32 @@ class RunExecutor:
             run.usage = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
-                message = await session.merge(turn.message)
+                message, step = turn.message, turn.message_step
                 message.content = [{"type": "text", "text": {"value": "".join(turn.text), "annotations": []}}]
                 if truncated:
                     message.status, message.incomplete_at = "incomplete", now()
                     message.incomplete_details = {"reason": "max_tokens"}
                 else:
                     message.status, message.completed_at = "completed", now()
-                step = await session.merge(turn.message_step)
                 step.status, step.completed_at = "completed", now()
                 step.usage = usage if turn.tool_step is None else None
-                await session.flush()
+                await _save(
+                    session,
+                    message,
+                    "content",
+                    "status",
+                    "incomplete_at",
+                    "incomplete_details",
+                    "completed_at",
+                )
+                await _save(session, step, "status", "completed_at", "usage")
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
                 events += [
                     StreamEvent(name, message_store.to_wire(message)),
                     StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)),
                 ]
             if turn.tool_step is not None and turn.calls and not truncated:
-                step = await session.merge(turn.tool_step)
+                step = turn.tool_step
                 ordered = [call for _, call in sorted(turn.calls.items())]
                 step.step_details = {
                     "type": "tool_calls",
@@ -278,6 +303,7 @@ class RunExecutor:
                     ],
                 }
                 step.usage = usage
+                await _save(session, step, "step_details", "usage")
                 required = {
                     "type": "submit_tool_outputs",
                     "submit_tool_outputs": {

@@ -81,18 +81,26 @@ class WorkerPool:
             await self._slots.acquire()
             self._wake.clear()
             try:
+                started = None
                 async with self._db.write() as session:
                     claimed = await jobs.claim_next(session, self.worker_id, self._settings.run_lease_seconds)
+                    if claimed is not None:
+                        # Starting the run in the claim's transaction saves a write per run.
+                        started = await self._executor.start(session, claimed[0], claimed[1])
             except BaseException:
                 self._slots.release()
                 raise
-            if claimed is None:
+            if claimed is None or started is None:
                 self._slots.release()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
                 continue
-            run_id, attempts, more = claimed
-            task = asyncio.create_task(self._run(run_id, attempts))
+            run_id, _, more = claimed
+            self._executor.publish(run_id, started.events)
+            if started.run is None:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._run(started.run))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             if not more:
@@ -101,10 +109,11 @@ class WorkerPool:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
 
-    async def _run(self, run_id: str, attempts: int) -> None:
+    async def _run(self, run: RunRow) -> None:
+        run_id = run.id
         cancel = asyncio.Event()
         self._cancel_requests[run_id] = cancel
-        execution = asyncio.create_task(self._executor.execute(run_id, attempts))
+        execution = asyncio.create_task(self._executor.execute(run))
         heartbeat = asyncio.create_task(self._heartbeat(run_id, cancel))
         waiter = asyncio.create_task(cancel.wait())
         try:

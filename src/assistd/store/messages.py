@@ -136,5 +136,9 @@ async def history(session: AsyncSession, thread_id: str, limit: int | None = Non
     return rows
 
 
+async def by_ids(session: AsyncSession, message_ids: list[str]) -> list[MessageRow]:
+    return list((await session.scalars(select(MessageRow).where(MessageRow.id.in_(message_ids)))).all())
+
+
 def text_of(content: list[dict[str, Any]]) -> str:
     return "".join(part["text"]["value"] for part in content if part.get("type") == "text")
