@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ..engine.engine import POLL_WAIT_STATUSES
+from ..engine.engine import POLL_WAIT_STATUSES, Engine
 from ..engine.events import StreamEvent, Subscription
 from ..errors import InvalidRequestError
 from ..protocol.run_steps import FILE_SEARCH_CONTENT_INCLUDE
@@ -63,20 +63,34 @@ async def _stream(
         yield event
 
 
-@router.post("/runs")
-async def create_thread_and_run(
-    params: ThreadAndRunCreateParams, request: Request, tenant: Tenant, engine: RunEngine
+async def _run_response(
+    request: Request,
+    engine: Engine,
+    stream: bool | None,
+    start: Callable[[Subscription | None], Awaitable[tuple[Run, list[AsyncIterator[StreamEvent]]]]],
 ) -> Response:
-    listener = engine.bus.subscription() if params.stream else None
+    """The run as JSON, or with ``stream`` its events from the first (``openings``) to the last as SSE."""
+    listener = engine.bus.subscription() if stream else None
     try:
-        thread, run = await engine.create_thread_and_run(tenant, params, listener)
+        run, openings = await start(listener)
     except BaseException:
         if listener is not None:
             listener.close()
         raise
     if listener is None:
         return json_response(run, headers=_poll_headers(request))
-    return event_stream(_stream(engine, listener, _opening(run, thread)))
+    return event_stream(_stream(engine, listener, *openings))
+
+
+@router.post("/runs")
+async def create_thread_and_run(
+    params: ThreadAndRunCreateParams, request: Request, tenant: Tenant, engine: RunEngine
+) -> Response:
+    async def start(listener: Subscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
+        thread, run = await engine.create_thread_and_run(tenant, params, listener)
+        return run, [_opening(run, thread)]
+
+    return await _run_response(request, engine, params.stream, start)
 
 
 @router.post("/{thread_id}/runs")
@@ -89,16 +103,12 @@ async def create_run(
     include: Include = None,
 ) -> Response:
     _include_content(include)
-    listener = engine.bus.subscription() if params.stream else None
-    try:
+
+    async def start(listener: Subscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
         run = await engine.create_run(tenant, thread_id, params, listener)
-    except BaseException:
-        if listener is not None:
-            listener.close()
-        raise
-    if listener is None:
-        return json_response(run, headers=_poll_headers(request))
-    return event_stream(_stream(engine, listener, _opening(run)))
+        return run, [_opening(run)]
+
+    return await _run_response(request, engine, params.stream, start)
 
 
 @router.get("/{thread_id}/runs")
@@ -161,16 +171,10 @@ async def submit_tool_outputs(
     tenant: Tenant,
     engine: RunEngine,
 ) -> Response:
-    listener = engine.bus.subscription() if params.stream else None
-    try:
-        run = await engine.submit_tool_outputs(tenant, thread_id, run_id, params, listener)
-    except BaseException:
-        if listener is not None:
-            listener.close()
-        raise
-    if listener is None:
-        return json_response(run, headers=_poll_headers(request))
-    return event_stream(_stream(engine, listener))
+    async def start(listener: Subscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
+        return await engine.submit_tool_outputs(tenant, thread_id, run_id, params, listener), []
+
+    return await _run_response(request, engine, params.stream, start)
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps")

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from ..config import Settings
 from ..errors import ConflictError, InvalidRequestError
 from ..llm.registry import ProviderRegistry
@@ -18,6 +20,7 @@ from ..store import runs as run_store
 from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
+from ..store.models import AssistantRow
 from . import state
 from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
 from .executor import RunExecutor
@@ -48,20 +51,31 @@ class Engine:
         async with self.db.write() as session:
             thread = await thread_store.get_row(session, tenant, thread_id)
             assistant = await assistant_store.get_row(session, tenant, params.assistant_id)
-            run = run_store.new_run_row(
-                tenant, thread.id, assistant, params, self.settings.requires_action_expiry_seconds
-            )
-            await thread_store.claim_for_run(session, thread.id, run.id)
             for message in params.additional_messages or []:
                 await message_store.insert(session, tenant, thread.id, message)
-            session.add(run)
-            jobs.enqueue(session, run.id)
-            await session.flush()
-            wire = run_store.to_wire(run)
-            if listener is not None:
-                listener.attach(run.id)
+            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
         self.pool.wake()
         return wire
+
+    async def _queue_run(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        thread_id: str,
+        assistant: AssistantRow,
+        params: RunCreateParams | ThreadAndRunCreateParams,
+        listener: Subscription | None,
+    ) -> Run:
+        run = run_store.new_run_row(
+            tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
+        )
+        await thread_store.claim_for_run(session, thread_id, run.id)
+        session.add(run)
+        jobs.enqueue(session, run.id)
+        await session.flush()
+        if listener is not None:
+            listener.attach(run.id)
+        return run_store.to_wire(run)
 
     async def create_thread_and_run(
         self, tenant: str, params: ThreadAndRunCreateParams, listener: Subscription | None = None
@@ -72,16 +86,7 @@ class Engine:
             if params.tool_resources is not None and thread_params.tool_resources is None:
                 thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
             thread = await thread_store.create(session, tenant, thread_params)
-            run = run_store.new_run_row(
-                tenant, thread.id, assistant, params, self.settings.requires_action_expiry_seconds
-            )
-            await thread_store.claim_for_run(session, thread.id, run.id)
-            session.add(run)
-            jobs.enqueue(session, run.id)
-            await session.flush()
-            wire = run_store.to_wire(run)
-            if listener is not None:
-                listener.attach(run.id)
+            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
         self.pool.wake()
         return thread, wire
 
