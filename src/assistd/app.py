@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from . import __version__
 from .api import assistants, errors, messages, models, runs, threads
 from .api.auth import KeyRing
+from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
 from .config import Settings
 from .engine.engine import Engine
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["openai-poll-after-ms", "retry-after", "x-request-id"],
             max_age=600,
         )
+    app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
     for module in (assistants, runs, threads, messages, models):

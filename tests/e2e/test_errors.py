@@ -422,3 +422,15 @@ def test_null_body_where_the_body_is_optional(http: httpx.Client, world: World) 
         assert response.status_code == 200, response.text
     for path in ("/assistants", f"/threads/{t}/messages", f"/threads/{t}/runs", "/threads/runs"):
         error_of(http.post(path, content=b"null", headers=JSON), 400, None)
+
+
+def test_nul_characters_are_refused_alike_on_every_backend(http: httpx.Client, world: World) -> None:
+    """PostgreSQL text cannot hold NUL: assistd refuses it up front on SQLite too, naming the parameter."""
+    body = error_of(http.post("/assistants", json={"model": "m", "name": "a\u0000b"}), 400, "name")
+    assert "NUL" in body["message"]
+    content = {"role": "user", "content": [{"type": "text", "text": "x\u0000"}]}
+    error_of(http.post(f"/threads/{world.thread_id}/messages", json=content), 400, "content[0].text")
+    error_of(http.post("/threads", json={"messages": [content]}), 400, "messages[0].content[0].text")
+    error_of(http.post("/assistants", json={"model": "m", "metadata": {"k\u0000": "v"}}), 400, "metadata")
+    error_of(http.get("/assistants", params={"after": "asst_\u0000"}), 400, "after")
+    error_of(http.get("/assistants/asst_%00"), 404)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AssistdError
+from ..protocol.common import ParamValueError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ def install(app: FastAPI) -> None:
         if error.get("type") == "json_invalid":
             # Its loc is a position in the raw body, not a parameter.
             return _error(400, _validation_message(error, None), "invalid_request_error")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ParamValueError):
+            prefix = param_name(tuple(error.get("loc", ())))
+            named = f"{prefix}.{cause.param}" if prefix and cause.param != "body" else cause.param
+            return _error(400, f"Invalid '{named}': {cause}", "invalid_request_error", named, "invalid_value")
         param = param_name(tuple(error.get("loc", ())))
         if error.get("type") == "missing" and param is None:
             return _error(400, "The request body is required.", "invalid_request_error")

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
+    model_validator,
 )
 
 T = TypeVar("T")
@@ -36,10 +37,41 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
 
 
+class ParamValueError(ValueError):
+    """A value refused for a reason that names its own parameter (validation locations cannot)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _find_nul(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_nul(key, path) or _find_nul(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _find_nul(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
 class RequestModel(BaseModel):
     """Base of request bodies: unknown fields are refused, as OpenAI does."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL text cannot store NUL; refuse it on every backend alike, naming where it was.
+        if (param := _find_nul(data, "")) is not None:
+            raise ParamValueError("Strings may not contain NUL (\\u0000) characters.", param or "body")
+        return data
 
 
 class WireModel(BaseModel):
