@@ -16,6 +16,7 @@ from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
 from .config import Settings
 from .engine.engine import Engine
+from .llm.local import LocalProvider, LocalSettings, bundled_model, parse_models
 from .llm.registry import ProviderRegistry
 from .llm.upstream import UpstreamProvider
 from .store.database import Database
@@ -36,7 +37,30 @@ def build_providers(settings: Settings) -> ProviderRegistry:
             retry_base=settings.upstream_retry_base_seconds,
             max_concurrency=settings.upstream_max_concurrency,
         )
-    return ProviderRegistry(upstream=upstream)
+    specs = parse_models(settings.local_models)
+    if settings.local_default_model and (bundled := bundled_model()) is not None:
+        specs.insert(0, bundled)
+    local = None
+    if specs:
+        local = LocalProvider(
+            specs,
+            LocalSettings(
+                context=settings.local_context_tokens,
+                parallel=settings.local_parallel,
+                threads=settings.local_threads,
+                max_tokens=settings.local_max_tokens,
+            ),
+        )
+    return ProviderRegistry(upstream=upstream, local=local)
+
+
+def default_model(settings: Settings, providers: ProviderRegistry) -> str | None:
+    """The model of an assistant created without one."""
+    if settings.default_model:
+        return settings.default_model
+    if providers.upstream is None and providers.local is not None and providers.local.model_ids:
+        return providers.local.model_ids[0]
+    return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         providers = build_providers(settings)
         engine = Engine(settings, db, providers)
         app.state.db, app.state.providers, app.state.engine = db, providers, engine
+        app.state.default_model = default_model(settings, providers)
         await engine.start()
         app.state.ready = True
         try:

@@ -39,7 +39,7 @@ def serve(args: argparse.Namespace) -> int:
     elif not settings.api_key_list:
         log.warning("no ASSISTD_API_KEYS are set: any key is accepted, and only this machine can connect")
     if not settings.upstream_base_url:
-        log.warning("no ASSISTD_UPSTREAM_BASE_URL is set: runs have no model to call")
+        log.info("no ASSISTD_UPSTREAM_BASE_URL is set: runs use the local models only")
     log.info("assistd %s listening on http://%s:%d/v1", __version__, host, args.port)
     uvicorn.run(
         create_app(settings),

@@ -20,6 +20,16 @@ class Settings(BaseSettings):
     upstream_api_key: SecretStr | None = None
     api_keys: str = ""
     cors_origins: str = ""
+    # The model a new assistant gets when it names none; unset: the first local model when no upstream is set.
+    default_model: str | None = None
+    # Local GGUF models: "/path/a.gguf,/path/b.gguf=my-id". The bundled SmolLM2 is served unless disabled.
+    local_models: str = ""
+    local_default_model: bool = True
+    local_context_tokens: int = Field(default=4096, ge=256)
+    local_parallel: int = Field(default=2, ge=1)
+    local_threads: int | None = Field(default=None, ge=1)
+    local_max_tokens: int = Field(default=512, ge=1)
+
     # Requests per minute per tenant (API key); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=0, ge=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
+from ..errors import InvalidRequestError
 from ..protocol.assistants import AssistantCreateParams, AssistantUpdateParams
 from ..store import assistants as store
 from ..store.pagination import PageQuery
@@ -17,7 +18,14 @@ router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
 
 
 @router.post("")
-async def create_assistant(params: AssistantCreateParams, tenant: Tenant, db: Db) -> Response:
+async def create_assistant(
+    params: AssistantCreateParams, request: Request, tenant: Tenant, db: Db
+) -> Response:
+    if params.model is None:
+        model = request.app.state.default_model
+        if model is None:
+            raise InvalidRequestError("Missing required parameter: 'model'.", param="model")
+        params = params.model_copy(update={"model": model})
     async with db.write() as session:
         return json_response(await store.create(session, tenant, params))
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..errors import InvalidRequestError
+from ..llm.registry import ProviderRegistry
 from ..llm.types import ChatRequest
 from ..store import messages as message_store
 from ..store import runs as run_store
@@ -70,7 +73,7 @@ def _response_format(value: Any) -> dict[str, Any] | None:
     return None
 
 
-async def build(session: AsyncSession, run: RunRow) -> RunContext:
+async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry | None = None) -> RunContext:
     strategy = run.truncation_strategy or {"type": "auto"}
     limit = strategy.get("last_messages") if strategy.get("type") == "last_messages" else HISTORY_CAP
     history = [
@@ -81,23 +84,20 @@ async def build(session: AsyncSession, run: RunRow) -> RunContext:
     own, completion_used = await _own_turns(session, run)
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
 
-    if run.max_prompt_tokens is not None:
-        # Drop the oldest history first; the newest message, this run's own turns and the instructions
-        # always stay (a prompt without the question is no answer to it).
-        while len(history) > 1 and estimate_tokens(system + history + own) > run.max_prompt_tokens:
-            history.pop(0)
-        if estimate_tokens(system + history + own) > run.max_prompt_tokens:
-            raise PromptTooLong
-
-    offered = function_tools(run.tools)
     max_tokens = None
     if run.max_completion_tokens is not None:
         max_tokens = max(1, run.max_completion_tokens - completion_used)
+    budget = providers.prompt_budget(run.model, max_tokens) if providers is not None else None
+    await _fit(system, history, own, run, budget, _counter(providers, run.model))
+
+    offered = function_tools(run.tools)
     request = ChatRequest(
         model=run.model,
         messages=system + history + own,
         tools=offered,
-        tool_choice=_tool_choice(run.tool_choice, offered),
+        # A forced or required tool applies until the run has called tools; then the model must be free to
+        # answer, or it would call the same tool forever.
+        tool_choice=_tool_choice(run.tool_choice if not _called_tools(own) else "auto", offered),
         parallel_tool_calls=run.parallel_tool_calls if offered else None,
         temperature=run.temperature,
         top_p=run.top_p,
@@ -106,6 +106,61 @@ async def build(session: AsyncSession, run: RunRow) -> RunContext:
         reasoning_effort=run.reasoning_effort,
     )
     return RunContext(request=request, completion_used=completion_used)
+
+
+def _called_tools(turns: list[dict[str, Any]]) -> bool:
+    return any(turn.get("tool_calls") for turn in turns)
+
+
+Counter = Callable[[list[dict[str, Any]]], Awaitable[int]]
+
+
+def _counter(providers: ProviderRegistry | None, model: str) -> Counter:
+    """Counts a prompt's tokens with the model's own tokenizer where its provider has one, else estimates."""
+
+    async def count(messages: list[dict[str, Any]]) -> int:
+        exact = await providers.count_tokens(model, messages) if providers is not None else None
+        return exact if exact is not None else estimate_tokens(messages)
+
+    return count
+
+
+async def _fit(
+    system: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    own: list[dict[str, Any]],
+    run: RunRow,
+    budget: int | None,
+    count: Counter,
+) -> None:
+    """Drop the oldest history until the prompt fits ``max_prompt_tokens`` and the model's context.
+
+    The newest message, this run's own turns and the instructions always stay: a prompt without the
+    question is no answer to it. Raises when even that does not fit.
+    """
+    limits = [limit for limit in (run.max_prompt_tokens, budget) if limit is not None]
+    if not limits:
+        return
+    limit = min(limits)
+    total = await count(system + history + own)
+    while total > limit and len(history) > 1:
+        # An exact count may cost a tokenizer call: drop by estimate scaled to the exact count, then recount.
+        scale = total / max(1, estimate_tokens(system + history + own))
+        while len(history) > 1 and estimate_tokens(system + history + own) * scale > limit:
+            history.pop(0)
+        total = await count(system + history + own)
+        if total > limit and len(history) > 1:
+            history.pop(0)
+            total = await count(system + history + own)
+    if total <= limit:
+        return
+    if run.max_prompt_tokens is not None and total > run.max_prompt_tokens:
+        raise PromptTooLong
+    raise InvalidRequestError(
+        f"The prompt needs {total} tokens, more than the {budget} that the context of the model "
+        f"'{run.model}' leaves for it.",
+        param="model",
+    )
 
 
 async def _own_turns(session: AsyncSession, run: RunRow) -> tuple[list[dict[str, Any]], int]:

@@ -136,7 +136,7 @@ class RunExecutor:
 
     async def _turn(self, run: RunRow) -> None:
         async with self._db.read() as session:
-            built = await context.build(session, run)
+            built = await context.build(session, run, self._providers)
         provider = self._providers.provider_for(run.model)
         turn = _Turn()
         try:

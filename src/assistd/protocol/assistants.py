@@ -27,7 +27,8 @@ class Assistant(WireModel):
 
 
 class AssistantCreateParams(RequestModel):
-    model: str = Field(min_length=1)
+    # Optional, unlike OpenAI's: the server's default model (the local one out of the box) fills it in.
+    model: str | None = Field(default=None, min_length=1)
     name: str | None = Field(default=None, max_length=256)
     description: str | None = Field(default=None, max_length=512)
     instructions: str | None = Field(default=None, max_length=256_000)

@@ -51,7 +51,7 @@ async def create(session: AsyncSession, tenant: str, params: AssistantCreatePara
         created_at=now(),
         name=params.name,
         description=params.description,
-        model=params.model,
+        model=params.model or "",
         instructions=params.instructions,
         tools=dump(params.tools),
         tool_resources=dump(params.tool_resources),
