@@ -282,3 +282,33 @@ def _tokenizer_count(messages: list[dict[str, str]]) -> int:
     )
     del server
     return int(response.json()["input_tokens"])
+
+
+def test_gguf_files_named_in_configuration_are_served(tmp_path: Path, databases: Databases) -> None:
+    from assistd.llm.local import bundled_model
+
+    bundled = bundled_model()
+    assert bundled is not None
+    env = {
+        "ASSISTD_LOCAL_MODELS": f"{bundled.path}=my-model",
+        "ASSISTD_LOCAL_DEFAULT_MODEL": "false",
+        "ASSISTD_LOCAL_MAX_TOKENS": "16",
+    }
+    srv = AssistdServer(tmp_path, databases.new(), env).start()
+    try:
+        with make_client(srv) as client:
+            assert [m.id for m in client.models.list().data] == ["my-model"]
+            assistant = client.beta.assistants.create(model="my-model")
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=_thread(client, "Hello!"), assistant_id=assistant.id
+            )
+            assert run.status == "completed", run.last_error
+            # A model nobody serves fails the run with a clear reason, not a server error.
+            other = client.beta.assistants.create(model="not-served")
+            failed = client.beta.threads.runs.create_and_poll(
+                thread_id=_thread(client, "Hi"), assistant_id=other.id
+            )
+            assert failed.status == "failed" and failed.last_error is not None
+            assert failed.last_error.code == "invalid_prompt" and "not-served" in failed.last_error.message
+    finally:
+        srv.stop()

@@ -137,3 +137,14 @@ def test_tool_turns_become_text_for_templates_without_tools() -> None:
         "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
     }
     assert messages[3] == {"role": "user", "content": "Tool result for call call_1: cold"}
+
+
+def test_local_models_setting_parses_paths_and_ids() -> None:
+    from pathlib import Path
+
+    from assistd.llm.local import LocalModelSpec, parse_models
+
+    assert parse_models(" /m/Qwen2.5-1.5B.gguf , /m/b.gguf=fast ,") == [
+        LocalModelSpec("qwen2.5-1.5b", Path("/m/Qwen2.5-1.5B.gguf")),
+        LocalModelSpec("fast", Path("/m/b.gguf")),
+    ]
