@@ -108,6 +108,17 @@ async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry 
     return RunContext(request=request, completion_used=completion_used)
 
 
+# What a chat template may add around the messages: role markers per message, a default system prompt.
+_TEMPLATE_TOKENS_PER_MESSAGE = 16
+_TEMPLATE_TOKENS = 256
+
+
+def upper_bound_tokens(messages: list[dict[str, Any]]) -> int:
+    """More tokens than ``messages`` can take: a byte-level tokenizer spends at least a byte a token."""
+    size = sum(len(json.dumps(message, ensure_ascii=False).encode()) for message in messages)
+    return size + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS
+
+
 def _called_tools(turns: list[dict[str, Any]]) -> bool:
     return any(turn.get("tool_calls") for turn in turns)
 
@@ -142,6 +153,8 @@ async def _fit(
     if not limits:
         return
     limit = min(limits)
+    if upper_bound_tokens(system + history + own) <= limit:
+        return  # fits whatever the tokenizer says: spare the count (a tokenizer call for local models)
     total = await count(system + history + own)
     while total > limit and len(history) > 1:
         # An exact count may cost a tokenizer call: drop by estimate scaled to the exact count, then recount.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,12 @@ class _Turn:
     calls: dict[int, _Call] = field(default_factory=dict)
     usage: TokenUsage | None = None
     finish_reason: str | None = None
+    # The draft message and its step are written while the first token already travels to clients.
+    saving: asyncio.Task[None] | None = None
+
+    async def saved(self) -> None:
+        if self.saving is not None:
+            await asyncio.shield(self.saving)
 
 
 @dataclass
@@ -159,7 +167,13 @@ class RunExecutor:
             turn.usage = TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
         await self._finish_turn(run.id, turn)
 
+    async def _insert(self, *rows: MessageRow | RunStepRow) -> None:
+        async with self._db.write() as session:
+            session.add_all(rows)
+
     async def _keep_partial_text(self, turn: _Turn) -> None:
+        with contextlib.suppress(Exception):
+            await turn.saved()
         if turn.message is None or not turn.text:
             return
         content = [{"type": "text", "text": {"value": "".join(turn.text), "annotations": []}}]
@@ -175,18 +189,14 @@ class RunExecutor:
 
     async def _on_text(self, run: RunRow, turn: _Turn, text: str) -> None:
         if turn.message is None:
-            async with self._db.write() as session:
-                message = await message_store.insert_assistant_draft(
-                    session, run.tenant, run.thread_id, run.id, run.assistant_id
-                )
-                step = run_store.new_step_row(
-                    run,
-                    "message_creation",
-                    {"type": "message_creation", "message_creation": {"message_id": message.id}},
-                )
-                session.add(step)
-                await session.flush()
+            message = message_store.assistant_draft(run.tenant, run.thread_id, run.id, run.assistant_id)
+            step = run_store.new_step_row(
+                run,
+                "message_creation",
+                {"type": "message_creation", "message_creation": {"message_id": message.id}},
+            )
             turn.message, turn.message_step = message, step
+            turn.saving = asyncio.create_task(self._insert(message, step))
             step_wire = run_store.step_to_wire(step)
             message_wire = message_store.to_wire(message)
             self._bus.publish(
@@ -221,6 +231,7 @@ class RunExecutor:
         arguments: str | None,
     ) -> None:
         if turn.tool_step is None:
+            await turn.saved()  # steps keep the order they were made in
             async with self._db.write() as session:
                 step = run_store.new_step_row(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
                 session.add(step)
@@ -261,6 +272,7 @@ class RunExecutor:
         assert turn.usage is not None
         usage = _usage(turn.usage)
         events: list[StreamEvent] = []
+        await turn.saved()
         async with self._db.write() as session:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or run.status not in ("in_progress", "cancelling"):

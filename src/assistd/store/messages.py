@@ -67,11 +67,9 @@ async def insert(
     return row
 
 
-async def insert_assistant_draft(
-    session: AsyncSession, tenant: str, thread_id: str, run_id: str, assistant_id: str
-) -> MessageRow:
-    """Start the assistant message a run fills in as the model writes it."""
-    row = MessageRow(
+def assistant_draft(tenant: str, thread_id: str, run_id: str, assistant_id: str) -> MessageRow:
+    """The assistant message a run fills in as the model writes it (not yet added to a session)."""
+    return MessageRow(
         id=new_id("msg"),
         tenant=tenant,
         thread_id=thread_id,
@@ -84,9 +82,6 @@ async def insert_assistant_draft(
         attachments=[],
         meta={},
     )
-    session.add(row)
-    await session.flush()
-    return row
 
 
 async def get_row(session: AsyncSession, tenant: str, thread_id: str, message_id: str) -> MessageRow:
