@@ -386,3 +386,29 @@ def httpx_client(server: AssistdServer) -> Any:
     import httpx
 
     return httpx.Client(base_url=server.base_url, timeout=30, headers={"Authorization": f"Bearer {KEYS[0]}"})
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "after_outputs"),
+    [({"type": "function", "function": {"name": "get_weather"}}, "none"), ("required", "auto")],
+)
+def test_a_forced_tool_choice_ends_once_tools_were_called(
+    client: OpenAI, fake: FakeUpstream, tool_choice: Any, after_outputs: str
+) -> None:
+    """Forcing a tool again after its output came back would loop forever; the model answers instead."""
+    fake.push(ToolCalls([("get_weather", {"city": "Oslo"})]), Text("Cold."))
+    assistant_id, thread_id = _setup(client)
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant_id, tool_choice=tool_choice
+    )
+    assert run.status == "requires_action" and run.required_action is not None
+    call_id = run.required_action.submit_tool_outputs.tool_calls[0].id
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=thread_id, tool_outputs=[{"tool_call_id": call_id, "output": "-3C"}]
+    )
+    assert done.status == "completed"
+    first, second = fake.requests
+    assert first["tool_choice"] == tool_choice
+    assert second["tool_choice"] == after_outputs
+    # The run still reports the choice it was created with.
+    assert done.tool_choice == run.tool_choice

@@ -144,6 +144,7 @@ def test_forced_function_call_is_valid_and_the_run_completes_after_outputs(
         assistant_id=assistant_id,
         tools=[WEATHER],  # type: ignore[list-item]
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        temperature=0,
     )
     assert run.status == "requires_action", run.last_error
     assert run.required_action is not None
@@ -191,6 +192,7 @@ def test_json_schema_response_format_yields_valid_json(local: OpenAI, assistant_
         thread_id=thread_id,
         assistant_id=assistant_id,
         max_completion_tokens=256,
+        temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}},
     )
     assert run.status == "completed", run.last_error

@@ -95,9 +95,7 @@ async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry 
         model=run.model,
         messages=system + history + own,
         tools=offered,
-        # A forced or required tool applies until the run has called tools; then the model must be free to
-        # answer, or it would call the same tool forever.
-        tool_choice=_tool_choice(run.tool_choice if not _called_tools(own) else "auto", offered),
+        tool_choice=_tool_choice(_choice_now(run.tool_choice, own), offered),
         parallel_tool_calls=run.parallel_tool_calls if offered else None,
         temperature=run.temperature,
         top_p=run.top_p,
@@ -119,8 +117,12 @@ def upper_bound_tokens(messages: list[dict[str, Any]]) -> int:
     return size + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS
 
 
-def _called_tools(turns: list[dict[str, Any]]) -> bool:
-    return any(turn.get("tool_calls") for turn in turns)
+def _choice_now(choice: Any, turns: list[dict[str, Any]]) -> Any:
+    """A forced or required tool applies until the run has called tools, or it would call them forever:
+    after a named function's call the model answers with its result; after ``required`` it chooses freely."""
+    if not any(turn.get("tool_calls") for turn in turns):
+        return choice
+    return "none" if isinstance(choice, dict) else "auto"
 
 
 Counter = Callable[[list[dict[str, Any]]], Awaitable[int]]
