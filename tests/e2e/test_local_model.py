@@ -10,7 +10,6 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jsonschema
@@ -20,6 +19,7 @@ from openai.types.beta.threads import Message, Run
 
 from conftest import Databases, make_client
 from server import KEYS, AssistdServer
+from sse import stream_events
 from wire import check, raw
 
 MODEL = "smollm2-135m-instruct"
@@ -107,22 +107,8 @@ def test_streaming_deltas_arrive_before_completion_and_add_up(
     local_server: AssistdServer, local: OpenAI, assistant_id: str
 ) -> None:
     thread_id = _thread(local, "Count from one to five.")
-    events: list[tuple[str, Any]] = []
-    with (
-        httpx.Client(base_url=local_server.base_url, timeout=120) as http,
-        http.stream(
-            "POST",
-            f"/threads/{thread_id}/runs",
-            json={"assistant_id": assistant_id, "stream": True, "temperature": 0},
-            headers={"Authorization": f"Bearer {KEYS[0]}"},
-        ) as response,
-    ):
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: ") and name != "done":
-                events.append((name, json.loads(line.removeprefix("data: "))))
+    body = {"assistant_id": assistant_id, "stream": True, "temperature": 0}
+    events = list(stream_events(local_server.base_url, f"/threads/{thread_id}/runs", body, timeout=120))[:-1]
     names = [name for name, _ in events]
     assert names[-1] == "thread.run.completed"
     deltas = [
@@ -204,24 +190,13 @@ def test_cancel_mid_generation_stops_it_and_frees_the_model(
 ) -> None:
     thread_id = _thread(local, "Write a very long story about a dragon.")
     run_id = ""
-    with (
-        httpx.Client(base_url=local_server.base_url, timeout=120) as http,
-        http.stream(
-            "POST",
-            f"/threads/{thread_id}/runs",
-            json={"assistant_id": assistant_id, "stream": True, "max_completion_tokens": 2000},
-            headers={"Authorization": f"Bearer {KEYS[0]}"},
-        ) as response,
-    ):
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: ") and name == "thread.run.created":
-                run_id = json.loads(line.removeprefix("data: "))["id"]
-            elif name == "thread.message.delta" and run_id:
-                local.beta.threads.runs.cancel(run_id=run_id, thread_id=thread_id)
-                run_id = ""  # cancel once
+    body = {"assistant_id": assistant_id, "stream": True, "max_completion_tokens": 2000}
+    for name, data in stream_events(local_server.base_url, f"/threads/{thread_id}/runs", body, timeout=120):
+        if name == "thread.run.created":
+            run_id = data["id"]
+        elif name == "thread.message.delta" and run_id:
+            local.beta.threads.runs.cancel(run_id=run_id, thread_id=thread_id)
+            run_id = ""  # cancel once
     run = local.beta.threads.runs.list(thread_id=thread_id).data[0]
     assert run.status == "cancelled"
     # Generation stopped: nowhere near the 2,000 tokens it was allowed.

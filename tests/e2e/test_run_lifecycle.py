@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -16,7 +14,8 @@ from openai.types.beta.threads.runs import RunStep
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream, Text, ToolCalls
-from server import KEYS, AssistdServer
+from server import AssistdServer
+from sse import delta_text, stream_events
 from wire import check, raw
 
 TERMINAL = {"completed", "incomplete", "failed", "cancelled", "expired"}
@@ -215,27 +214,13 @@ def test_cancelling_a_streamed_run_ends_the_stream(
     fake.push(Text("never arrives", delay_s=10))
     assistant_id, thread_id = _setup(client)
     events: list[tuple[str, dict[str, Any] | str]] = []
-    with (
-        httpx.Client(base_url=server.base_url, timeout=30) as http,
-        http.stream(
-            "POST",
-            f"/threads/{thread_id}/runs",
-            json={"assistant_id": assistant_id, "stream": True},
-            headers={"Authorization": f"Bearer {KEYS[0]}"},
-        ) as response,
-    ):
-        assert response.status_code == 200
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                data = line.removeprefix("data: ")
-                events.append((name, data if data == "[DONE]" else json.loads(data)))
-                if name == "thread.run.in_progress":
-                    run_id = json.loads(data)["id"]
-                    fake.wait_for_requests(1)
-                    client.beta.threads.runs.cancel(run_id=run_id, thread_id=thread_id)
+    body = {"assistant_id": assistant_id, "stream": True}
+    for name, data in stream_events(server.base_url, f"/threads/{thread_id}/runs", body, timeout=30):
+        events.append((name, data))
+        if name == "thread.run.in_progress":
+            run_id = data["id"]
+            fake.wait_for_requests(1)
+            client.beta.threads.runs.cancel(run_id=run_id, thread_id=thread_id)
 
     names = [n for n, _ in events]
     assert names[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
@@ -290,25 +275,14 @@ def test_cancelling_mid_message_keeps_the_streamed_text(
     assistant_id, thread_id = _setup(client)
     names: list[str] = []
     deltas: list[str] = []
-    with (
-        httpx.Client(base_url=server.base_url, timeout=30) as http,
-        http.stream(
-            "POST",
-            f"/threads/{thread_id}/runs",
-            json={"assistant_id": assistant_id, "stream": True},
-            headers={"Authorization": f"Bearer {KEYS[0]}"},
-        ) as response,
-    ):
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-                names.append(name)
-            elif line.startswith("data: ") and name == "thread.message.delta":
-                deltas.append(json.loads(line.removeprefix("data: "))["delta"]["content"][0]["text"]["value"])
-                if len(deltas) == 1:
-                    run_id = client.beta.threads.runs.list(thread_id=thread_id).data[0].id
-                    client.beta.threads.runs.cancel(run_id=run_id, thread_id=thread_id)
+    body = {"assistant_id": assistant_id, "stream": True}
+    for name, data in stream_events(server.base_url, f"/threads/{thread_id}/runs", body, timeout=30):
+        names.append(name)
+        if name == "thread.message.delta":
+            deltas.append(delta_text(data))
+            if len(deltas) == 1:
+                run_id = client.beta.threads.runs.list(thread_id=thread_id).data[0].id
+                client.beta.threads.runs.cancel(run_id=run_id, thread_id=thread_id)
     # The stream closes what the cancel cut short before it reports the run cancelled.
     assert names[-5:] == [
         "thread.run.cancelling",
