@@ -164,22 +164,6 @@ class Engine:
         self.pool.wake()
         return wire
 
-    async def wait_for_change(self, run_id: str, status: str, seconds: float) -> None:
-        """Return when ``run_id`` leaves ``status`` (the caller re-reads it) or after ``seconds``."""
-        listener = self.bus.subscription()
-        listener.attach(run_id)
-        try:
-            async with self.db.read() as session:
-                current = await run_store.get_row_by_id(session, run_id)
-            if current is None or current.status != status:
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    while not (await listener.get()).is_run_status:
-                        pass
-        finally:
-            listener.close()
-
     def listen(self, run_id: str) -> Subscription:
         """A subscription to ``run_id``'s events from now on; the caller closes it."""
         listener = self.bus.subscription()

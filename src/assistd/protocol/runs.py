@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -165,7 +165,3 @@ class ToolOutput(BaseModel):
 class SubmitToolOutputsParams(RequestModel):
     tool_outputs: list[ToolOutput]
     stream: bool | None = None
-
-
-def usage_or_none(data: dict[str, Any] | None) -> Usage | None:
-    return Usage.model_validate(data) if data is not None else None

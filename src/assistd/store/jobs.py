@@ -18,16 +18,11 @@ def enqueue(session: AsyncSession, run_id: str) -> None:
     session.add(RunJobRow(run_id=run_id, enqueued_at=time.time(), locked_until=0.0, attempts=0))
 
 
-async def claim(session: AsyncSession, worker_id: str, lease_seconds: float) -> tuple[str, int] | None:
-    """Take the oldest job nobody holds; returns the run id and how many times it was claimed."""
-    claimed = await claim_next(session, worker_id, lease_seconds)
-    return None if claimed is None else (claimed[0], claimed[1])
-
-
 async def claim_next(
     session: AsyncSession, worker_id: str, lease_seconds: float
 ) -> tuple[str, int, bool] | None:
-    """``claim``, and whether another job was ready beside the one taken (so claiming again may pay)."""
+    """Take the oldest job nobody holds: its run id, how many times it was claimed, and whether another
+    job was ready beside it (so claiming again may pay)."""
     now = time.time()
     for _ in range(3):
         candidates = (

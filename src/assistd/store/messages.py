@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,7 +131,3 @@ async def history(session: AsyncSession, thread_id: str, limit: int | None = Non
 
 async def by_ids(session: AsyncSession, message_ids: list[str]) -> list[MessageRow]:
     return list((await session.scalars(select(MessageRow).where(MessageRow.id.in_(message_ids)))).all())
-
-
-def text_of(content: list[dict[str, Any]]) -> str:
-    return "".join(part["text"]["value"] for part in content if part.get("type") == "text")
