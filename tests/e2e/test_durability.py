@@ -337,9 +337,11 @@ def test_crash_resumes_in_progress_and_queued_runs(servers: Servers, fake: FakeU
             assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
 
 
+@pytest.mark.parametrize("kill", [True, False], ids=["killed", "stopped"])
 def test_crash_while_a_message_streams_leaves_nothing_in_progress(
-    servers: Servers, fake: FakeUpstream
+    servers: Servers, fake: FakeUpstream, kill: bool
 ) -> None:
+    """A killed process, or one stopped gracefully mid-answer: the draft is closed and the run completes."""
     server = servers.start(run_lease_seconds="1")
     # The reply starts at once, then trickles: the kill lands while the assistant message is a draft.
     fake.push(Text("partial " * 100, chunk_delay_s=0.3), Echo("re: "))
@@ -349,7 +351,7 @@ def test_crash_while_a_message_streams_leaves_nothing_in_progress(
         run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
         draft = wait_until_assistant_draft(client, thread.id)
 
-    server = servers.restart(kill=True)
+    server = servers.restart(kill=kill)
     with make_client(server) as client:
         done = wait_for(client, server, thread.id, run.id, {"completed"})
         check(Run, done, "RunObject")

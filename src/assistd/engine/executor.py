@@ -112,8 +112,9 @@ class RunExecutor:
                 run=None, events=[*closed, StreamEvent("thread.run.failed", run_store.to_wire(run))]
             )
         closed = []
-        if attempts > 1:
-            # A crashed attempt may have left a half-written step and message: close them, start over.
+        if run.status == "in_progress":
+            # Claimed again after a crash or a shutdown: the attempt before may have left a half-written
+            # step and message. Close them and start the turn over.
             interrupted = {"code": "server_error", "message": "Interrupted by a server restart."}
             closed = await state.close_leftovers(session, run_id, "failed", interrupted)
         if run.status == "queued":
