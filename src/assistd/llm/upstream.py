@@ -22,6 +22,7 @@ from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
 log = logging.getLogger(__name__)
 
 _MODELS_TTL_SECONDS = 60.0
+_MODELS_TIMEOUT_SECONDS = 5.0
 
 
 class UpstreamProvider:
@@ -82,7 +83,8 @@ class UpstreamProvider:
         if time.monotonic() - self._models_at < _MODELS_TTL_SECONDS:
             return self._models
         try:
-            page = await self._client.models.list()
+            # Listing models must not hang for a whole generation timeout when the upstream is unreachable.
+            page = await self._client.with_options(timeout=_MODELS_TIMEOUT_SECONDS).models.list()
         except openai.OpenAIError as exc:
             log.warning("could not list upstream models: %s", _kind(exc))
             return self._models
