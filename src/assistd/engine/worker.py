@@ -40,6 +40,7 @@ class WorkerPool:
         self._closing = False
 
     async def start(self) -> None:
+        self._wake.set()  # jobs left by an earlier process are claimed at once
         self._loops = [
             asyncio.create_task(self._guard(self._dispatch, "dispatcher")),
             asyncio.create_task(self._guard(self._maintain, "maintenance")),
@@ -78,8 +79,8 @@ class WorkerPool:
 
     async def _dispatch(self) -> None:
         while not self._closing:
+            await self._wait_for_work()
             await self._slots.acquire()
-            self._wake.clear()
             try:
                 started = None
                 async with self._db.write() as session:
@@ -92,10 +93,10 @@ class WorkerPool:
                 raise
             if claimed is None or started is None:
                 self._slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
                 continue
             run_id, _, more = claimed
+            if more:
+                self._wake.set()  # another job was ready: claim again at once
             self._executor.publish(run_id, started.events)
             if started.run is None:
                 self._slots.release()
@@ -103,11 +104,21 @@ class WorkerPool:
             task = asyncio.create_task(self._run(started.run))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            if not more:
-                # Nothing else was ready: rather than a write transaction to find the queue empty (in the
-                # way of the run just started), wait for the next enqueue's wake (or the interval).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
+
+    async def _wait_for_work(self) -> None:
+        """Until an enqueue here wakes the dispatcher, or a look at the queue finds a job nobody holds (a
+        lapsed lease, another process's enqueue). Looking is a read: the write of a claim is only paid for
+        a job that is there."""
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
+            except TimeoutError:
+                async with self._db.read() as session:
+                    if await jobs.claimable(session):
+                        return
+            else:
+                self._wake.clear()
+                return
 
     async def _run(self, run: RunRow) -> None:
         run_id = run.id
@@ -155,8 +166,6 @@ class WorkerPool:
     async def _maintain(self) -> None:
         while not self._closing:
             await self.expire_overdue()
-            # Leases of dead workers lapse on their own; waking the dispatcher lets it claim them.
-            self._wake.set()
             await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
     async def expire_overdue(self) -> None:

@@ -18,6 +18,14 @@ def enqueue(session: AsyncSession, run_id: str) -> None:
     session.add(RunJobRow(run_id=run_id, enqueued_at=time.time(), locked_until=0.0, attempts=0))
 
 
+async def claimable(session: AsyncSession) -> bool:
+    """Whether some job waits that nobody holds."""
+    found = await session.scalar(
+        select(RunJobRow.run_id).where(RunJobRow.locked_until < time.time()).limit(1)
+    )
+    return found is not None
+
+
 async def claim_next(
     session: AsyncSession, worker_id: str, lease_seconds: float
 ) -> tuple[str, int, bool] | None:
