@@ -289,3 +289,31 @@ def test_gguf_files_named_in_configuration_are_served(tmp_path: Path, databases:
             assert failed.last_error.code == "invalid_prompt" and "not-served" in failed.last_error.message
     finally:
         srv.stop()
+
+
+def test_json_object_response_format_yields_a_json_object(local: OpenAI, assistant_id: str) -> None:
+    thread_id = _thread(local, "Describe a cat as JSON.")
+    run = local.beta.threads.runs.create_and_poll(
+        thread_id=thread_id,
+        assistant_id=assistant_id,
+        max_completion_tokens=256,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
+    assert run.status == "completed", run.last_error
+    assert isinstance(json.loads(_text(_reply(local, thread_id))), dict)
+
+
+def test_tool_choice_none_answers_in_plain_text(local: OpenAI, assistant_id: str) -> None:
+    thread_id = _thread(local, "What is the weather in Paris?")
+    run = local.beta.threads.runs.create_and_poll(
+        thread_id=thread_id,
+        assistant_id=assistant_id,
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="none",
+        temperature=0,
+    )
+    assert run.status == "completed", run.last_error
+    assert run.required_action is None
+    text = _text(_reply(local, thread_id))
+    assert text.strip() and not text.lstrip().startswith('{"type"')

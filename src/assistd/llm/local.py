@@ -231,9 +231,7 @@ class LocalProvider:
             body["temperature"] = request.temperature
         if request.top_p is not None:
             body["top_p"] = request.top_p
-        if current.mode == "json_object":
-            body["response_format"] = {"type": "json_object"}
-        elif current.schema is not None:
+        if current.schema is not None:
             # Compact JSON (no free whitespace): fewer tokens, and an envelope the decoder can stream.
             schema = {**current.schema, "x-guidance": {"whitespace_flexible": False}}
             body["grammar"] = "%llguidance {}\nstart: %json " + json.dumps(schema)
