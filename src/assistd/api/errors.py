@@ -28,6 +28,11 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def error_response(exc: AssistdError) -> JSONResponse:
+    """The HTTP answer for one of assistd's errors."""
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
+
+
 def _is_branch_label(part: object) -> bool:
     return isinstance(part, str) and (
         part.startswith(("function-", "list[", "literal["))
@@ -81,7 +86,7 @@ def install(app: FastAPI) -> None:
     async def _assistd_error(_request: Request, exc: AssistdError) -> JSONResponse:
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message)
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-
-def _error(status: int, message: str, param: str | None, code: str | None) -> JSONResponse:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+from ..errors import InvalidRequestError, NotFoundError
+from .errors import error_response
 
 
 class NulGuard:
@@ -26,12 +23,14 @@ class NulGuard:
             if "\x00" in scope["path"]:
                 # No object id contains NUL: the object does not exist.
                 path = scope["path"].replace("\x00", "\\u0000")
-                await _error(404, f"No object found at {path}.", None, "not_found")(scope, receive, send)
+                missing = NotFoundError(f"No object found at {path}.", code="not_found")
+                await error_response(missing)(scope, receive, send)
                 return
             query = scope.get("query_string", b"").decode("latin-1")
             if "\x00" in unquote(query):
                 param = next((key for key, value in parse_qsl(query) if "\x00" in key + value), None)
                 message = "Query parameters may not contain NUL (\\u0000) characters."
-                await _error(400, message, param, "invalid_value")(scope, receive, send)
+                refused = InvalidRequestError(message, param=param, code="invalid_value")
+                await error_response(refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
