@@ -85,3 +85,16 @@ def check(model: type[M], data: Any, schema_name: str | None = None) -> M:
 def raw(response: Any) -> Any:
     """The JSON body of an SDK ``with_raw_response`` call."""
     return json.loads(response.http_response.content)
+
+
+def api_error(exc: Any, status: int, param: str | None) -> dict[str, Any]:
+    """Assert an SDK ``APIStatusError`` carries OpenAI's invalid-request body; return its error object."""
+    assert exc.status_code == status
+    body = exc.response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    return dict(error)

@@ -9,7 +9,7 @@ import pytest
 from openai import OpenAI
 from openai.types.beta import Assistant, AssistantDeleted
 
-from wire import check, raw
+from wire import api_error, check, raw
 
 WEATHER_PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -32,18 +32,6 @@ JSON_SCHEMA_FORMAT: dict[str, Any] = {
         "strict": True,
     },
 }
-
-
-def _error_body(exc: openai.APIStatusError, status: int, param: str | None) -> dict[str, Any]:
-    assert exc.status_code == status
-    body = exc.response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert error["type"] == "invalid_request_error"
-    assert error["param"] == param
-    return dict(error)
 
 
 def test_create_with_every_documented_parameter(client: OpenAI) -> None:
@@ -234,10 +222,10 @@ def test_modify_refuses_unknown_fields_and_bad_values(client: OpenAI) -> None:
     created = client.beta.assistants.create(model="fake-model", name="x")
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.assistants.update(created.id, extra_body={"colour": "blue"})
-    _error_body(info.value, 400, "colour")
+    api_error(info.value, 400, "colour")
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.assistants.update(created.id, top_p=1.5)
-    _error_body(info.value, 400, "top_p")
+    api_error(info.value, 400, "top_p")
     assert client.beta.assistants.retrieve(created.id).name == "x"
 
 
@@ -250,7 +238,7 @@ def test_delete_then_404(client: OpenAI) -> None:
 
     with pytest.raises(openai.NotFoundError) as info:
         client.beta.assistants.retrieve(created.id)
-    _error_body(info.value, 404, "assistant_id")
+    api_error(info.value, 404, "assistant_id")
     with pytest.raises(openai.NotFoundError):
         client.beta.assistants.update(created.id, name="ghost")
     with pytest.raises(openai.NotFoundError):

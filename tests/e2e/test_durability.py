@@ -20,6 +20,7 @@ from openai.types.beta.threads.runs import RunStep
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import Echo, FakeUpstream, Text, ToolCalls
+from samples import WEATHER_TOOL
 from server import AssistdServer
 from wire import check, check_schema, raw
 
@@ -27,19 +28,6 @@ pytestmark = pytest.mark.slow
 
 POLL_SECONDS = 30.0
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
-
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 class Servers:

@@ -15,17 +15,9 @@ from pydantic import BaseModel
 from typing_extensions import override
 
 from fake_upstream import FakeUpstream, Text, ToolCalls
+from samples import WEATHER_TOOL
 from server import KEYS, AssistdServer
 from wire import check, check_schema, raw
-
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 class _ListPage(BaseModel):

@@ -11,17 +11,7 @@ from openai.pagination import SyncCursorPage
 from openai.types.beta.threads import Message, MessageDeleted
 
 from fake_upstream import FakeUpstream, Text
-from wire import check, raw
-
-
-def _check_error(exc: openai.APIStatusError, status: int, param: str | None) -> None:
-    assert exc.status_code == status
-    body = exc.response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["type"] == "invalid_request_error"
-    assert body["error"]["param"] == param
-    assert body["error"]["message"]
+from wire import api_error, check, raw
 
 
 def _list(client: OpenAI, thread_id: str, **params: Any) -> dict[str, Any]:
@@ -153,7 +143,7 @@ def test_modify_metadata(client: OpenAI) -> None:
 
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.messages.update(message.id, thread_id=thread.id, extra_body={"content": "new"})
-    _check_error(info.value, 400, "content")
+    api_error(info.value, 400, "content")
 
 
 def test_delete_message(client: OpenAI) -> None:
@@ -167,7 +157,7 @@ def test_delete_message(client: OpenAI) -> None:
 
     with pytest.raises(openai.NotFoundError) as info:
         client.beta.threads.messages.retrieve(drop.id, thread_id=thread.id)
-    _check_error(info.value, 404, "message_id")
+    api_error(info.value, 404, "message_id")
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.messages.delete(drop.id, thread_id=thread.id)
     assert [m["id"] for m in _list(client, thread.id)["data"]] == [keep.id]
@@ -190,21 +180,21 @@ def test_invalid_messages(client: OpenAI) -> None:
     thread = client.beta.threads.create()
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.messages.create(thread.id, role="system", content="x")  # type: ignore[arg-type]
-    _check_error(info.value, 400, "role")
+    api_error(info.value, 400, "role")
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.messages.create(thread.id, role="user", content=[])
-    _check_error(info.value, 400, "content")
+    api_error(info.value, 400, "content")
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.messages.create(
             thread.id,
             role="user",
             content=[{"type": "video", "video": {}}],  # type: ignore[list-item]
         )
-    _check_error(info.value, 400, "content[0]")
+    api_error(info.value, 400, "content[0]")
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.messages.create(thread.id, role="user", content="x", attachments=[{"tools": []}])
-    _check_error(info.value, 400, "attachments[0].file_id")
+    api_error(info.value, 400, "attachments[0].file_id")
     with pytest.raises(openai.NotFoundError) as info:
         client.beta.threads.messages.create("thread_nope", role="user", content="x")
-    _check_error(info.value, 404, "thread_id")
+    api_error(info.value, 404, "thread_id")
     assert client.beta.threads.messages.list(thread.id).data == []

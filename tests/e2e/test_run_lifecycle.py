@@ -14,15 +14,12 @@ from openai.types.beta.threads.runs import RunStep
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream, Text, ToolCalls
+from samples import WEATHER_TOOL
 from server import AssistdServer
 from sse import delta_text, stream_events
 from wire import check, raw
 
 TERMINAL = {"completed", "incomplete", "failed", "cancelled", "expired"}
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
-}
 
 
 @pytest.fixture(scope="module")

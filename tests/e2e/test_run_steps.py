@@ -13,14 +13,11 @@ from openai.types.beta.threads.runs import RunStep
 from pydantic import BaseModel
 
 from fake_upstream import FakeUpstream, Text, ToolCalls
+from samples import WEATHER_TOOL
 from server import KEYS, AssistdServer
 from wire import check, raw
 
 INCLUDE = "step_details.tool_calls[*].file_search.results[*].content"
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
-}
 
 
 class _ListPage(BaseModel):

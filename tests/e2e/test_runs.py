@@ -14,16 +14,9 @@ from openai.types.beta.threads.runs import RunStep
 from pydantic import BaseModel
 
 from fake_upstream import FakeUpstream, Text
+from samples import WEATHER_TOOL
 from wire import check, raw
 
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 LOOKUP_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},

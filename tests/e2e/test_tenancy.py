@@ -15,13 +15,9 @@ from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
 
 from fake_upstream import FakeUpstream, ToolCalls
+from samples import WEATHER_TOOL
 from server import KEYS, AssistdServer
 from wire import check, raw
-
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
-}
 
 
 @dataclass

@@ -14,19 +14,9 @@ from openai.types.beta import Thread, ThreadDeleted
 from openai.types.beta.threads import Message
 
 from server import KEYS, AssistdServer
-from wire import check, raw
+from wire import api_error, check, raw
 
 IMAGE_URL = "https://example.com/cat.png"
-
-
-def _check_error(exc: openai.APIStatusError, status: int, param: str | None) -> None:
-    assert exc.status_code == status
-    body = exc.response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["type"] == "invalid_request_error"
-    assert body["error"]["param"] == param
-    assert body["error"]["message"]
 
 
 def _list_threads(server: AssistdServer, **params: Any) -> dict[str, Any]:
@@ -136,7 +126,7 @@ def test_retrieve_and_modify(client: OpenAI) -> None:
 
     with pytest.raises(openai.BadRequestError) as info:
         client.beta.threads.update(thread.id, extra_body={"messages": []})
-    _check_error(info.value, 400, "messages")
+    api_error(info.value, 400, "messages")
 
 
 def test_delete_removes_thread_and_its_messages(client: OpenAI) -> None:
@@ -149,7 +139,7 @@ def test_delete_removes_thread_and_its_messages(client: OpenAI) -> None:
 
     with pytest.raises(openai.NotFoundError) as info:
         client.beta.threads.retrieve(thread.id)
-    _check_error(info.value, 404, "thread_id")
+    api_error(info.value, 404, "thread_id")
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.messages.retrieve(message_id, thread_id=thread.id)
     with pytest.raises(openai.NotFoundError):
