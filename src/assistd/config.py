@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     upstream_retry_base_seconds: float = Field(default=0.5, ge=0)
     upstream_max_concurrency: int = Field(default=32, ge=1)
 
+    # Files and retrieval
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # An OpenAI-compatible /v1/embeddings service; unset: the bundled static embedding model.
+    embeddings_base_url: str | None = None
+    embeddings_api_key: SecretStr | None = None
+    embeddings_model: str = "text-embedding-3-small"
+    # Files ingested at once; each holds a CPU thread while it parses, chunks and embeds.
+    ingest_workers: int = Field(default=2, ge=1)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

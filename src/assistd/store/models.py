@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PkType = BigInteger().with_variant(Integer(), "sqlite")
@@ -129,6 +129,113 @@ class RunJobRow(Base):
     __table_args__ = (Index("ix_run_jobs_locked_until", "locked_until"),)
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enqueued_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FileRow(_Object, Base):
+    """An uploaded file. Its bytes live in the storage backend under ``storage_key``."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_tenant_pk", "tenant", "pk"),)
+
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="processed")
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class VectorStoreRow(_Object, Base):
+    __tablename__ = "vector_stores"
+    __table_args__ = (Index("ix_vector_stores_tenant_pk", "tenant", "pk"),)
+
+    name: Mapped[str | None] = mapped_column(String(256))
+    expires_after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_active_at: Mapped[int | None] = mapped_column(BigInteger)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped whenever the store's chunks change, so an in-memory copy of its vectors knows it is stale.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class VectorStoreFileRow(Base):
+    """A file's membership in a vector store; its public id is the file's id."""
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (
+        Index("ux_vector_store_files_store_file", "vector_store_id", "file_id", unique=True),
+        Index("ix_vector_store_files_store_pk", "vector_store_id", "pk"),
+        Index("ix_vector_store_files_batch", "batch_id"),
+        Index("ix_vector_store_files_file", "file_id"),
+    )
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    vector_store_id: Mapped[str] = mapped_column(String(64))
+    file_id: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    chunking_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class FileBatchRow(Base):
+    __tablename__ = "vector_store_file_batches"
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    vector_store_id: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ChunkRow(Base):
+    """One searchable passage of a file in a vector store, with its embedding as float32 bytes.
+
+    The keyword index over ``text`` is dialect-specific and made by the migration: an FTS5 table kept in
+    step by triggers on SQLite, a generated ``tsvector`` column with a GIN index on PostgreSQL."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        Index("ix_chunks_store_pk", "vector_store_id", "pk"),
+        Index("ix_chunks_store_file", "vector_store_id", "file_id"),
+    )
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    vector_store_id: Mapped[str] = mapped_column(String(64))
+    file_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EmbeddingCacheRow(Base):
+    """Embeddings by content: ``key`` is a hash of the embedder's name and the chunk text."""
+
+    __tablename__ = "embedding_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IngestJobRow(Base):
+    """A vector store file waiting for, or held by, an ingestion worker."""
+
+    __tablename__ = "ingest_jobs"
+    __table_args__ = (Index("ix_ingest_jobs_locked_until", "locked_until"),)
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    vector_store_id: Mapped[str] = mapped_column(String(64))
+    file_id: Mapped[str] = mapped_column(String(64))
     enqueued_at: Mapped[float] = mapped_column(Float)
     locked_until: Mapped[float] = mapped_column(Float, default=0.0)
     locked_by: Mapped[str | None] = mapped_column(String(64))
