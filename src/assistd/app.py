@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import assistants, errors, messages, models, runs, threads
+from .api import assistants, errors, files, messages, models, runs, threads, vector_stores
 from .api.auth import KeyRing
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
@@ -19,6 +19,11 @@ from .engine.engine import Engine
 from .llm.local import LocalProvider, LocalSettings, bundled_model, parse_models
 from .llm.registry import ProviderRegistry
 from .llm.upstream import UpstreamProvider
+from .retrieval.embeddings import build_embedder
+from .retrieval.ingest import Ingestor
+from .retrieval.ingest_worker import IngestWorker
+from .retrieval.search import Retriever
+from .storage import LocalFileStorage
 from .store.database import Database
 
 log = logging.getLogger(__name__)
@@ -71,15 +76,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.resolved_database_url)
         await db.migrate()
         providers = build_providers(settings)
-        engine = Engine(settings, db, providers)
+        embedder = build_embedder(settings)
+        retriever = Retriever(db, embedder)
+        ingest_worker = IngestWorker(settings, db, Ingestor(db, app.state.storage, embedder))
+        engine = Engine(settings, db, providers, retriever)
         app.state.db, app.state.providers, app.state.engine = db, providers, engine
+        app.state.retriever, app.state.ingest_worker = retriever, ingest_worker
         app.state.default_model = default_model(settings, providers)
         await engine.start()
+        await ingest_worker.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            await ingest_worker.close()
             await engine.close()
             await providers.close()
             await db.close()
@@ -89,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keyring = KeyRing(settings.api_key_list)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.ready = False
+    app.state.storage = LocalFileStorage(settings.data_dir / "files")
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -101,6 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
-    for module in (assistants, runs, threads, messages, models):
+    for module in (assistants, runs, threads, messages, models, files, vector_stores):
         app.include_router(module.router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import openai
@@ -49,6 +50,10 @@ def test_create_string_message(client: OpenAI) -> None:
 
 def test_create_content_parts_and_attachments(client: OpenAI) -> None:
     thread = client.beta.threads.create()
+    data, doc = (
+        client.files.create(file=(name, io.BytesIO(b"a,b\n1,2\n")), purpose="assistants").id
+        for name in ("data.csv", "doc.csv")
+    )
     body = raw(
         client.beta.threads.messages.with_raw_response.create(
             thread.id,
@@ -59,8 +64,8 @@ def test_create_content_parts_and_attachments(client: OpenAI) -> None:
                 {"type": "image_file", "image_file": {"file_id": "file-b", "detail": "auto"}},
             ],
             attachments=[
-                {"file_id": "file-data", "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]},
-                {"file_id": "file-doc", "tools": [{"type": "file_search"}]},
+                {"file_id": data, "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]},
+                {"file_id": doc, "tools": [{"type": "file_search"}]},
             ],
         )
     )
@@ -70,8 +75,8 @@ def test_create_content_parts_and_attachments(client: OpenAI) -> None:
     assert body["content"][1]["image_url"]["url"] == "https://example.com/a.png"
     assert body["content"][2]["image_file"] == {"file_id": "file-b", "detail": "auto"}
     assert body["attachments"] == [
-        {"file_id": "file-data", "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]},
-        {"file_id": "file-doc", "tools": [{"type": "file_search"}]},
+        {"file_id": data, "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]},
+        {"file_id": doc, "tools": [{"type": "file_search"}]},
     ]
 
     assistant_message = raw(

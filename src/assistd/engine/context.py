@@ -15,6 +15,8 @@ from ..llm.types import ChatRequest
 from ..store import messages as message_store
 from ..store import runs as run_store
 from ..store.models import MessageRow, RunRow
+from ..tools import file_search
+from ..tools.citations import Source
 
 # Without a token budget, the model's context is unknown: cap how much history a run reads.
 HISTORY_CAP = 1000
@@ -29,6 +31,8 @@ class PromptTooLong(Exception):
 class RunContext:
     request: ChatRequest
     completion_used: int
+    # The passages this run's searches numbered so far, for turning the model's markers into citations.
+    sources: dict[int, Source]
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -50,11 +54,22 @@ def _message_to_chat(row: MessageRow) -> dict[str, Any] | None:
 
 
 def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The functions the model is offered: the run's own, and one per built-in tool assistd runs."""
     offered = []
     for tool in tools:
         if tool.get("type") == "function":
             offered.append({"type": "function", "function": tool["function"]})
+    names = {tool["function"]["name"] for tool in offered}
+    if any(tool.get("type") == "file_search" for tool in tools) and file_search.NAME not in names:
+        offered.append(file_search.DEFINITION)
     return offered
+
+
+def builtin_tools(tools: list[dict[str, Any]]) -> set[str]:
+    """Names of offered functions that stand for built-in tools (a run's own function of that name wins)."""
+    own = {tool["function"]["name"] for tool in tools if tool.get("type") == "function"}
+    kinds = {tool.get("type") for tool in tools}
+    return {name for name in (file_search.NAME,) if name in kinds and name not in own}
 
 
 def _tool_choice(choice: Any, offered: list[dict[str, Any]]) -> str | dict[str, Any] | None:
@@ -63,6 +78,8 @@ def _tool_choice(choice: Any, offered: list[dict[str, Any]]) -> str | dict[str, 
     if isinstance(choice, dict):
         if choice.get("type") == "function":
             return {"type": "function", "function": {"name": choice["function"]["name"]}}
+        if choice.get("type") == file_search.NAME:
+            return {"type": "function", "function": {"name": file_search.NAME}}
         return "required"
     return str(choice) if choice else None
 
@@ -81,7 +98,7 @@ async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry 
         for row in await message_store.history(session, run.thread_id, limit=limit)
         if row.run_id != run.id and (chat := _message_to_chat(row)) is not None
     ]
-    own, completion_used = await _own_turns(session, run)
+    own, completion_used, sources = await _own_turns(session, run)
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
 
     max_tokens = None
@@ -103,7 +120,7 @@ async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry 
         response_format=_response_format(run.response_format),
         reasoning_effort=run.reasoning_effort,
     )
-    return RunContext(request=request, completion_used=completion_used)
+    return RunContext(request=request, completion_used=completion_used, sources=sources)
 
 
 # What a chat template may add around the messages: role markers per message, a default system prompt.
@@ -178,10 +195,14 @@ async def _fit(
     )
 
 
-async def _own_turns(session: AsyncSession, run: RunRow) -> tuple[list[dict[str, Any]], int]:
-    """This run's earlier model turns (messages written, tools called and answered) as chat messages."""
+async def _own_turns(
+    session: AsyncSession, run: RunRow
+) -> tuple[list[dict[str, Any]], int, dict[int, Source]]:
+    """This run's earlier model turns (messages written, tools called and answered) as chat messages, the
+    completion tokens they used, and the sources its searches numbered."""
     turns: list[dict[str, Any]] = []
     completion_used = 0
+    sources: dict[int, Source] = {}
     steps = await run_store.steps_of(session, run.id)
     written = [
         s.step_details["message_creation"]["message_id"]
@@ -198,7 +219,18 @@ async def _own_turns(session: AsyncSession, run: RunRow) -> tuple[list[dict[str,
             if message is not None and (chat := _message_to_chat(message)) is not None:
                 turns.append(chat)
             continue
-        calls = [call for call in details.get("tool_calls", []) if call.get("type") == "function"]
+        calls: list[tuple[str, str, str, str]] = []  # id, name, arguments, output
+        io = step.tool_io or {}
+        for call in details.get("tool_calls", []):
+            if call.get("type") == "function":
+                function = call["function"]
+                calls.append(
+                    (call["id"], function["name"], function["arguments"], function.get("output") or "")
+                )
+            elif (seen := io.get(call.get("id", ""))) is not None:
+                calls.append((call["id"], seen["name"], seen["arguments"], seen["output"]))
+                for number, (file_id, quote) in (seen.get("sources") or {}).items():
+                    sources[int(number)] = Source(file_id=file_id, quote=quote)
         if not calls:
             continue
         turns.append(
@@ -206,20 +238,12 @@ async def _own_turns(session: AsyncSession, run: RunRow) -> tuple[list[dict[str,
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {
-                        "id": call["id"],
-                        "type": "function",
-                        "function": {
-                            "name": call["function"]["name"],
-                            "arguments": call["function"]["arguments"],
-                        },
-                    }
-                    for call in calls
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                    for call_id, name, arguments, _ in calls
                 ],
             }
         )
-        for call in calls:
-            turns.append(
-                {"role": "tool", "tool_call_id": call["id"], "content": call["function"].get("output") or ""}
-            )
-    return turns, completion_used
+        turns += [
+            {"role": "tool", "tool_call_id": call_id, "content": output} for call_id, _, _, output in calls
+        ]
+    return turns, completion_used, sources

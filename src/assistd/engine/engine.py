@@ -13,6 +13,7 @@ from ..errors import ConflictError, InvalidRequestError
 from ..llm.registry import ProviderRegistry
 from ..protocol.runs import Run, RunCreateParams, SubmitToolOutputsParams, ThreadAndRunCreateParams
 from ..protocol.threads import Thread, ThreadCreateParams
+from ..retrieval.search import Retriever
 from ..store import assistants as assistant_store
 from ..store import jobs
 from ..store import messages as message_store
@@ -21,6 +22,7 @@ from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
 from ..store.models import AssistantRow
+from ..tools.file_search import FileSearch
 from . import state
 from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
 from .executor import RunExecutor
@@ -31,12 +33,14 @@ POLL_WAIT_STATUSES = frozenset({"queued", "in_progress", "cancelling"})
 
 
 class Engine:
-    def __init__(self, settings: Settings, db: Database, providers: ProviderRegistry) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, providers: ProviderRegistry, retriever: Retriever
+    ) -> None:
         self.settings = settings
         self.db = db
         self.providers = providers
         self.bus = EventBus()
-        self.executor = RunExecutor(settings, db, self.bus, providers)
+        self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever))
         self.pool = WorkerPool(settings, db, self.bus, self.executor)
 
     async def start(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +23,16 @@ from ..store import runs as run_store
 from ..store.clock import now
 from ..store.database import Database
 from ..store.models import MessageRow, RunRow, RunStepRow
+from ..tools.citations import CitationFilter
+from ..tools.file_search import FileSearch, Outcome, ranking_options
 from . import context, state
 from .events import EventBus, StreamEvent
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# Model turns one run may take answering built-in tool calls (file_search) before it must answer in text.
+MAX_TOOL_TURNS = 8
 
 
 @dataclass
@@ -51,6 +56,8 @@ class _Turn:
     calls: dict[int, _Call] = field(default_factory=dict)
     usage: TokenUsage | None = None
     finish_reason: str | None = None
+    citations: CitationFilter = field(default_factory=lambda: CitationFilter({}))
+    builtin: set[str] = field(default_factory=set)
     # The draft message and its step are written while the first token already travels to clients.
     saving: asyncio.Task[None] | None = None
 
@@ -84,11 +91,19 @@ def _usage(usage: TokenUsage) -> dict[str, int]:
 
 
 class RunExecutor:
-    def __init__(self, settings: Settings, db: Database, bus: EventBus, providers: ProviderRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        providers: ProviderRegistry,
+        file_search: FileSearch,
+    ) -> None:
         self._settings = settings
         self._db = db
         self._bus = bus
         self._providers = providers
+        self._file_search = file_search
 
     async def start(self, session: AsyncSession, run_id: str, attempts: int) -> Started:
         """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction."""
@@ -130,7 +145,9 @@ class RunExecutor:
         """Run a started run until it completes, fails or awaits tool outputs; never raises for run errors."""
         run_id = run.id
         try:
-            await self._turn(run)
+            for number in range(MAX_TOOL_TURNS + 1):
+                if not await self._turn(run, last=number == MAX_TOOL_TURNS):
+                    break
         except UpstreamError as exc:
             await self.fail(run_id, exc.code or "server_error", exc.message)
         except AssistdError as exc:
@@ -143,13 +160,17 @@ class RunExecutor:
             log.exception("run %s failed on an internal error", run_id)
             await self.fail(run_id, "server_error", "The server had an error while processing the run.")
 
-    async def _turn(self, run: RunRow) -> None:
+    async def _turn(self, run: RunRow, *, last: bool = False) -> bool:
+        """One model call and what follows from it; True when built-in tools ran and the model goes on."""
         async with self._db.read() as session:
             built = await context.build(session, run, self._providers)
+        request = built.request
+        if last and request.tools:
+            request = dataclasses.replace(request, tool_choice="none")
         provider = self._providers.provider_for(run.model)
-        turn = _Turn()
+        turn = _Turn(citations=CitationFilter(built.sources), builtin=context.builtin_tools(run.tools))
         try:
-            async for chunk in provider.stream(built.request):
+            async for chunk in provider.stream(request):
                 if chunk.text:
                     await self._on_text(run, turn, chunk.text)
                 for delta in chunk.tool_calls:
@@ -166,7 +187,23 @@ class RunExecutor:
             prompt = context.estimate_tokens(built.request.messages)
             completion = max(1, len("".join(turn.text)) // context.CHARS_PER_TOKEN) if turn.text else 1
             turn.usage = TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
-        await self._finish_turn(run.id, turn)
+        if turn.message is not None:
+            tail, annotations = turn.citations.flush()
+            self._publish_text(run.id, turn, tail, annotations)
+        outcomes = await self._run_builtin(run, turn, next_source=max(built.sources, default=0) + 1)
+        return await self._finish_turn(run.id, turn, outcomes)
+
+    async def _run_builtin(self, run: RunRow, turn: _Turn, next_source: int) -> dict[int, Outcome]:
+        """Run the built-in tool calls of a turn, by call index; function calls are left to the client."""
+        outcomes: dict[int, Outcome] = {}
+        if turn.finish_reason == "length":
+            return outcomes
+        for index, call in sorted(turn.calls.items()):
+            if call.name in turn.builtin:
+                outcome = await self._file_search(run, call.arguments, next_source)
+                next_source += len(outcome.sources)
+                outcomes[index] = outcome
+        return outcomes
 
     async def _insert(self, *rows: MessageRow | RunStepRow) -> None:
         async with self._db.write() as session:
@@ -177,7 +214,12 @@ class RunExecutor:
             await turn.saved()
         if turn.message is None or not turn.text:
             return
-        content = [{"type": "text", "text": {"value": "".join(turn.text), "annotations": []}}]
+        content = [
+            {
+                "type": "text",
+                "text": {"value": turn.citations.text, "annotations": turn.citations.annotations},
+            }
+        ]
         try:
             async with self._db.write() as session:
                 await session.execute(
@@ -208,16 +250,25 @@ class RunExecutor:
                 StreamEvent("thread.message.in_progress", message_wire),
             )
         turn.text.append(text)
+        shown, annotations = turn.citations.feed(text)
+        self._publish_text(run.id, turn, shown, annotations)
+
+    def _publish_text(self, run_id: str, turn: _Turn, text: str, annotations: list[dict[str, Any]]) -> None:
+        if turn.message is None or not (text or annotations):
+            return
+        part: dict[str, Any] = {"value": text}
+        if annotations:
+            part["annotations"] = annotations
+        else:
+            part["annotations"] = []
         self._bus.publish(
-            run.id,
+            run_id,
             StreamEvent(
                 "thread.message.delta",
                 {
                     "id": turn.message.id,
                     "object": "thread.message.delta",
-                    "delta": {
-                        "content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]
-                    },
+                    "delta": {"content": [{"index": 0, "type": "text", "text": part}]},
                 },
             ),
         )
@@ -245,18 +296,26 @@ class RunExecutor:
                 StreamEvent("thread.run.step.in_progress", wire),
             )
         call = turn.calls.setdefault(index, _Call())
-        function: dict[str, Any] = {}
-        delta: dict[str, Any] = {"index": index, "type": "function", "function": function}
+        announced = bool(call.id and call.name)
         if call_id and not call.id:
             call.id = call_id
-            delta["id"] = call_id
         if name:
             call.name += name
-            function["name"] = name
         if arguments:
             call.arguments += arguments
-        function["arguments"] = arguments or ""
-        function["output"] = None
+        if call.name in turn.builtin:
+            if announced or not call.id:
+                return  # a built-in call is shown once; its query and results come with the step
+            delta: dict[str, Any] = {"index": index, "id": call.id, "type": call.name, call.name: {}}
+        else:
+            function: dict[str, Any] = {}
+            delta = {"index": index, "type": "function", "function": function}
+            if call_id:
+                delta["id"] = call_id
+            if name:
+                function["name"] = name
+            function["arguments"] = arguments or ""
+            function["output"] = None
         self._bus.publish(
             run.id,
             StreamEvent(
@@ -269,20 +328,27 @@ class RunExecutor:
             ),
         )
 
-    async def _finish_turn(self, run_id: str, turn: _Turn) -> None:
+    async def _finish_turn(self, run_id: str, turn: _Turn, outcomes: dict[int, Outcome]) -> bool:
+        """Store what the turn produced and move the run on; True when the model takes another turn."""
         assert turn.usage is not None
         usage = _usage(turn.usage)
         events: list[StreamEvent] = []
+        go_on = False
         await turn.saved()
         async with self._db.write() as session:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or run.status not in ("in_progress", "cancelling"):
-                return
+                return False
             run.usage = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
                 message, step = turn.message, turn.message_step
-                message.content = [{"type": "text", "text": {"value": "".join(turn.text), "annotations": []}}]
+                message.content = [
+                    {
+                        "type": "text",
+                        "text": {"value": turn.citations.text, "annotations": turn.citations.annotations},
+                    }
+                ]
                 if truncated:
                     message.status, message.incomplete_at = "incomplete", now()
                     message.incomplete_details = {"reason": "max_tokens"}
@@ -307,27 +373,50 @@ class RunExecutor:
                 ]
             if turn.tool_step is not None and turn.calls and not truncated:
                 step = turn.tool_step
-                ordered = [call for _, call in sorted(turn.calls.items())]
+                ordered = sorted(turn.calls.items())
+                functions = [call for index, call in ordered if index not in outcomes]
                 step.step_details = {
                     "type": "tool_calls",
                     "tool_calls": [
-                        {"id": c.id, "type": "function", "function": {**c.function(), "output": None}}
-                        for c in ordered
+                        self._call_details(run, call, outcomes.get(index)) for index, call in ordered
                     ],
                 }
+                step.tool_io = {
+                    call.id: {
+                        "name": call.name,
+                        "arguments": call.arguments,
+                        "output": outcomes[index].output,
+                        "sources": {
+                            str(n): [source.file_id, source.quote]
+                            for n, source in outcomes[index].sources.items()
+                        },
+                    }
+                    for index, call in ordered
+                    if index in outcomes
+                } or None
                 step.usage = usage
-                await _save(session, step, "step_details", "usage")
+                fields = ["step_details", "usage", "tool_io"]
+                if not functions:
+                    step.status, step.completed_at = "completed", now()
+                    fields += ["status", "completed_at"]
+                await _save(session, step, *fields)
+                if outcomes:
+                    # Built-in calls are done: show their results as a step delta before what follows.
+                    events.append(self._results_delta(step))
                 required = {
                     "type": "submit_tool_outputs",
                     "submit_tool_outputs": {
                         "tool_calls": [
-                            {"id": c.id, "type": "function", "function": c.function()} for c in ordered
+                            {"id": c.id, "type": "function", "function": c.function()} for c in functions
                         ]
                     },
                 }
                 if run.status == "cancelling":
                     events += await state.transition(session, run, "cancelled")
                     events.append(StreamEvent("thread.run.cancelled", run_store.to_wire(run)))
+                elif not functions:
+                    events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
+                    go_on = True
                 else:
                     await state.transition(
                         session,
@@ -347,6 +436,45 @@ class RunExecutor:
                 events += await state.transition(session, run, "completed")
                 events.append(StreamEvent("thread.run.completed", run_store.to_wire(run)))
         self._bus.publish(run_id, *events)
+        return go_on
+
+    @staticmethod
+    def _call_details(run: RunRow, call: _Call, outcome: Outcome | None) -> dict[str, Any]:
+        if outcome is None:
+            return {"id": call.id, "type": "function", "function": {**call.function(), "output": None}}
+        return {
+            "id": call.id,
+            "type": "file_search",
+            "file_search": {"ranking_options": ranking_options(run.tools), "results": outcome.results},
+        }
+
+    @staticmethod
+    def _results_delta(step: RunStepRow) -> StreamEvent:
+        # Deltas carry no result content: like the step itself without include[], and far smaller.
+        shown = [
+            {
+                "index": position,
+                "id": call["id"],
+                "type": "file_search",
+                "file_search": {
+                    "ranking_options": call["file_search"]["ranking_options"],
+                    "results": [
+                        {k: v for k, v in result.items() if k != "content"}
+                        for result in call["file_search"]["results"]
+                    ],
+                },
+            }
+            for position, call in enumerate(step.step_details["tool_calls"])
+            if call["type"] == "file_search"
+        ]
+        return StreamEvent(
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": shown}},
+            },
+        )
 
     async def fail(self, run_id: str, code: str, message: str) -> None:
         await self._end(run_id, "failed", last_error={"code": code, "message": message})

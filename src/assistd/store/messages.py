@@ -9,6 +9,7 @@ from ..errors import NotFoundError
 from ..ids import new_id
 from ..protocol.common import DeletedObject, ListPage
 from ..protocol.messages import Message, MessageCreateParams, MessageUpdateParams, content_from_param
+from . import vector_stores
 from .clock import now
 from .jsonable import dump
 from .models import MessageRow
@@ -62,6 +63,9 @@ async def insert(
     )
     session.add(row)
     await session.flush()
+    searched = [a.file_id for a in params.attachments or [] if any(t.type == "file_search" for t in a.tools)]
+    if searched:
+        await vector_stores.attach_to_thread(session, tenant, thread_id, searched)
     return row
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
 
 PkType = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -120,6 +120,9 @@ class RunStepRow(_Object, Base):
     cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
     failed_at: Mapped[int | None] = mapped_column(BigInteger)
     completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # What built-in tool calls (file_search, code_interpreter) showed the model, by call id: the wire
+    # shape of their step has no place for it, and the next turn's context needs it.
+    tool_io: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RunJobRow(Base):
@@ -185,6 +188,8 @@ class VectorStoreFileRow(Base):
     chunking_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     batch_id: Mapped[str | None] = mapped_column(String(64))
+    # Pages are keyed by ``id`` like every other list; a store's file is named by its file's id.
+    id: Mapped[str] = synonym("file_id")
 
 
 class FileBatchRow(Base):
@@ -228,14 +233,12 @@ class EmbeddingCacheRow(Base):
 
 
 class IngestJobRow(Base):
-    """A vector store file waiting for, or held by, an ingestion worker."""
+    """A vector store file waiting for, or held by, an ingestion worker; ``job_id`` is ``store/file``."""
 
     __tablename__ = "ingest_jobs"
     __table_args__ = (Index("ix_ingest_jobs_locked_until", "locked_until"),)
 
-    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
-    vector_store_id: Mapped[str] = mapped_column(String(64))
-    file_id: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(140), primary_key=True)
     enqueued_at: Mapped[float] = mapped_column(Float)
     locked_until: Mapped[float] = mapped_column(Float, default=0.0)
     locked_by: Mapped[str | None] = mapped_column(String(64))

@@ -10,7 +10,7 @@ from ..errors import ConflictError, NotFoundError
 from ..ids import new_id
 from ..protocol.common import DeletedObject, ListPage, ToolResources
 from ..protocol.threads import Thread, ThreadCreateParams, ThreadUpdateParams
-from . import messages
+from . import messages, vector_stores
 from .clock import now
 from .jsonable import dump
 from .models import MessageRow, RunJobRow, RunRow, RunStepRow, ThreadRow
@@ -34,6 +34,7 @@ async def get_row(session: AsyncSession, tenant: str, thread_id: str) -> ThreadR
 
 
 async def create(session: AsyncSession, tenant: str, params: ThreadCreateParams) -> Thread:
+    await vector_stores.create_requested_stores(session, tenant, params.tool_resources)
     row = ThreadRow(
         id=new_id("thread"),
         tenant=tenant,
@@ -51,6 +52,7 @@ async def create(session: AsyncSession, tenant: str, params: ThreadCreateParams)
 async def update(session: AsyncSession, tenant: str, thread_id: str, params: ThreadUpdateParams) -> Thread:
     row = await get_row(session, tenant, thread_id)
     if "tool_resources" in params.model_fields_set:
+        await vector_stores.create_requested_stores(session, tenant, params.tool_resources)
         row.tool_resources = dump(params.tool_resources)
     if "metadata" in params.model_fields_set:
         row.meta = params.metadata or {}

@@ -1,0 +1,1 @@
+"""The retrieval benchmark's corpus and its builder."""

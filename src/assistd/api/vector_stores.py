@@ -1,0 +1,298 @@
+"""/v1/vector_stores: stores, their files, file batches and search."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from ..errors import InvalidRequestError
+from ..protocol.vector_stores import (
+    FileBatchCreateParams,
+    FileContentPage,
+    FileContentPart,
+    SearchResult,
+    SearchResultsPage,
+    VectorStoreCreateParams,
+    VectorStoreFileCreateParams,
+    VectorStoreFileUpdateParams,
+    VectorStoreSearchParams,
+    VectorStoreUpdateParams,
+)
+from ..retrieval.ingest_worker import IngestWorker
+from ..retrieval.parsing import ParseError, extract_text
+from ..retrieval.search import Passage, Retriever
+from ..store import files as file_store
+from ..store import vector_stores as store
+from ..store.pagination import PageQuery
+from .deps import Db, Tenant
+from .files import Storage
+from .pagination import page_query
+from .render import json_response
+
+router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"])
+
+Status = Literal["in_progress", "completed", "failed", "cancelled"]
+
+
+async def get_ingest_worker(request: Request) -> IngestWorker:
+    worker: IngestWorker = request.app.state.ingest_worker
+    return worker
+
+
+async def get_retriever(request: Request) -> Retriever:
+    retriever: Retriever = request.app.state.retriever
+    return retriever
+
+
+Ingestion = Annotated[IngestWorker, Depends(get_ingest_worker)]
+Search = Annotated[Retriever, Depends(get_retriever)]
+Page = Annotated[PageQuery, Depends(page_query)]
+
+
+def _poll_headers(request: Request) -> dict[str, str]:
+    return {"openai-poll-after-ms": str(request.app.state.settings.poll_after_ms)}
+
+
+async def _long_poll(request: Request, still_pending: Callable[[], Awaitable[bool]]) -> None:
+    """For the SDKs' poll helpers: answer once ingestion moved on, or after ``long_poll_seconds``."""
+    if request.headers.get("x-stainless-poll-helper") != "true":
+        return
+    deadline = time.monotonic() + request.app.state.settings.long_poll_seconds
+    while time.monotonic() < deadline and await still_pending():  # noqa: ASYNC110
+        # Polled, not notified: ingestion may run in another process.
+        await asyncio.sleep(0.02)
+
+
+# Vector stores ----------------------------------------------------------------------------------
+
+
+@router.post("")
+async def create_vector_store(
+    params: VectorStoreCreateParams, tenant: Tenant, db: Db, ingestion: Ingestion
+) -> Response:
+    async with db.write() as session:
+        row = await store.create(session, tenant, params)
+        wire = await store.render(session, row)
+    ingestion.wake()
+    return json_response(wire)
+
+
+@router.get("")
+async def list_vector_stores(tenant: Tenant, db: Db, query: Page) -> Response:
+    async with db.read() as session:
+        return json_response(await store.list_page(session, tenant, query))
+
+
+@router.get("/{vector_store_id}")
+async def retrieve_vector_store(vector_store_id: str, tenant: Tenant, db: Db) -> Response:
+    async with db.read() as session:
+        return json_response(
+            await store.render(session, await store.get_row(session, tenant, vector_store_id))
+        )
+
+
+@router.post("/{vector_store_id}")
+async def modify_vector_store(
+    vector_store_id: str, params: VectorStoreUpdateParams, tenant: Tenant, db: Db
+) -> Response:
+    async with db.write() as session:
+        row = await store.update_store(session, tenant, vector_store_id, params)
+        return json_response(await store.render(session, row))
+
+
+@router.delete("/{vector_store_id}")
+async def delete_vector_store(vector_store_id: str, tenant: Tenant, db: Db) -> Response:
+    async with db.write() as session:
+        return json_response(await store.remove(session, tenant, vector_store_id))
+
+
+@router.post("/{vector_store_id}/search")
+async def search_vector_store(
+    vector_store_id: str, params: VectorStoreSearchParams, tenant: Tenant, db: Db, retriever: Search
+) -> Response:
+    async with db.write() as session:
+        row = await store.get_row(session, tenant, vector_store_id)
+        if store.is_expired(row):
+            raise InvalidRequestError(
+                f"Vector store '{vector_store_id}' has expired.", param="vector_store_id"
+            )
+        await store.touch(session, [row])
+    options = params.ranking_options
+    passages = await retriever.search(
+        [row],
+        params.queries(),
+        max_results=params.max_num_results,
+        filters=params.filters,
+        score_threshold=options.score_threshold if options else 0.0,
+        mode=params.search_mode,
+    )
+    return json_response(SearchResultsPage(search_query=params.queries(), data=group_by_file(passages)))
+
+
+def group_by_file(passages: list[Passage]) -> list[SearchResult]:
+    """One result per file, best file first, carrying its matching passages best first."""
+    results: dict[str, SearchResult] = {}
+    for passage in passages:
+        result = results.get(passage.file_id)
+        if result is None:
+            results[passage.file_id] = SearchResult(
+                file_id=passage.file_id,
+                filename=passage.filename,
+                score=passage.score,
+                attributes=passage.attributes,
+                content=[FileContentPart(text=passage.text)],
+            )
+        else:
+            result.content.append(FileContentPart(text=passage.text))
+    return list(results.values())
+
+
+# Vector store files ------------------------------------------------------------------------------
+
+
+@router.post("/{vector_store_id}/files")
+async def create_vector_store_file(
+    vector_store_id: str,
+    params: VectorStoreFileCreateParams,
+    tenant: Tenant,
+    db: Db,
+    ingestion: Ingestion,
+) -> Response:
+    async with db.write() as session:
+        row = await store.get_row(session, tenant, vector_store_id)
+        member = await store.attach_file(
+            session, tenant, row, params.file_id, params.attributes, params.chunking_strategy
+        )
+        wire = store.file_to_wire(member)
+    ingestion.wake()
+    return json_response(wire)
+
+
+@router.get("/{vector_store_id}/files")
+async def list_vector_store_files(
+    vector_store_id: str,
+    tenant: Tenant,
+    db: Db,
+    query: Page,
+    status: Annotated[Status | None, Query(alias="filter")] = None,
+) -> Response:
+    async with db.read() as session:
+        await store.get_row(session, tenant, vector_store_id)
+        return json_response(await store.list_files(session, vector_store_id, query, status))
+
+
+@router.get("/{vector_store_id}/files/{file_id}")
+async def retrieve_vector_store_file(
+    vector_store_id: str, file_id: str, request: Request, tenant: Tenant, db: Db
+) -> Response:
+    async def pending() -> bool:
+        async with db.read() as session:
+            member = await store.get_file_row(session, tenant, vector_store_id, file_id)
+            return member.status == "in_progress"
+
+    await _long_poll(request, pending)
+    async with db.read() as session:
+        member = await store.get_file_row(session, tenant, vector_store_id, file_id)
+        return json_response(store.file_to_wire(member), headers=_poll_headers(request))
+
+
+@router.post("/{vector_store_id}/files/{file_id}")
+async def update_vector_store_file(
+    vector_store_id: str, file_id: str, params: VectorStoreFileUpdateParams, tenant: Tenant, db: Db
+) -> Response:
+    async with db.write() as session:
+        member = await store.get_file_row(session, tenant, vector_store_id, file_id)
+        member.attributes = params.attributes or {}
+        return json_response(store.file_to_wire(member))
+
+
+@router.delete("/{vector_store_id}/files/{file_id}")
+async def delete_vector_store_file(vector_store_id: str, file_id: str, tenant: Tenant, db: Db) -> Response:
+    async with db.write() as session:
+        member = await store.get_file_row(session, tenant, vector_store_id, file_id)
+        await store.detach_file(session, member)
+    return json_response(store.deleted_file(file_id))
+
+
+@router.get("/{vector_store_id}/files/{file_id}/content")
+async def vector_store_file_content(
+    vector_store_id: str, file_id: str, tenant: Tenant, db: Db, storage: Storage
+) -> Response:
+    """The file's text as ingestion parsed it (parsed again: chunks overlap, so they don't add up to it)."""
+    async with db.read() as session:
+        await store.get_file_row(session, tenant, vector_store_id, file_id)
+        file = await file_store.get_row(session, tenant, file_id)
+    try:
+        async with storage.local_path(file.storage_key) as path:
+            text = await asyncio.to_thread(extract_text, path, file.filename)
+    except ParseError as exc:
+        raise InvalidRequestError(str(exc), param="file_id") from exc
+    return json_response(FileContentPage(data=[FileContentPart(text=text)]))
+
+
+# File batches -----------------------------------------------------------------------------------
+
+
+@router.post("/{vector_store_id}/file_batches")
+async def create_file_batch(
+    vector_store_id: str, params: FileBatchCreateParams, tenant: Tenant, db: Db, ingestion: Ingestion
+) -> Response:
+    async with db.write() as session:
+        row = await store.get_row(session, tenant, vector_store_id)
+        batch = await store.create_batch(session, tenant, row)
+        field = "files" if params.files is not None else "file_ids"
+        for index, entry in enumerate(params.entries()):
+            await store.attach_file(
+                session,
+                tenant,
+                row,
+                entry.file_id,
+                entry.attributes,
+                entry.chunking_strategy,
+                batch_id=batch.id,
+                param=f"{field}[{index}]",
+            )
+        wire = await store.render_batch(session, batch)
+    ingestion.wake()
+    return json_response(wire)
+
+
+@router.get("/{vector_store_id}/file_batches/{batch_id}")
+async def retrieve_file_batch(
+    vector_store_id: str, batch_id: str, request: Request, tenant: Tenant, db: Db
+) -> Response:
+    async def pending() -> bool:
+        async with db.read() as session:
+            batch = await store.get_batch(session, tenant, vector_store_id, batch_id)
+            return (await store.render_batch(session, batch)).status == "in_progress"
+
+    await _long_poll(request, pending)
+    async with db.read() as session:
+        batch = await store.get_batch(session, tenant, vector_store_id, batch_id)
+        return json_response(await store.render_batch(session, batch), headers=_poll_headers(request))
+
+
+@router.post("/{vector_store_id}/file_batches/{batch_id}/cancel")
+async def cancel_file_batch(vector_store_id: str, batch_id: str, tenant: Tenant, db: Db) -> Response:
+    async with db.write() as session:
+        batch = await store.get_batch(session, tenant, vector_store_id, batch_id)
+        await store.cancel_batch(session, batch)
+        return json_response(await store.render_batch(session, batch))
+
+
+@router.get("/{vector_store_id}/file_batches/{batch_id}/files")
+async def list_file_batch_files(
+    vector_store_id: str,
+    batch_id: str,
+    tenant: Tenant,
+    db: Db,
+    query: Page,
+    status: Annotated[Status | None, Query(alias="filter")] = None,
+) -> Response:
+    async with db.read() as session:
+        await store.get_batch(session, tenant, vector_store_id, batch_id)
+        return json_response(await store.list_files(session, vector_store_id, query, status, batch_id))

@@ -1,0 +1,172 @@
+"""The file_search tool: offered to the model as a search function, run by assistd over the vector stores
+of the run's assistant and thread, its results numbered so that the model can cite them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ..retrieval.search import Passage, Retriever
+from ..store import vector_stores as store
+from ..store.database import Database
+from ..store.models import AssistantRow, RunRow, ThreadRow, VectorStoreFileRow, VectorStoreRow
+from .citations import Source
+
+NAME = "file_search"
+DEFAULT_MAX_RESULTS = 20
+# A run waits this long for files still being ingested into its stores before it searches without them.
+INGESTION_WAIT_SECONDS = 60.0
+# Passages shown to the model are cut to this many characters each, to keep the prompt bounded.
+PASSAGE_CHARS = 2400
+
+DEFINITION: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": NAME,
+        "description": (
+            "Search the files the user provided for passages relevant to the question. Returns numbered "
+            "passages. Cite each fact taken from a passage with its number in square brackets, e.g. [1]."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "queries": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "One or more search queries, each a short question or key phrase.",
+                }
+            },
+            "required": ["queries"],
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call found: its step's wire results, the text the model reads, and its numbered sources."""
+
+    results: list[dict[str, Any]]
+    output: str
+    sources: dict[int, Source]
+
+
+def options(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    for tool in tools:
+        if tool.get("type") == NAME:
+            return dict(tool.get(NAME) or {})
+    return {}
+
+
+def ranking_options(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    ranking = options(tools).get("ranking_options") or {}
+    return {
+        "ranker": "default_2024_08_21" if ranking.get("ranker") in (None, "auto") else ranking["ranker"],
+        "score_threshold": float(ranking.get("score_threshold", 0.0)),
+    }
+
+
+def queries_of(arguments: str) -> list[str]:
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return [arguments.strip()] if arguments.strip() else []
+    value = parsed.get("queries", parsed.get("query")) if isinstance(parsed, dict) else parsed
+    items = value if isinstance(value, list) else [value]
+    return [str(item).strip() for item in items if isinstance(item, str | int | float) and str(item).strip()]
+
+
+class FileSearch:
+    def __init__(self, db: Database, retriever: Retriever) -> None:
+        self._db = db
+        self._retriever = retriever
+
+    async def __call__(self, run: RunRow, arguments: str, first_source: int) -> Outcome:
+        queries = queries_of(arguments)
+        if not queries:
+            return Outcome([], "No query was given: call file_search with a list of queries.", {})
+        stores = await self._stores(run)
+        if not stores:
+            return Outcome([], "No files are available to search.", {})
+        await self._wait_for_ingestion([row.id for row in stores])
+        opts = options(run.tools)
+        ranking = ranking_options(run.tools)
+        passages = await self._retriever.search(
+            stores,
+            queries,
+            max_results=int(opts.get("max_num_results") or DEFAULT_MAX_RESULTS),
+            score_threshold=ranking["score_threshold"],
+        )
+        async with self._db.write() as session:
+            await store.touch(session, await _reload(session, stores))
+        return _outcome(passages, first_source)
+
+    async def _stores(self, run: RunRow) -> list[VectorStoreRow]:
+        async with self._db.read() as session:
+            assistant = await session.scalar(select(AssistantRow).where(AssistantRow.id == run.assistant_id))
+            thread = await session.scalar(select(ThreadRow).where(ThreadRow.id == run.thread_id))
+            ids: list[str] = []
+            for owner in (assistant, thread):
+                resources = (owner.tool_resources or {}) if owner is not None else {}
+                ids += (resources.get(NAME) or {}).get("vector_store_ids") or []
+            if not ids:
+                return []
+            rows = (
+                await session.scalars(
+                    select(VectorStoreRow).where(
+                        VectorStoreRow.id.in_(ids), VectorStoreRow.tenant == run.tenant
+                    )
+                )
+            ).all()
+            return [row for row in rows if not store.is_expired(row)]
+
+    async def _wait_for_ingestion(self, store_ids: list[str]) -> None:
+        deadline = time.monotonic() + INGESTION_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            async with self._db.read() as session:
+                pending = await session.scalar(
+                    select(VectorStoreFileRow.file_id)
+                    .where(
+                        VectorStoreFileRow.vector_store_id.in_(store_ids),
+                        VectorStoreFileRow.status == "in_progress",
+                    )
+                    .limit(1)
+                )
+            if pending is None:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def _reload(session: Any, stores: list[VectorStoreRow]) -> list[VectorStoreRow]:
+    rows = await session.scalars(select(VectorStoreRow).where(VectorStoreRow.id.in_([s.id for s in stores])))
+    return list(rows.all())
+
+
+def _outcome(passages: list[Passage], first_source: int) -> Outcome:
+    if not passages:
+        return Outcome([], "No passages matched the query.", {})
+    sources: dict[int, Source] = {}
+    blocks = []
+    results = []
+    for number, passage in enumerate(passages, start=first_source):
+        sources[number] = Source(file_id=passage.file_id, quote=passage.text)
+        blocks.append(f"[{number}] {passage.filename}\n{passage.text[:PASSAGE_CHARS]}")
+        results.append(
+            {
+                "file_id": passage.file_id,
+                "file_name": passage.filename,
+                "score": passage.score,
+                "content": [{"type": "text", "text": passage.text}],
+            }
+        )
+    output = (
+        "\n\n".join(blocks)
+        + "\n\nAnswer from these passages. Cite each fact with its passage number in square brackets, e.g. "
+        + f"[{first_source}]."
+    )
+    return Outcome(results, output, sources)

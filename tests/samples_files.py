@@ -1,0 +1,113 @@
+"""Small files of each kind assistd ingests, made in memory: for parsing tests and end-to-end uploads."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections.abc import Sequence
+
+__all__ = [
+    "corrupt_docx",
+    "corrupt_pdf",
+    "make_csv",
+    "make_docx",
+    "make_html",
+    "make_json",
+    "make_pdf",
+]
+
+
+def _pdf_string(text: str) -> bytes:
+    escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    return b"(" + escaped.encode("latin-1") + b")"
+
+
+def make_pdf(pages: str | Sequence[str]) -> bytes:
+    """A valid PDF whose pages hold these texts (one line of a page per ``\\n``) in Helvetica.
+
+    Text must be Latin-1: the standard fonts know no more. An empty string makes a page without text.
+    """
+    texts = [pages] if isinstance(pages, str) else list(pages)
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"",  # the page tree, once the pages' object numbers are known
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+    ]
+    page_refs: list[int] = []
+    for text in texts:
+        lines = [b"BT", b"/F1 12 Tf", b"14 TL", b"72 760 Td"]
+        for line in text.split("\n") if text else []:
+            lines.append(_pdf_string(line) + b" Tj T*")
+        lines.append(b"ET")
+        stream = b"\n".join(lines)
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+        content_ref = len(objects)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 3 0 R >> >> >>" % content_ref
+        )
+        page_refs.append(len(objects))
+    kids = b" ".join(b"%d 0 R" % ref for ref in page_refs)
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(page_refs))
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def corrupt_pdf() -> bytes:
+    """Starts like a PDF, then is noise: no object, no cross-reference table, no trailer."""
+    noise = random.Random(4).randbytes(2048)
+    return b"%PDF-1.7\n" + noise.replace(b"obj", b"xxx").replace(b"trailer", b"xxxxxxx")
+
+
+def make_docx(paragraphs: Sequence[str], table: Sequence[Sequence[str]] | None = None) -> bytes:
+    """A Word document with these paragraphs, then (if given) a table with these rows."""
+    from docx import Document
+
+    document = Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    if table:
+        grid = document.add_table(rows=len(table), cols=max(len(row) for row in table))
+        for r, row in enumerate(table):
+            for c, value in enumerate(row):
+                grid.cell(r, c).text = value
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def corrupt_docx() -> bytes:
+    """A ZIP signature followed by noise."""
+    return b"PK\x03\x04" + random.Random(5).randbytes(1024)
+
+
+def make_html(body: str, *, title: str = "Sample page") -> bytes:
+    """A page whose <body> is ``body``, with a script and a style that must not count as text."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>body {{ color: red; }}</style>"
+        "<script>var hidden = 'SCRIPT_TEXT';</script></head>"
+        f"<body>{body}</body></html>"
+    ).encode()
+
+
+def make_json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=2).encode()
+
+
+def make_csv(rows: Sequence[Sequence[str]], delimiter: str = ",") -> bytes:
+    import csv
+
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter).writerows(rows)
+    return buffer.getvalue().encode()

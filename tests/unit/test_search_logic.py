@@ -1,0 +1,69 @@
+"""Attribute filters and the fusion of dense and keyword scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from assistd.protocol.vector_stores import CompoundFilter
+from assistd.retrieval.filters import matches
+from assistd.retrieval.index import fuse, keyword_terms
+
+ATTRS: dict[str, Any] = {"lang": "en", "year": 2024, "draft": False}
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"type": "eq", "key": "lang", "value": "en"}, True),
+        ({"type": "ne", "key": "lang", "value": "en"}, False),
+        ({"type": "gt", "key": "year", "value": 2023}, True),
+        ({"type": "lte", "key": "year", "value": 2023}, False),
+        ({"type": "in", "key": "lang", "value": ["fr", "en"]}, True),
+        ({"type": "nin", "key": "lang", "value": ["fr", "en"]}, False),
+        ({"type": "eq", "key": "draft", "value": False}, True),
+        ({"type": "gt", "key": "lang", "value": 3}, False),  # no ordering across kinds
+        ({"type": "eq", "key": "missing", "value": "x"}, False),
+        ({"type": "ne", "key": "missing", "value": "x"}, True),
+    ],
+)
+def test_comparisons(rule: dict[str, Any], expected: bool) -> None:
+    compound = CompoundFilter.model_validate({"type": "and", "filters": [rule]})
+    assert matches(compound.filters[0], ATTRS) is expected
+
+
+def test_compound_filters_nest() -> None:
+    rule = CompoundFilter.model_validate(
+        {
+            "type": "or",
+            "filters": [
+                {"type": "eq", "key": "lang", "value": "fr"},
+                {
+                    "type": "and",
+                    "filters": [
+                        {"type": "gte", "key": "year", "value": 2024},
+                        {"type": "eq", "key": "draft", "value": False},
+                    ],
+                },
+            ],
+        }
+    )
+    assert matches(rule, ATTRS)
+    assert not matches(rule, {**ATTRS, "draft": True})
+
+
+def test_fusion_weighs_dense_above_keyword() -> None:
+    dense = {1: 0.8, 2: 0.5}
+    keyword = {2: 10.0, 3: 5.0}
+    fused = fuse(dense, keyword, keyword_weight=0.3)
+    assert fused[1] == pytest.approx(0.7 * 0.8)
+    assert fused[2] == pytest.approx(0.7 * 0.5 + 0.3 * 1.0)
+    assert fused[3] == pytest.approx(0.3 * 0.5)
+    assert all(0 <= score <= 1 for score in fused.values())
+
+
+def test_keyword_terms_drop_stopwords_but_never_everything() -> None:
+    assert keyword_terms("How do I convert a string to a number?") == ["convert", "string", "number"]
+    assert keyword_terms("Who is it?") == ["who", "is", "it"]
+    assert keyword_terms("***") == []
