@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await db.migrate()
         providers = build_providers(settings)
         embedder = build_embedder(settings)
+        await embedder.start()
         retriever = Retriever(db, embedder)
         ingest_worker = IngestWorker(settings, db, Ingestor(db, app.state.storage, embedder))
         engine = Engine(settings, db, providers, retriever)
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.ready = False
             await ingest_worker.close()
+            await embedder.close()
             await engine.close()
             await providers.close()
             await db.close()

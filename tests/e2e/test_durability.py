@@ -395,3 +395,46 @@ def test_graceful_stop_during_a_run_hands_it_to_the_next_process(
         assert assistant_texts(client, thread.id) == [("completed", "re: are you there?")]
         steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id).data
         assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
+
+
+def _big_document() -> bytes:
+    """About 6 MB of varied prose: long enough to be mid-ingestion when the server goes away."""
+    words = [
+        "harbour",
+        "lantern",
+        "quince",
+        "ferry",
+        "granite",
+        "orchard",
+        "comet",
+        "heron",
+        "walrus",
+        "tide",
+    ]
+    lines = [
+        " ".join(words[(i * 7 + j * 3) % len(words)] + str((i * j) % 97) for j in range(12)) + "."
+        for i in range(60_000)
+    ]
+    return "\n".join(lines).encode()
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["sigkill", "sigterm"])
+def test_ingestion_interrupted_by_a_restart_is_finished(servers: Servers, kill: bool) -> None:
+    server = servers.start(run_lease_seconds="1")
+    client = make_client(server)
+    uploaded = client.files.create(file=("big.txt", _big_document()), purpose="assistants")
+    small = client.files.create(file=("small.md", b"The heron is called Bartholomew."), purpose="assistants")
+    store = client.vector_stores.create(file_ids=[uploaded.id, small.id])
+    assert client.vector_stores.files.retrieve(uploaded.id, vector_store_id=store.id).status == "in_progress"
+
+    server = servers.restart(kill=kill)
+    client = make_client(server)
+    deadline = time.monotonic() + 120
+    statuses: set[str] = {"in_progress"}
+    while time.monotonic() < deadline and "in_progress" in statuses:
+        statuses = {f.status for f in client.vector_stores.files.list(store.id)}
+        time.sleep(0.2)
+    assert statuses == {"completed"}, server.log()
+    hits = client.vector_stores.search(store.id, query="What is the heron called?", max_num_results=1)
+    assert hits.data[0].file_id == small.id
+    assert client.vector_stores.retrieve(store.id).file_counts.completed == 2

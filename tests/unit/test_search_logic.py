@@ -8,7 +8,8 @@ import pytest
 
 from assistd.protocol.vector_stores import CompoundFilter
 from assistd.retrieval.filters import matches
-from assistd.retrieval.index import fuse, keyword_terms
+from assistd.retrieval.index import fuse
+from assistd.retrieval.keyword import KeywordIndex, query_terms
 
 ATTRS: dict[str, Any] = {"lang": "en", "year": 2024, "draft": False}
 
@@ -63,7 +64,24 @@ def test_fusion_weighs_dense_above_keyword() -> None:
     assert all(0 <= score <= 1 for score in fused.values())
 
 
-def test_keyword_terms_drop_stopwords_but_never_everything() -> None:
-    assert keyword_terms("How do I convert a string to a number?") == ["convert", "string", "number"]
-    assert keyword_terms("Who is it?") == ["who", "is", "it"]
-    assert keyword_terms("***") == []
+def test_query_terms_are_stemmed_without_stopwords_but_never_empty() -> None:
+    assert query_terms("How do I convert strings to numbers?") == ["convert", "string", "number"]
+    assert query_terms("Who is it?") == ["who", "is", "it"]
+    assert query_terms("***") == []
+
+
+def test_bm25_prefers_rare_terms_and_shorter_documents() -> None:
+    index = KeywordIndex.build(
+        [
+            "the parrot sat on the fence",
+            "a fence, a fence, another fence and a gate",
+            "parrots and fences in a long text about many other garden things and more things",
+            "nothing relevant here",
+        ]
+    )
+    scores = index.scores(["parrot fence"])
+    assert scores[3] == 0
+    # Both terms beat one term, however often that one occurs; a longer document scores lower.
+    assert scores[0] > scores[1] and scores[0] > scores[2]
+    assert scores[2] > 0 and scores[1] > 0
+    assert index.scores(["unknown words"]).max() == 0

@@ -114,13 +114,13 @@ async def delete_vector_store(vector_store_id: str, tenant: Tenant, db: Db) -> R
 async def search_vector_store(
     vector_store_id: str, params: VectorStoreSearchParams, tenant: Tenant, db: Db, retriever: Search
 ) -> Response:
-    async with db.write() as session:
+    async with db.read() as session:
         row = await store.get_row(session, tenant, vector_store_id)
-        if store.is_expired(row):
-            raise InvalidRequestError(
-                f"Vector store '{vector_store_id}' has expired.", param="vector_store_id"
-            )
-        await store.touch(session, [row])
+    if store.is_expired(row):
+        raise InvalidRequestError(f"Vector store '{vector_store_id}' has expired.", param="vector_store_id")
+    if store.needs_touch([row]):
+        async with db.write() as session:
+            await store.touch(session, [await store.get_row(session, tenant, vector_store_id)])
     options = params.ranking_options
     passages = await retriever.search(
         [row],

@@ -1,153 +1,30 @@
-"""Search over vector stores' chunks: dense vectors held in memory per store, keyword search in the database,
-and a weighted fusion of the two.
+"""Search over vector stores' chunks: dense vectors and a BM25 keyword index held in memory per store, and a
+weighted fusion of the two.
 
-Vectors live in the database (durable, one place of truth) and are read into one float32 matrix per store
-the first time the store is searched after it changed (its ``generation`` moved). A query then costs one
-matrix-vector product over the stores it names, not a read of every vector.
+Chunks live in the database (durable, one place of truth) and are read into one float32 matrix and one
+keyword index per store the first time the store is searched after it changed (its ``generation`` moved). A
+query then costs one matrix-vector product and a few posting lists over the stores it names, not a read of
+every vector.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import ChunkRow
+from .keyword import KeywordIndex
 
 # Fusion weight of the keyword score; the dense score gets the rest. Chosen on bench/retrieval.py: see
 # docs/benchmarks.md. Keyword matches mostly break ties among passages that embed alike.
 KEYWORD_WEIGHT = 0.3
 # How many candidates each index proposes to the fusion, at least.
 CANDIDATES = 50
-
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "him",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -165,10 +42,11 @@ class StoreVectors:
     file_codes: np.ndarray  # int32 index into file_ids
     file_ids: list[str]
     matrix: np.ndarray  # (n, dims) float32, rows unit length
+    keywords: KeywordIndex  # documents in the order of the matrix rows
 
     @property
     def nbytes(self) -> int:
-        return int(self.matrix.nbytes + self.pks.nbytes + self.file_codes.nbytes)
+        return int(self.matrix.nbytes + self.pks.nbytes + self.file_codes.nbytes + self.keywords.nbytes)
 
 
 class VectorCache:
@@ -207,7 +85,7 @@ class VectorCache:
 async def _load(session: AsyncSession, vector_store_id: str, generation: int, dims: int) -> StoreVectors:
     rows = (
         await session.execute(
-            select(ChunkRow.pk, ChunkRow.file_id, ChunkRow.embedding)
+            select(ChunkRow.pk, ChunkRow.file_id, ChunkRow.embedding, ChunkRow.text)
             .where(ChunkRow.vector_store_id == vector_store_id)
             .order_by(ChunkRow.pk)
         )
@@ -219,26 +97,27 @@ async def _load(session: AsyncSession, vector_store_id: str, generation: int, di
     codes = np.fromiter((file_ids.setdefault(row[1], len(file_ids)) for row in rows), np.int32, len(rows))
     pks = np.fromiter((row[0] for row in rows), np.int64, len(rows))
     matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), dims)
-    return StoreVectors(generation, pks, codes, list(file_ids), matrix)
+    keywords = await asyncio.to_thread(KeywordIndex.build, [row[3] for row in rows])
+    return StoreVectors(generation, pks, codes, list(file_ids), matrix, keywords)
 
 
-def dense_scores(
-    vectors: StoreVectors, queries: np.ndarray, allowed: set[str] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine of each chunk to its nearest query, and a mask of chunks the filters allow."""
-    if len(vectors.pks) == 0:
-        return np.zeros(0, np.float32), np.zeros(0, bool)
-    scores = (vectors.matrix @ queries.T).max(axis=1)
+def dense_scores(vectors: StoreVectors, queries: np.ndarray) -> np.ndarray:
+    """Cosine of each chunk to its nearest query."""
+    scores: np.ndarray = (vectors.matrix @ queries.T).max(axis=1)
+    return scores
+
+
+def allowed_rows(vectors: StoreVectors, allowed: set[str] | None) -> np.ndarray:
+    """A mask of the chunks whose files the filters allow."""
     if allowed is None:
-        mask = np.ones(len(scores), bool)
-    else:
-        allowed_codes = [code for code, file_id in enumerate(vectors.file_ids) if file_id in allowed]
-        mask = np.isin(vectors.file_codes, allowed_codes)
-    return scores, mask
+        return np.ones(len(vectors.pks), bool)
+    codes = [code for code, file_id in enumerate(vectors.file_ids) if file_id in allowed]
+    mask: np.ndarray = np.isin(vectors.file_codes, codes)
+    return mask
 
 
-def top_dense(vectors: StoreVectors, scores: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The ``k`` best allowed chunks as (row, cosine)."""
+def top_rows(scores: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best allowed rows by ``scores``, as (row, score), best first."""
     candidates = np.flatnonzero(mask)
     if len(candidates) == 0:
         return []
@@ -248,40 +127,6 @@ def top_dense(vectors: StoreVectors, scores: np.ndarray, mask: np.ndarray, k: in
         candidates, picked = candidates[best], picked[best]
     order = np.argsort(-picked, kind="stable")
     return [(int(candidates[i]), float(picked[i])) for i in order]
-
-
-def keyword_terms(query: str) -> list[str]:
-    words = re.findall(r"[^\W_]+", query.lower())
-    kept = [w for w in words if w not in _STOPWORDS]
-    return list(dict.fromkeys(kept or words))
-
-
-async def keyword_search(
-    session: AsyncSession, store_ids: Sequence[str], queries: Sequence[str], k: int
-) -> dict[int, float]:
-    """Chunk pk → keyword relevance (higher is better, not normalised) for the best ``k`` matches."""
-    terms = list(dict.fromkeys(term for query in queries for term in keyword_terms(query)))
-    if not terms or not store_ids:
-        return {}
-    params: dict[str, object] = {f"s{i}": store_id for i, store_id in enumerate(store_ids)}
-    stores = ", ".join(f":s{i}" for i in range(len(store_ids)))
-    params["k"] = k
-    if session.get_bind().dialect.name == "postgresql":
-        params["q"] = " | ".join(terms)
-        sql = (
-            "SELECT c.pk, ts_rank(c.text_search, q) AS score FROM chunks c, to_tsquery('english', :q) q "
-            f"WHERE c.vector_store_id IN ({stores}) AND c.text_search @@ q ORDER BY score DESC LIMIT :k"
-        )
-    else:
-        params["q"] = " OR ".join(f'"{term}"' for term in terms)
-        # bm25() is lower for better matches; negate it so that higher is better everywhere.
-        sql = (
-            "SELECT c.pk, -bm25(chunks_fts) AS score FROM chunks_fts "
-            "JOIN chunks c ON c.pk = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH :q AND c.vector_store_id IN ({stores}) ORDER BY score DESC LIMIT :k"
-        )
-    rows = (await session.execute(text(sql), params)).all()
-    return {int(pk): float(score) for pk, score in rows}
 
 
 def fuse(

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +14,7 @@ from ..store.database import Database
 from ..store.models import ChunkRow, FileRow, VectorStoreFileRow, VectorStoreRow
 from .embeddings import Embedder
 from .filters import matches
-from .index import CANDIDATES, StoreVectors, VectorCache, dense_scores, fuse, keyword_search, top_dense
+from .index import CANDIDATES, VectorCache, allowed_rows, dense_scores, fuse, top_rows
 
 
 @dataclass(frozen=True)
@@ -49,38 +48,28 @@ class Retriever:
             return []
         query_vectors = await self.embedder.embed(list(queries)) if mode != "keyword" else None
         pool = max(CANDIDATES, max_results * 3)
+        dense: dict[int, float] = {}
+        keyword: dict[int, float] = {}
         async with self._db.read() as session:
             allowed = await _allowed_files(session, stores, filters) if filters is not None else None
-            vectors = [
-                await self._cache.get(session, store.id, store.generation, self.embedder.dimensions)
-                for store in stores
-            ]
-            keyword: dict[int, float] = {}
-            if mode != "dense":
-                keyword = await keyword_search(session, [store.id for store in stores], queries, pool)
-            dense: dict[int, float] = {}
-            known: dict[int, tuple[StoreVectors, int]] = {}
-            for store_vectors in vectors:
-                if query_vectors is None:
-                    scores, mask = np.zeros(len(store_vectors.pks), np.float32), None
-                else:
-                    scores, mask = dense_scores(store_vectors, query_vectors, allowed)
-                    for row, cosine in top_dense(store_vectors, scores, mask, pool):
-                        dense[int(store_vectors.pks[row])] = cosine
-                # Keyword candidates need their cosine and their file: find their rows by pk.
-                if keyword:
-                    wanted = np.fromiter(keyword, np.int64, len(keyword))
-                    rows = np.searchsorted(store_vectors.pks, wanted)
-                    for pk, row in zip(wanted.tolist(), rows.tolist(), strict=True):
-                        if row < len(store_vectors.pks) and store_vectors.pks[row] == pk:
-                            known[pk] = (store_vectors, row)
-                            if query_vectors is not None and (mask is None or mask[row]):
-                                dense.setdefault(pk, float(scores[row]))
-            keyword = {
-                pk: score
-                for pk, score in keyword.items()
-                if pk in known and _file_allowed(known[pk], allowed)
-            }
+            for store in stores:
+                index = await self._cache.get(session, store.id, store.generation, self.embedder.dimensions)
+                if len(index.pks) == 0:
+                    continue
+                mask = allowed_rows(index, allowed)
+                cosines = dense_scores(index, query_vectors) if query_vectors is not None else None
+                matches = index.keywords.scores(queries) if mode != "dense" else None
+                # Each index proposes its best; the fusion sees both scores of every proposed chunk.
+                rows: set[int] = set()
+                for scores in (cosines, matches):
+                    if scores is not None:
+                        rows.update(row for row, _ in top_rows(scores, mask & (scores > 0), pool))
+                for row in rows:
+                    pk = int(index.pks[row])
+                    if cosines is not None:
+                        dense[pk] = float(cosines[row])
+                    if matches is not None:
+                        keyword[pk] = float(matches[row])
             if mode == "dense":
                 ranked = {pk: max(0.0, score) for pk, score in dense.items()}
             elif mode == "keyword":
@@ -88,17 +77,10 @@ class Retriever:
             else:
                 ranked = fuse(dense, keyword)
             best = sorted(
-                ((pk, score) for pk, score in ranked.items() if score >= score_threshold),
+                ((pk, score) for pk, score in ranked.items() if score > 0 and score >= score_threshold),
                 key=lambda item: (-item[1], item[0]),
             )[:max_results]
             return await _passages(session, best)
-
-
-def _file_allowed(found: tuple[StoreVectors, int], allowed: set[str] | None) -> bool:
-    if allowed is None:
-        return True
-    vectors, row = found
-    return vectors.file_ids[int(vectors.file_codes[row])] in allowed
 
 
 async def _allowed_files(session: AsyncSession, stores: Sequence[VectorStoreRow], rule: Filter) -> set[str]:

@@ -206,8 +206,7 @@ class FileBatchRow(Base):
 class ChunkRow(Base):
     """One searchable passage of a file in a vector store, with its embedding as float32 bytes.
 
-    The keyword index over ``text`` is dialect-specific and made by the migration: an FTS5 table kept in
-    step by triggers on SQLite, a generated ``tsvector`` column with a GIN index on PostgreSQL."""
+    Both search indexes (vectors and BM25) are built in memory from these rows: see ``retrieval.index``."""
 
     __tablename__ = "chunks"
     __table_args__ = (

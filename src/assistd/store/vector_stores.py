@@ -154,6 +154,15 @@ async def update_store(
     return row
 
 
+# Use within this many seconds of the last recorded use is not written again: a search needs no write.
+TOUCH_GRANULARITY = 60
+
+
+def needs_touch(rows: Iterable[VectorStoreRow]) -> bool:
+    at = now()
+    return any((row.last_active_at or 0) + TOUCH_GRANULARITY <= at for row in rows)
+
+
 async def touch(session: AsyncSession, rows: Iterable[VectorStoreRow]) -> None:
     """Mark stores used now, which moves their expiry forward."""
     at = now()

@@ -102,8 +102,9 @@ class FileSearch:
             max_results=int(opts.get("max_num_results") or DEFAULT_MAX_RESULTS),
             score_threshold=ranking["score_threshold"],
         )
-        async with self._db.write() as session:
-            await store.touch(session, await _reload(session, stores))
+        if store.needs_touch(stores):
+            async with self._db.write() as session:
+                await store.touch(session, await _reload(session, stores))
         return _outcome(passages, first_source)
 
     async def _stores(self, run: RunRow) -> list[VectorStoreRow]:
