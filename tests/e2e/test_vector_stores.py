@@ -298,3 +298,19 @@ def test_tenants_never_see_each_others_files_or_stores(client: OpenAI, other_cli
         other_client.vector_stores.files.create(theirs.id, file_id=mine.id)
     api_error(caught.value, 400, "file_id")
     assert client.vector_stores.retrieve(store.id).file_counts.completed == 1
+
+
+def test_a_store_searched_while_it_grows_finds_old_and_new_files(client: OpenAI) -> None:
+    store = _store(client)
+    animals = ["walrus", "heron", "lynx", "otter", "badger", "marmot"]
+    ids = {}
+    for animal in animals:
+        ids[animal] = _ingest(
+            client, store.id, f"{animal}.md", f"The keeper's favourite animal is the {animal}."
+        ).id
+        # Each search after a change reads only what was added (and merges what was read before).
+        for seen in ids:
+            hits = _search(client, store.id, f"favourite {seen}", max_num_results=1)
+            assert hits[0]["file_id"] == ids[seen], (seen, hits)
+    client.vector_stores.files.delete(file_id=ids["lynx"], vector_store_id=store.id)
+    assert all(hit["file_id"] != ids["lynx"] for hit in _search(client, store.id, "favourite lynx"))

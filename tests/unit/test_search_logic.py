@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from assistd.protocol.vector_stores import CompoundFilter
 from assistd.retrieval.filters import matches
-from assistd.retrieval.index import fuse
-from assistd.retrieval.keyword import KeywordIndex, query_terms
+from assistd.retrieval.index import Segment, build_segment, fuse
+from assistd.retrieval.keyword import KeywordIndex, bm25_idf, query_terms
 
 ATTRS: dict[str, Any] = {"lang": "en", "year": 2024, "draft": False}
 
@@ -79,9 +80,48 @@ def test_bm25_prefers_rare_terms_and_shorter_documents() -> None:
             "nothing relevant here",
         ]
     )
-    scores = index.scores(["parrot fence"])
+    scores = index.scores(*bm25_idf([index], ["parrot fence"]))
     assert scores[3] == 0
     # Both terms beat one term, however often that one occurs; a longer document scores lower.
     assert scores[0] > scores[1] and scores[0] > scores[2]
     assert scores[2] > 0 and scores[1] > 0
-    assert index.scores(["unknown words"]).max() == 0
+    assert index.scores(*bm25_idf([index], ["unknown words"])).max() == 0
+
+
+def test_segments_rank_as_one_index() -> None:
+    texts = [
+        f"chunk {i} about {'herons' if i % 3 else 'walruses'} and tide number {i % 7}" for i in range(60)
+    ]
+    whole = KeywordIndex.build(texts)
+    parts = [KeywordIndex.build(texts[:25]), KeywordIndex.build(texts[25:])]
+    query = ["walrus tide 3"]
+    expected = whole.scores(*bm25_idf([whole], query))
+    idf, average = bm25_idf(parts, query)
+    joined = np.concatenate([part.scores(idf, average) for part in parts])
+    assert np.allclose(joined, expected, atol=1e-5)
+
+
+def test_clustered_segment_finds_what_an_exhaustive_scan_finds() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((60, 32)).astype(np.float32)
+    points = centres[rng.integers(0, 60, 30_000)] + 0.3 * rng.standard_normal((30_000, 32)).astype(np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    rows = [(i + 1, f"file-{i % 5}", points[i].tobytes(), "text") for i in range(len(points))]
+    clustered = build_segment(rows, 32)
+    assert clustered.clusters is not None
+    exhaustive = Segment(
+        clustered.pks, clustered.file_codes, clustered.file_ids, clustered.matrix, clustered.keywords
+    )
+    allowed = clustered.allowed(None)
+    found = total = 0
+    for i in range(40):
+        query = points[i * 700][None] + 0.1 * rng.standard_normal((1, 32)).astype(np.float32)
+        query /= np.linalg.norm(query)
+        near = {int(clustered.pks[r]) for r, _ in clustered.dense(query, allowed, 10)}
+        truth = {int(exhaustive.pks[r]) for r, _ in exhaustive.dense(query, allowed, 10)}
+        found, total = found + len(near & truth), total + len(truth)
+    assert found / total > 0.9
+    only = clustered.allowed({"file-2"})
+    assert all(
+        clustered.file_ids[clustered.file_codes[r]] == "file-2" for r, _ in clustered.dense(query, only, 10)
+    )

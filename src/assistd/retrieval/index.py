@@ -1,65 +1,156 @@
-"""Search over vector stores' chunks: dense vectors and a BM25 keyword index held in memory per store, and a
-weighted fusion of the two.
+"""Search over vector stores' chunks: dense vectors and BM25 held in memory per store, and a weighted fusion.
 
-Chunks live in the database (durable, one place of truth) and are read into one float32 matrix and one
-keyword index per store the first time the store is searched after it changed (its ``generation`` moved). A
-query then costs one matrix-vector product and a few posting lists over the stores it names, not a read of
-every vector.
+Chunks live in the database (durable, one place of truth). A store's chunks are read into memory the first
+time it is searched, as segments: each a range of chunk pks with its own float32 matrix and postings. When
+the store changes (its ``generation`` moves) and no old chunk was removed, only the new chunks are read, as
+one more segment; neighbouring segments of like size are merged, so a store that grows by many small files
+is read about log(n) times over, not once per file. A removal reloads the store.
+
+Large segments are also clustered (an inverted-file index): a query compares itself with the cluster
+centres and reads only the nearest clusters' vectors, instead of every vector of the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
+import numpy.typing as npt
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import ChunkRow
-from .keyword import KeywordIndex
+from .keyword import KeywordIndex, bm25_idf
 
 # Fusion weight of the keyword score; the dense score gets the rest. Chosen on bench/retrieval.py: see
-# docs/benchmarks.md. Keyword matches mostly break ties among passages that embed alike.
+# docs/benchmarks.md.
 KEYWORD_WEIGHT = 0.3
 # How many candidates each index proposes to the fusion, at least.
 CANDIDATES = 50
+# Segments smaller than this are searched exhaustively; larger ones through clusters.
+CLUSTERED_MIN_ROWS = 20_000
+ROWS_PER_CLUSTER = 400
+# Share of a segment's clusters a query reads: enough that the nearest chunks are almost always among them.
+PROBE_SHARE = 0.15
 
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_pk: int
-    vector_store_id: str
-    file_id: str
-    score: float
+Floats = npt.NDArray[np.float32]
 
 
 @dataclass
-class StoreVectors:
-    generation: int
-    pks: np.ndarray  # int64, ascending
-    file_codes: np.ndarray  # int32 index into file_ids
+class Clusters:
+    """Cluster centres of a segment whose rows are stored grouped by cluster: each cluster is a slice."""
+
+    centroids: Floats  # (c, dims), unit rows
+    offsets: npt.NDArray[np.int64]  # cluster c holds rows offsets[c]:offsets[c + 1]
+
+    @staticmethod
+    def assign(matrix: Floats, seed: int = 0) -> tuple[Floats, npt.NDArray[np.int64]]:
+        """Centres for ``matrix`` (spherical k-means on a sample) and each row's nearest centre."""
+        count = max(2, len(matrix) // ROWS_PER_CLUSTER)
+        rng = np.random.default_rng(seed)
+        sample = matrix[rng.choice(len(matrix), min(len(matrix), count * 40), replace=False)]
+        centroids = sample[rng.choice(len(sample), count, replace=False)].copy()
+        for _ in range(8):  # spherical k-means on a sample
+            nearest = np.argmax(sample @ centroids.T, axis=1)
+            sums = np.zeros_like(centroids)
+            np.add.at(sums, nearest, sample)
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            filled = norms[:, 0] > 0
+            centroids[filled] = sums[filled] / norms[filled]
+        assignment = np.concatenate(
+            [np.argmax(matrix[i : i + 8192] @ centroids.T, axis=1) for i in range(0, len(matrix), 8192)]
+        )
+        return centroids.astype(np.float32), assignment
+
+    def slices_near(self, queries: Floats) -> list[slice]:
+        probes = max(1, int(len(self.centroids) * PROBE_SHARE))
+        closeness = (queries @ self.centroids.T).max(axis=0)
+        nearest = np.sort(np.argpartition(-closeness, probes - 1)[:probes])
+        return [slice(int(self.offsets[c]), int(self.offsets[c + 1])) for c in nearest]
+
+
+@dataclass
+class Segment:
+    """A range of a store's chunks: rows in pk order, or grouped by cluster when clustered."""
+
+    pks: npt.NDArray[np.int64]
+    file_codes: npt.NDArray[np.int32]  # index into file_ids
     file_ids: list[str]
-    matrix: np.ndarray  # (n, dims) float32, rows unit length
-    keywords: KeywordIndex  # documents in the order of the matrix rows
+    matrix: Floats  # (n, dims), unit rows
+    keywords: KeywordIndex  # documents in row order
+    clusters: Clusters | None = None
 
     @property
     def nbytes(self) -> int:
-        return int(self.matrix.nbytes + self.pks.nbytes + self.file_codes.nbytes + self.keywords.nbytes)
+        centroids = 0 if self.clusters is None else int(self.clusters.centroids.nbytes)
+        arrays = int(self.matrix.nbytes) + int(self.pks.nbytes) + int(self.file_codes.nbytes)
+        return arrays + centroids + self.keywords.nbytes
+
+    def allowed(self, files: set[str] | None) -> npt.NDArray[np.bool_]:
+        if files is None:
+            return np.ones(len(self.pks), bool)
+        codes = [code for code, file_id in enumerate(self.file_ids) if file_id in files]
+        return np.isin(self.file_codes, codes)
+
+    def dense(self, queries: Floats, allowed: npt.NDArray[np.bool_], k: int) -> list[tuple[int, float]]:
+        """The ``k`` allowed rows nearest the queries, as (row, cosine)."""
+        parts = self.clusters.slices_near(queries) if self.clusters is not None else [slice(0, len(self.pks))]
+        if len(parts) == 1:
+            rows = None
+            scores = self._scores(self.matrix[parts[0]], queries)
+        else:
+            # Clusters are contiguous: each is scored on a view, without copying its vectors.
+            rows = np.concatenate([np.arange(part.start, part.stop) for part in parts])
+            scores = np.concatenate([self._scores(self.matrix[part], queries) for part in parts])
+        best = top_rows(scores, allowed if rows is None else allowed[rows], k)
+        return best if rows is None else [(int(rows[i]), score) for i, score in best]
+
+    @staticmethod
+    def _scores(matrix: Floats, queries: Floats) -> Floats:
+        scores: Floats = matrix @ queries[0] if len(queries) == 1 else (matrix @ queries.T).max(axis=1)
+        return scores
+
+    def cosines(self, rows: Sequence[int], queries: Floats) -> Floats:
+        scores: Floats = (self.matrix[list(rows)] @ queries.T).max(axis=1)
+        return scores
+
+
+@dataclass
+class StoreIndex:
+    generation: int
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(len(segment.pks) for segment in self.segments)
+
+    @property
+    def last_pk(self) -> int:
+        return int(self.segments[-1].pks.max()) if self.segments else 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(segment.nbytes for segment in self.segments)
+
+    def keyword_scores(self, queries: Sequence[str]) -> list[Floats]:
+        idf, average = bm25_idf([segment.keywords for segment in self.segments], queries)
+        return [segment.keywords.scores(idf, average) for segment in self.segments]
 
 
 class VectorCache:
-    """Per-store matrices, least recently used dropped first once ``max_bytes`` is exceeded."""
+    """Per-store indexes, least recently used dropped first once ``max_bytes`` is exceeded."""
 
-    def __init__(self, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
         self._max_bytes = max_bytes
-        self._stores: OrderedDict[str, StoreVectors] = OrderedDict()
+        self._stores: OrderedDict[str, StoreIndex] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(
         self, session: AsyncSession, vector_store_id: str, generation: int, dims: int
-    ) -> StoreVectors:
+    ) -> StoreIndex:
         cached = self._stores.get(vector_store_id)
         if cached is not None and cached.generation == generation:
             self._stores.move_to_end(vector_store_id)
@@ -67,13 +158,12 @@ class VectorCache:
         lock = self._locks.setdefault(vector_store_id, asyncio.Lock())
         async with lock:  # one load per store however many queries wait for it
             cached = self._stores.get(vector_store_id)
-            if cached is not None and cached.generation == generation:
-                return cached
-            loaded = await _load(session, vector_store_id, generation, dims)
-            self._stores[vector_store_id] = loaded
+            if cached is None or cached.generation != generation:
+                cached = await _refresh(session, vector_store_id, cached, generation, dims)
+                self._stores[vector_store_id] = cached
             self._stores.move_to_end(vector_store_id)
             self._evict()
-            return loaded
+            return cached
 
     def _evict(self) -> None:
         total = sum(entry.nbytes for entry in self._stores.values())
@@ -82,43 +172,69 @@ class VectorCache:
             total -= dropped.nbytes
 
 
-async def _load(session: AsyncSession, vector_store_id: str, generation: int, dims: int) -> StoreVectors:
-    rows = (
-        await session.execute(
-            select(ChunkRow.pk, ChunkRow.file_id, ChunkRow.embedding, ChunkRow.text)
-            .where(ChunkRow.vector_store_id == vector_store_id)
-            .order_by(ChunkRow.pk)
+async def _refresh(
+    session: AsyncSession, store_id: str, cached: StoreIndex | None, generation: int, dims: int
+) -> StoreIndex:
+    if cached is not None and cached.segments:
+        kept = await session.scalar(
+            select(func.count())
+            .select_from(ChunkRow)
+            .where(ChunkRow.vector_store_id == store_id, ChunkRow.pk <= cached.last_pk)
         )
-    ).all()
+        if kept == cached.count:  # nothing removed: read only what was added
+            index = StoreIndex(generation, list(cached.segments))
+            added = await _segment(session, store_id, dims, after=index.last_pk)
+            if added is not None:
+                index.segments.append(added)
+            while len(index.segments) > 1 and len(index.segments[-2].pks) <= 2 * len(index.segments[-1].pks):
+                first = index.segments[-2]
+                merged = await _segment(
+                    session, store_id, dims, after=int(first.pks.min()) - 1, until=index.last_pk
+                )
+                index.segments[-2:] = [merged] if merged is not None else []
+            return index
+    whole = await _segment(session, store_id, dims, after=0)
+    return StoreIndex(generation, [whole] if whole is not None else [])
+
+
+async def _segment(
+    session: AsyncSession, store_id: str, dims: int, *, after: int, until: int | None = None
+) -> Segment | None:
+    stmt = select(ChunkRow.pk, ChunkRow.file_id, ChunkRow.embedding, ChunkRow.text).where(
+        ChunkRow.vector_store_id == store_id, ChunkRow.pk > after
+    )
+    if until is not None:
+        stmt = stmt.where(ChunkRow.pk <= until)
+    rows = (await session.execute(stmt.order_by(ChunkRow.pk))).all()
+    if not rows:
+        return None
+    return await asyncio.to_thread(build_segment, rows, dims)
+
+
+def build_segment(rows: Sequence[tuple[int, str, bytes, str]], dims: int) -> Segment:
     width = dims * 4
-    # Chunks embedded by another model (the embedder was changed) cannot be compared: leave them out.
-    rows = [row for row in rows if len(row[2]) == width]
+    # Chunks embedded by another model (the embedder was changed) cannot be compared: they count as zero.
+    blob = b"".join(row[2] if len(row[2]) == width else bytes(width) for row in rows)
+    matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), dims)
+    clusters = None
+    if len(rows) >= CLUSTERED_MIN_ROWS:
+        centroids, assignment = Clusters.assign(matrix)
+        order = np.argsort(assignment, kind="stable")
+        offsets = np.zeros(len(centroids) + 1, np.int64)
+        np.cumsum(np.bincount(assignment, minlength=len(centroids)), out=offsets[1:])
+        clusters = Clusters(centroids, offsets)
+        matrix = np.ascontiguousarray(matrix[order])
+        rows = [rows[i] for i in order.tolist()]
     file_ids: dict[str, int] = {}
     codes = np.fromiter((file_ids.setdefault(row[1], len(file_ids)) for row in rows), np.int32, len(rows))
     pks = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-    matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), dims)
-    keywords = await asyncio.to_thread(KeywordIndex.build, [row[3] for row in rows])
-    return StoreVectors(generation, pks, codes, list(file_ids), matrix, keywords)
+    keywords = KeywordIndex.build([row[3] for row in rows])
+    return Segment(pks, codes, list(file_ids), matrix, keywords, clusters)
 
 
-def dense_scores(vectors: StoreVectors, queries: np.ndarray) -> np.ndarray:
-    """Cosine of each chunk to its nearest query."""
-    scores: np.ndarray = (vectors.matrix @ queries.T).max(axis=1)
-    return scores
-
-
-def allowed_rows(vectors: StoreVectors, allowed: set[str] | None) -> np.ndarray:
-    """A mask of the chunks whose files the filters allow."""
-    if allowed is None:
-        return np.ones(len(vectors.pks), bool)
-    codes = [code for code, file_id in enumerate(vectors.file_ids) if file_id in allowed]
-    mask: np.ndarray = np.isin(vectors.file_codes, codes)
-    return mask
-
-
-def top_rows(scores: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The ``k`` best allowed rows by ``scores``, as (row, score), best first."""
-    candidates = np.flatnonzero(mask)
+def top_rows(scores: Floats, mask: npt.NDArray[np.bool_], k: int) -> list[tuple[int, float]]:
+    """The ``k`` best rows with a positive score that ``mask`` allows, as (row, score), best first."""
+    candidates = np.flatnonzero(mask & (scores > 0))
     if len(candidates) == 0:
         return []
     picked = scores[candidates]

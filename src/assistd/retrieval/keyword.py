@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -32,31 +31,48 @@ _STOPWORD_TEXT = (
 )
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split(" "))
 _stemmer = snowballstemmer.stemmer("english")
+# word → its term ("" for a stopword); bounded, as user text can hold any number of distinct words.
+_terms: dict[str, str] = {}
+_TERM_CACHE = 500_000
 
 
-@lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return str(_stemmer.stemWord(word))
+def _learn(word: str) -> str:
+    if len(_terms) >= _TERM_CACHE:
+        _terms.clear()
+    term = "" if word in _STOPWORDS else str(_stemmer.stemWord(word))
+    _terms[word] = term
+    return term
 
 
-def terms(text: str, *, keep_stopwords: bool = False) -> list[str]:
-    words = _WORD.findall(text.lower())
-    return [_stem(w) for w in words if keep_stopwords or w not in _STOPWORDS]
+def terms(text: str) -> list[str]:
+    """The terms of ``text``: lower-cased, stemmed words, stopwords left out."""
+    found = []
+    known = _terms.get
+    for word in _WORD.findall(text.lower()):
+        term = known(word)
+        if term is None:
+            term = _learn(word)
+        if term:
+            found.append(term)
+    return found
 
 
 def query_terms(query: str) -> list[str]:
     """A query's distinct terms; a query of only stopwords keeps them rather than search for nothing."""
-    found = terms(query) or terms(query, keep_stopwords=True)
+    found = terms(query) or [str(_stemmer.stemWord(w)) for w in _WORD.findall(query.lower())]
     return list(dict.fromkeys(found))
 
 
 @dataclass
 class KeywordIndex:
+    """Postings of one segment of a store. BM25's statistics (document frequency, average length) are
+    summed over all of a store's segments at query time, so segments rank as one index."""
+
     vocabulary: dict[str, int]
     offsets: npt.NDArray[np.int64]  # postings of term t are [offsets[t], offsets[t + 1])
     docs: npt.NDArray[np.int32]
-    weights: npt.NDArray[np.float32]  # BM25's term-frequency part, per posting
-    doc_count: int
+    tf: npt.NDArray[np.float32]
+    lengths: npt.NDArray[np.float32]  # terms per document
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> KeywordIndex:
@@ -71,28 +87,50 @@ class KeywordIndex:
         term_ids = np.asarray(ids, np.int64)
         doc_ids = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
         keys, tf = np.unique(term_ids * n + doc_ids, return_counts=True)
-        posting_terms, posting_docs = keys // n, keys % n
         offsets = np.zeros(len(vocabulary) + 1, np.int64)
-        np.cumsum(np.bincount(posting_terms, minlength=len(vocabulary)), out=offsets[1:])
-        average = float(lengths.mean()) if len(texts) else 1.0
-        norm = K1 * (1 - B + B * lengths[posting_docs] / max(average, 1.0))
-        weights = (tf * (K1 + 1) / (tf + norm)).astype(np.float32)
-        return cls(vocabulary, offsets, posting_docs.astype(np.int32), weights, len(texts))
+        np.cumsum(np.bincount(keys // n, minlength=len(vocabulary)), out=offsets[1:])
+        return cls(
+            vocabulary,
+            offsets,
+            (keys % n).astype(np.int32),
+            tf.astype(np.float32),
+            lengths.astype(np.float32),
+        )
+
+    @property
+    def doc_count(self) -> int:
+        return len(self.lengths)
 
     @property
     def nbytes(self) -> int:
-        return int(self.offsets.nbytes + self.docs.nbytes + self.weights.nbytes) + 100 * len(self.vocabulary)
+        arrays = (self.offsets, self.docs, self.tf, self.lengths)
+        return sum(int(a.nbytes) for a in arrays) + 100 * len(self.vocabulary)
 
-    def scores(self, queries: Sequence[str]) -> npt.NDArray[np.float32]:
-        """BM25 of every chunk for the queries' terms together (0 where none occurs)."""
+    def doc_freq(self, term: str) -> int:
+        index = self.vocabulary.get(term)
+        return 0 if index is None else int(self.offsets[index + 1] - self.offsets[index])
+
+    def scores(self, idf: dict[str, float], average_length: float) -> npt.NDArray[np.float32]:
+        """BM25 of every document for terms weighted by ``idf`` (0 where none occurs)."""
         total = np.zeros(self.doc_count, np.float32)
-        wanted = dict.fromkeys(term for query in queries for term in query_terms(query))
-        for term in wanted:
+        for term, weight in idf.items():
             index = self.vocabulary.get(term)
             if index is None:
                 continue
             start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-            df = end - start
-            idf = math.log(1 + (self.doc_count - df + 0.5) / (df + 0.5))
-            total[self.docs[start:end]] += idf * self.weights[start:end]
+            docs, tf = self.docs[start:end], self.tf[start:end]
+            norm = K1 * (1 - B + B * self.lengths[docs] / max(average_length, 1.0))
+            total[docs] += weight * tf * (K1 + 1) / (tf + norm)
         return total
+
+
+def bm25_idf(indexes: Sequence[KeywordIndex], queries: Sequence[str]) -> tuple[dict[str, float], float]:
+    """The queries' terms weighted over several segments as one collection, and its average length."""
+    documents = sum(index.doc_count for index in indexes)
+    length = sum(float(index.lengths.sum()) for index in indexes)
+    idf = {}
+    for term in dict.fromkeys(t for query in queries for t in query_terms(query)):
+        df = sum(index.doc_freq(term) for index in indexes)
+        if df:
+            idf[term] = math.log(1 + (documents - df + 0.5) / (df + 0.5))
+    return idf, length / max(1, documents)

@@ -14,7 +14,7 @@ from ..store.database import Database
 from ..store.models import ChunkRow, FileRow, VectorStoreFileRow, VectorStoreRow
 from .embeddings import Embedder
 from .filters import matches
-from .index import CANDIDATES, VectorCache, allowed_rows, dense_scores, fuse, top_rows
+from .index import CANDIDATES, VectorCache, fuse, top_rows
 
 
 @dataclass(frozen=True)
@@ -51,25 +51,25 @@ class Retriever:
         dense: dict[int, float] = {}
         keyword: dict[int, float] = {}
         async with self._db.read() as session:
-            allowed = await _allowed_files(session, stores, filters) if filters is not None else None
+            files = await _allowed_files(session, stores, filters) if filters is not None else None
             for store in stores:
                 index = await self._cache.get(session, store.id, store.generation, self.embedder.dimensions)
-                if len(index.pks) == 0:
-                    continue
-                mask = allowed_rows(index, allowed)
-                cosines = dense_scores(index, query_vectors) if query_vectors is not None else None
-                matches = index.keywords.scores(queries) if mode != "dense" else None
-                # Each index proposes its best; the fusion sees both scores of every proposed chunk.
-                rows: set[int] = set()
-                for scores in (cosines, matches):
-                    if scores is not None:
-                        rows.update(row for row, _ in top_rows(scores, mask & (scores > 0), pool))
-                for row in rows:
-                    pk = int(index.pks[row])
-                    if cosines is not None:
-                        dense[pk] = float(cosines[row])
+                matches = index.keyword_scores(queries) if mode != "dense" else None
+                for number, segment in enumerate(index.segments):
+                    allowed = segment.allowed(files)
+                    # Each index proposes its best; the fusion sees both scores of every proposed chunk.
+                    rows: set[int] = set()
+                    if query_vectors is not None:
+                        rows.update(row for row, _ in segment.dense(query_vectors, allowed, pool))
                     if matches is not None:
-                        keyword[pk] = float(matches[row])
+                        rows.update(row for row, _ in top_rows(matches[number], allowed, pool))
+                    ordered = sorted(rows)
+                    if query_vectors is not None and ordered:
+                        for row, cosine in zip(ordered, segment.cosines(ordered, query_vectors), strict=True):
+                            dense[int(segment.pks[row])] = float(cosine)
+                    if matches is not None:
+                        for row in ordered:
+                            keyword[int(segment.pks[row])] = float(matches[number][row])
             if mode == "dense":
                 ranked = {pk: max(0.0, score) for pk, score in dense.items()}
             elif mode == "keyword":
