@@ -384,16 +384,18 @@ def _mode_label(mode: str) -> str:
 
 def run(
     *, large: bool = False, calls: int = 200, warmup: int = 10, small_target: int = 1_000,
-    large_target: int = 100_000,
+    large_target: int = 100_000, embeddings: str | None = None,
 ) -> Result:  # fmt: skip
     questions, passages = load_corpus()
     sizes = f"{small_target:,}" + (f" and {large_target:,}" if large else "")
     result = Result(
         "retrieval",
         f"file_search: {len(questions)} FAQ questions over {len(passages)} passages; "
-        f"search latency at {sizes} chunks (n={calls}, warm-up {warmup} excluded)",
+        f"search latency at {sizes} chunks (n={calls}, warm-up {warmup} excluded); "
+        f"embeddings: {embeddings or 'the server default'}",
     )
-    with assistd_server(None) as server, client_for(server, timeout=300) as client:
+    env = {} if embeddings is None else {"local_embeddings": embeddings}
+    with assistd_server(None, **env) as server, client_for(server, timeout=300) as client:
         # Quality: one file per passage, default chunking.
         t0 = time.perf_counter()
         names = [(re.sub(r"[^\w.-]+", "_", p.id) + ".txt", p.text) for p in passages]
@@ -503,13 +505,25 @@ def main() -> None:
     parser.add_argument("--large-chunks", type=int, default=100_000, help="chunks of the large store")
     parser.add_argument("--calls", type=int, default=200, help="timed searches per mode and size")
     parser.add_argument("--dry", action="store_true", help="no server: a BM25 baseline")
+    parser.add_argument(
+        "--embeddings",
+        choices=["minilm", "static"],
+        default=None,
+        help="the server's ASSISTD_LOCAL_EMBEDDINGS (default: the server's own default)",
+    )
     args = parser.parse_args()
     if args.dry:
         results = [dry()]
     else:
         calls = 30 if args.quick else args.calls
         results = [
-            run(large=args.large, calls=calls, warmup=3 if args.quick else 10, large_target=args.large_chunks)
+            run(
+                large=args.large,
+                calls=calls,
+                warmup=3 if args.quick else 10,
+                large_target=args.large_chunks,
+                embeddings=args.embeddings,
+            )
         ]
     print_results(results)
     write_json(args.json, results)

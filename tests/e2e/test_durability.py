@@ -420,7 +420,8 @@ def _big_document() -> bytes:
 
 @pytest.mark.parametrize("kill", [True, False], ids=["sigkill", "sigterm"])
 def test_ingestion_interrupted_by_a_restart_is_finished(servers: Servers, kill: bool) -> None:
-    server = servers.start(run_lease_seconds="1")
+    # The static model: the transformer would take minutes over a document this long on two cores.
+    server = servers.start(run_lease_seconds="1", local_embeddings="static")
     client = make_client(server)
     uploaded = client.files.create(file=("big.txt", _big_document()), purpose="assistants")
     small = client.files.create(file=("small.md", b"The heron is called Bartholomew."), purpose="assistants")

@@ -333,8 +333,8 @@ def test_upstream_gives_up_with_an_error_that_hides_the_key(
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_build_embedder_defaults_to_the_static_model() -> None:
-    settings = Settings(_env_file=None, embeddings_base_url=None)  # type: ignore[call-arg]
+def test_build_embedder_gives_the_static_model_when_asked() -> None:
+    settings = Settings(_env_file=None, embeddings_base_url=None, local_embeddings="static")  # type: ignore[call-arg]
     first = build_embedder(settings)
     assert isinstance(first, StaticEmbedder)
     assert build_embedder(settings) is first  # loaded once

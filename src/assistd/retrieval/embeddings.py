@@ -1,4 +1,5 @@
-"""Text to vectors: the bundled static model by default, or any OpenAI-compatible ``/v1/embeddings``.
+"""Text to vectors: a bundled local model (the MiniLM transformer by default, or the fast static model), or
+any OpenAI-compatible ``/v1/embeddings``.
 
 Every embedder returns float32 rows of unit length (an empty text gives a zero row), so a dot product is
 a cosine. ``name`` identifies the vectors' space: cached embeddings are keyed by it, and it changes
@@ -18,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,7 @@ from ..config import Settings
 from ..errors import UpstreamError
 from ..llm.retry import backoff_seconds, is_retryable, retry_after_seconds
 from .chunking import WordTokenizer
+from .transformer import TransformerEmbedder
 
 __all__ = [
     "MODEL_DIR",
@@ -368,7 +370,15 @@ def _kind(exc: BaseException) -> str:
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    """The configured service when ``ASSISTD_EMBEDDINGS_BASE_URL`` is set, else the bundled model."""
+    """The configured service when ``ASSISTD_EMBEDDINGS_BASE_URL`` is set, else the local model that
+    ``ASSISTD_LOCAL_EMBEDDINGS`` names: all-MiniLM-L6-v2 ("minilm") or its static distillation ("static")."""
+    local = settings.local_embeddings.strip().lower()
+    if local not in _LOCAL_EMBEDDERS:
+        # Checked even when a service is set: a misspelt setting is an error, not a silent fallback.
+        raise ValueError(
+            f"ASSISTD_LOCAL_EMBEDDINGS must be one of {', '.join(map(repr, _LOCAL_EMBEDDERS))}, "
+            f"not {settings.local_embeddings!r}"
+        )
     if settings.embeddings_base_url:
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
         return UpstreamEmbedder(
@@ -381,9 +391,20 @@ def build_embedder(settings: Settings) -> Embedder:
             retry_base=settings.upstream_retry_base_seconds,
             max_concurrency=min(settings.upstream_max_concurrency, 8),
         )
-    return _static_embedder()
+    return _LOCAL_EMBEDDERS[local]()
 
 
 @functools.cache
 def _static_embedder() -> StaticEmbedder:
     return StaticEmbedder()
+
+
+@functools.cache
+def _transformer_embedder() -> TransformerEmbedder:
+    return TransformerEmbedder()
+
+
+_LOCAL_EMBEDDERS: dict[str, Callable[[], Embedder]] = {
+    "minilm": _transformer_embedder,
+    "static": _static_embedder,
+}

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..protocol.vector_stores import Filter, SearchMode
 from ..store.database import Database
 from ..store.models import ChunkRow, FileRow, VectorStoreFileRow, VectorStoreRow
-from .embeddings import Embedder
+from .embeddings import Embedder, StaticEmbedder
 from .filters import matches
-from .index import CANDIDATES, VectorCache, fuse, top_rows
+from .index import CANDIDATES, KEYWORD_WEIGHT, STATIC_KEYWORD_WEIGHT, VectorCache, fuse, top_rows
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Retriever:
         self._db = db
         self.embedder = embedder
         self._cache = cache or VectorCache()
+        static = isinstance(embedder, StaticEmbedder)
+        self.keyword_weight = STATIC_KEYWORD_WEIGHT if static else KEYWORD_WEIGHT
 
     async def search(
         self,
@@ -75,7 +77,7 @@ class Retriever:
             elif mode == "keyword":
                 ranked = fuse({}, keyword, keyword_weight=1.0)
             else:
-                ranked = fuse(dense, keyword)
+                ranked = fuse(dense, keyword, self.keyword_weight)
             best = sorted(
                 ((pk, score) for pk, score in ranked.items() if score > 0 and score >= score_threshold),
                 key=lambda item: (-item[1], item[0]),
