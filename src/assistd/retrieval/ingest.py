@@ -110,6 +110,8 @@ class Ingestor:
 
     async def _embeddings(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts``, embedding only those the cache has not seen with this embedder."""
+        if not self._embedder.dimensions:
+            await self._embedder.start()  # a service's dimensions are learnt from its first answer
         dims = self._embedder.dimensions
         keys = [hashlib.sha256(f"{self._embedder.name}\n{text}".encode()).hexdigest() for text in texts]
         known: dict[str, bytes] = {}

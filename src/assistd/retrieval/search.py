@@ -48,6 +48,8 @@ class Retriever:
         """Passages best first, each scored in [0, 1]."""
         if not stores or not queries:
             return []
+        if not self.embedder.dimensions:
+            await self.embedder.start()  # a service's dimensions are learnt from its first answer
         query_vectors = await self.embedder.embed(list(queries)) if mode != "keyword" else None
         pool = max(CANDIDATES, max_results * 3)
         dense: dict[int, float] = {}
