@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import assistants, errors, files, messages, models, runs, threads, vector_stores
+from .api import actions, ask, assistants, errors, files, messages, models, runs, threads, vector_stores
 from .api.auth import KeyRing
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
@@ -77,7 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await db.migrate()
         providers = build_providers(settings)
         embedder = build_embedder(settings)
-        await embedder.start()
+        try:
+            await embedder.start()
+        except Exception:
+            # An embeddings service that is down must not keep the rest of the API from starting.
+            log.warning("could not start the embedding model; trying again on first use", exc_info=True)
         retriever = Retriever(db, embedder)
         ingest_worker = IngestWorker(settings, db, Ingestor(db, app.state.storage, embedder))
         engine = Engine(settings, db, providers, retriever)
@@ -115,6 +119,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
-    for module in (assistants, runs, threads, messages, models, files, vector_stores):
+    for module in (assistants, runs, threads, messages, models, files, vector_stores, actions, ask):
         app.include_router(module.router)
     return app

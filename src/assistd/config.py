@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     upstream_retry_base_seconds: float = Field(default=0.5, ge=0)
     upstream_max_concurrency: int = Field(default=32, ge=1)
 
+    # The assistant /ask uses when a request names none and its session has none yet: a name or an id.
+    ask_default_assistant: str | None = None
+
     # Files and retrieval
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     # An OpenAI-compatible /v1/embeddings service; unset: the local model ASSISTD_LOCAL_EMBEDDINGS names.

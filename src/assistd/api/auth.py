@@ -1,11 +1,19 @@
-"""Bearer keys: each configured key is its own tenant, compared in constant time."""
+"""Bearer keys and tenants, compared in constant time.
+
+An entry of ``ASSISTD_API_KEYS`` is either a plain key, its own tenant, or ``name:key``, which puts the key
+in the tenant called ``name`` so that several keys share one tenant. Each key also has a public
+fingerprint (``key_`` + 12 hex digits of its SHA-256) by which it can be named, e.g. in an assistant's
+``ask_allowed_keys``, without revealing it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ..errors import AuthenticationError
 from .rate_limit import RateLimiter
@@ -17,18 +25,76 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def fingerprint(key: str) -> str:
+    """The public name of a key: safe to print, log and store."""
+    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def plain_tenant(key: str) -> str:
+    # The historical derivation: changing it would orphan every object of existing deployments.
+    return "t_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def named_tenant(name: str) -> str:
+    # "tn_" cannot be the start of a plain key's "t_" + hex tenant, so the two kinds never collide.
+    return "tn_" + hashlib.sha256(("name:" + name).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One configured key, without the key itself."""
+
+    digest: bytes
+    tenant: str
+    fingerprint: str
+    tenant_name: str | None
+
+
+def parse_entry(entry: str) -> tuple[str | None, str]:
+    """``"name:key"`` → ``("name", "key")``; a plain key → ``(None, key)``."""
+    name, sep, key = entry.partition(":")
+    if not sep:
+        return None, entry.strip()
+    name, key = name.strip(), key.strip()
+    if not name or not key:
+        raise ValueError("an ASSISTD_API_KEYS entry with ':' must be 'tenant-name:key', both non-empty")
+    return name, key
+
+
+def key_entries(entries: list[str]) -> list[KeyEntry]:
+    parsed: list[KeyEntry] = []
+    tenants: dict[bytes, str] = {}
+    for entry in entries:
+        name, key = parse_entry(entry)
+        tenant_id = named_tenant(name) if name is not None else plain_tenant(key)
+        digest = _digest(key)
+        if tenants.setdefault(digest, tenant_id) != tenant_id:
+            raise ValueError(f"the key {fingerprint(key)} is given to two tenants in ASSISTD_API_KEYS")
+        parsed.append(KeyEntry(digest, tenant_id, fingerprint(key), name))
+    return parsed
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the tenant of its key and the key's fingerprint (None when no keys are set)."""
+
+    tenant: str
+    fingerprint: str | None
+
+
 class KeyRing:
     def __init__(self, keys: list[str]) -> None:
-        # Only digests are kept; the tenant id is derived from the digest so it never reveals the key.
-        self._digests = [(_digest(key), "t_" + hashlib.sha256(key.encode()).hexdigest()[:24]) for key in keys]
+        # Only digests are kept; tenant ids and fingerprints are derived so they never reveal a key.
+        self._entries = key_entries(keys)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._digests)
+        return bool(self._entries)
 
-    def tenant_for(self, authorization: str | None) -> str:
-        if not self._digests:
-            return NO_KEYS_TENANT
+    def identify(self, authorization: str | None) -> Caller:
+        if not self._entries:
+            # Any key works, so no key proves anything: none is given a fingerprint.
+            return Caller(NO_KEYS_TENANT, None)
         if not authorization:
             raise AuthenticationError(
                 "You didn't provide an API key. Provide it in an Authorization header: 'Bearer YOUR_KEY'.",
@@ -38,20 +104,31 @@ class KeyRing:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("The Authorization header must be 'Bearer YOUR_KEY'.")
         offered = _digest(token.strip())
-        tenant = None
-        for digest, candidate in self._digests:
+        found = None
+        for entry in self._entries:
             # No early exit: every key is compared, so timing reveals nothing about which one matched.
-            if hmac.compare_digest(digest, offered):
-                tenant = candidate
-        if tenant is None:
+            if hmac.compare_digest(entry.digest, offered):
+                found = entry
+        if found is None:
             raise AuthenticationError("Incorrect API key provided.")
-        return tenant
+        return Caller(found.tenant, found.fingerprint)
+
+    def tenant_for(self, authorization: str | None) -> str:
+        return self.identify(authorization).tenant
+
+
+async def caller(request: Request) -> Caller:
+    """FastAPI dependency: the request's tenant and key fingerprint, within its request rate limit."""
+    keyring: KeyRing = request.app.state.keyring
+    found = keyring.identify(request.headers.get("authorization"))
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.check(found.tenant)
+    return found
 
 
 async def tenant(request: Request) -> str:
     """FastAPI dependency: the tenant of the request's key, within its request rate limit."""
-    keyring: KeyRing = request.app.state.keyring
-    tenant_id = keyring.tenant_for(request.headers.get("authorization"))
-    limiter: RateLimiter = request.app.state.limiter
-    limiter.check(tenant_id)
-    return tenant_id
+    return (await caller(request)).tenant
+
+
+CallerKey = Annotated[Caller, Depends(caller)]

@@ -242,3 +242,22 @@ class IngestJobRow(Base):
     locked_until: Mapped[float] = mapped_column(Float, default=0.0)
     locked_by: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AskSessionRow(Base):
+    """A session of the /ask service: the client's ``id`` (unique per tenant) → a thread and an assistant."""
+
+    __tablename__ = "ask_sessions"
+    __table_args__ = (
+        Index("ux_ask_sessions_tenant_id", "tenant", "id", unique=True),
+        Index("ix_ask_sessions_tenant_pk", "tenant", "pk"),
+    )
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    # Chosen by the client, so two tenants may well use the same one.
+    id: Mapped[str] = mapped_column(String(256))
+    tenant: Mapped[str] = mapped_column(String(64))
+    thread_id: Mapped[str] = mapped_column(String(64))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
