@@ -223,3 +223,20 @@ def test_search_without_stores_tells_the_model(client: OpenAI, fake: FakeUpstrea
     assert "No files are available" in _tool_text(fake.requests[1])
     message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
     assert message.content[0].text.value == "Nothing found."  # type: ignore[union-attr]
+
+
+def test_a_call_without_a_query_searches_for_the_users_question(client: OpenAI, fake: FakeUpstream) -> None:
+    store_id, _ = _knowledge_base(client)
+    assistant = client.beta.assistants.create(
+        model="fake-model",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
+    )
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": "What is the launch code for Project Kestrel?"}]
+    )
+    # What small local models do: call the tool with empty arguments.
+    fake.push(ToolCalls([("file_search", {"queries": []})]), Text("It is 4471."))
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    assert FACT in _tool_text(fake.requests[1])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from itertools import count
 
@@ -137,6 +138,17 @@ def test_tool_turns_become_text_for_templates_without_tools() -> None:
         "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
     }
     assert messages[3] == {"role": "user", "content": "Tool result for call call_1: cold"}
+
+    # With tools off (tool_choice none: the answer after the calls) there is no grammar, and JSON calls in
+    # the history would be copied into the answer as text: they are told in words.
+    answering = dataclasses.replace(request, tool_choice="none")
+    plain = envelope.chat_messages(answering, envelope.plan(answering))
+    assert envelope.plan(answering).mode == "text"
+    assert plain[2] == {
+        "role": "assistant",
+        "content": 'I called the tool get_weather with {"city": "Oslo"}.',
+    }
+    assert '{"type"' not in json.dumps(plain)
 
 
 def test_local_models_setting_parses_paths_and_ids() -> None:

@@ -139,9 +139,16 @@ def chat_messages(request: ChatRequest, current: Plan) -> list[dict[str, Any]]:
                 {"name": c["function"]["name"], "arguments": _json_or_text(c["function"]["arguments"])}
                 for c in message["tool_calls"]
             ]
-            messages.append(
-                {"role": "assistant", "content": json.dumps({"type": "tool_calls", "calls": calls})}
-            )
+            if current.mode in ("envelope", "forced"):
+                content = json.dumps({"type": "tool_calls", "calls": calls})
+            else:
+                # Without a grammar a small model copies what it sees: JSON calls in the history would come
+                # back as JSON text in its answer. Past calls are told in words instead.
+                content = "; ".join(
+                    f"I called the tool {call['name']} with {json.dumps(call['arguments'])}."
+                    for call in calls
+                )
+            messages.append({"role": "assistant", "content": content})
         else:
             messages.append({"role": message["role"], "content": message.get("content") or ""})
     if current.mode in ("envelope", "forced"):

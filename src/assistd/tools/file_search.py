@@ -14,7 +14,14 @@ from sqlalchemy import select
 from ..retrieval.search import Passage, Retriever
 from ..store import vector_stores as store
 from ..store.database import Database
-from ..store.models import AssistantRow, RunRow, ThreadRow, VectorStoreFileRow, VectorStoreRow
+from ..store.models import (
+    AssistantRow,
+    MessageRow,
+    RunRow,
+    ThreadRow,
+    VectorStoreFileRow,
+    VectorStoreRow,
+)
 from .citations import Source
 
 NAME = "file_search"
@@ -87,7 +94,8 @@ class FileSearch:
         self._retriever = retriever
 
     async def __call__(self, run: RunRow, arguments: str, first_source: int) -> Outcome:
-        queries = queries_of(arguments)
+        # Small models sometimes call the tool without a query: the user's last question stands in for it.
+        queries = queries_of(arguments) or await self._last_question(run)
         if not queries:
             return Outcome([], "No query was given: call file_search with a list of queries.", {})
         stores = await self._stores(run)
@@ -106,6 +114,19 @@ class FileSearch:
             async with self._db.write() as session:
                 await store.touch(session, await _reload(session, stores))
         return _outcome(passages, first_source)
+
+    async def _last_question(self, run: RunRow) -> list[str]:
+        async with self._db.read() as session:
+            row = await session.scalar(
+                select(MessageRow)
+                .where(MessageRow.thread_id == run.thread_id, MessageRow.role == "user")
+                .order_by(MessageRow.pk.desc())
+                .limit(1)
+            )
+        if row is None:
+            return []
+        text = " ".join(p["text"]["value"] for p in row.content if p.get("type") == "text").strip()
+        return [text] if text else []
 
     async def _stores(self, run: RunRow) -> list[VectorStoreRow]:
         async with self._db.read() as session:
