@@ -37,6 +37,21 @@ def _knowledge_base(client: OpenAI) -> tuple[str, dict[str, str]]:
     return store.id, ids
 
 
+QUESTION = "What is the launch code for Project Kestrel?"
+
+
+def _asking(client: OpenAI, store_id: str, tool: dict[str, Any] | None = None) -> tuple[str, str]:
+    """An assistant searching the store, and a thread holding the question: their ids."""
+    assistant = client.beta.assistants.create(
+        model="fake-model",
+        instructions="Answer from the files.",
+        tools=[tool or {"type": "file_search"}],  # type: ignore[list-item]
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
+    return assistant.id, thread.id
+
+
 def _tool_text(body: dict[str, Any]) -> str:
     return "\n".join(str(m.get("content") or "") for m in body["messages"] if m.get("role") == "tool")
 
@@ -76,17 +91,10 @@ def _check_answer(client: OpenAI, thread_id: str, run_id: str, kestrel: str) -> 
 
 def test_file_search_finds_cites_and_shows_its_step(client: OpenAI, fake: FakeUpstream) -> None:
     store_id, ids = _knowledge_base(client)
-    assistant = client.beta.assistants.create(
-        model="fake-model",
-        instructions="Answer from the files.",
-        tools=[{"type": "file_search", "file_search": {"max_num_results": 5}}],
-        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
-    )
-    thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": "What is the launch code for Project Kestrel?"}]
-    )
+    tool = {"type": "file_search", "file_search": {"max_num_results": 5}}
+    assistant_id, thread_id = _asking(client, store_id, tool)
     _script(fake)
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant_id)
     assert run.status == "completed", run.last_error
 
     first, second = fake.requests
@@ -96,7 +104,7 @@ def test_file_search_finds_cites_and_shows_its_step(client: OpenAI, fake: FakeUp
 
     steps = raw(
         client.beta.threads.runs.steps.with_raw_response.list(
-            run_id=run.id, thread_id=thread.id, order="asc", include=[CONTENT_INCLUDE]
+            run_id=run.id, thread_id=thread_id, order="asc", include=[CONTENT_INCLUDE]
         )
     )["data"]
     search_step = check(RunStep, steps[0], "RunStepObject")
@@ -109,7 +117,7 @@ def test_file_search_finds_cites_and_shows_its_step(client: OpenAI, fake: FakeUp
     assert results[0].file_name == "kestrel.md" and 0 <= results[0].score <= 1
     assert results[0].content is not None and FACT in results[0].content[0].text
     plain = raw(
-        client.beta.threads.runs.steps.with_raw_response.list(run_id=run.id, thread_id=thread.id, order="asc")
+        client.beta.threads.runs.steps.with_raw_response.list(run_id=run.id, thread_id=thread_id, order="asc")
     )
     assert all(
         "content" not in r
@@ -117,23 +125,16 @@ def test_file_search_finds_cites_and_shows_its_step(client: OpenAI, fake: FakeUp
     )
     assert steps[1]["type"] == "message_creation"
 
-    _check_answer(client, thread.id, run.id, ids["kestrel.md"])
+    _check_answer(client, thread_id, run.id, ids["kestrel.md"])
 
 
 def test_streamed_file_search_run(client: OpenAI, fake: FakeUpstream, server: AssistdServer) -> None:
     store_id, ids = _knowledge_base(client)
-    assistant = client.beta.assistants.create(
-        model="fake-model",
-        tools=[{"type": "file_search"}],
-        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
-    )
-    thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": "What is the launch code for Project Kestrel?"}]
-    )
+    assistant_id, thread_id = _asking(client, store_id)
     _script(fake)
     events = list(
         stream_events(
-            server.base_url, f"/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True}
+            server.base_url, f"/threads/{thread_id}/runs", {"assistant_id": assistant_id, "stream": True}
         )
     )
     names = [name for name, _ in events]
@@ -155,7 +156,7 @@ def test_streamed_file_search_run(client: OpenAI, fake: FakeUpstream, server: As
     deltas = [data["delta"]["content"][0]["text"] for name, data in events if name == "thread.message.delta"]
     streamed = "".join(part["value"] for part in deltas)
     run_id = next(data["id"] for name, data in events if name == "thread.run.created")
-    message = _check_answer(client, thread.id, run_id, ids["kestrel.md"])
+    message = _check_answer(client, thread_id, run_id, ids["kestrel.md"])
     assert streamed == message.content[0].text.value  # type: ignore[union-attr]
     annotations = [a for part in deltas for a in part.get("annotations", [])]
     assert len(annotations) == 1 and annotations[0]["file_citation"]["file_id"] == ids["kestrel.md"]
@@ -227,16 +228,9 @@ def test_search_without_stores_tells_the_model(client: OpenAI, fake: FakeUpstrea
 
 def test_a_call_without_a_query_searches_for_the_users_question(client: OpenAI, fake: FakeUpstream) -> None:
     store_id, _ = _knowledge_base(client)
-    assistant = client.beta.assistants.create(
-        model="fake-model",
-        tools=[{"type": "file_search"}],
-        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
-    )
-    thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": "What is the launch code for Project Kestrel?"}]
-    )
+    assistant_id, thread_id = _asking(client, store_id)
     # What small local models do: call the tool with empty arguments.
     fake.push(ToolCalls([("file_search", {"queries": []})]), Text("It is 4471."))
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant_id)
     assert run.status == "completed", run.last_error
     assert FACT in _tool_text(fake.requests[1])

@@ -11,6 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..engine.engine import Engine
+from ..retrieval.ingest_worker import IngestWorker
+from ..retrieval.search import Retriever
 from ..store.database import Database
 from .auth import tenant
 
@@ -27,5 +29,17 @@ async def get_engine(request: Request) -> Engine:
     return engine
 
 
+async def get_ingest_worker(request: Request) -> IngestWorker:
+    worker: IngestWorker = request.app.state.ingest_worker
+    return worker
+
+
+async def get_retriever(request: Request) -> Retriever:
+    retriever: Retriever = request.app.state.retriever
+    return retriever
+
+
 Db = Annotated[Database, Depends(get_db)]
 RunEngine = Annotated[Engine, Depends(get_engine)]
+Ingestion = Annotated[IngestWorker, Depends(get_ingest_worker)]
+Search = Annotated[Retriever, Depends(get_retriever)]

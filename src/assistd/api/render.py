@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from fastapi import Request, Response
 from pydantic import BaseModel
+
+
+def poll_headers(request: Request) -> dict[str, str]:
+    """How soon the SDKs' poll helpers should ask again (they wait a whole second without it)."""
+    return {"openai-poll-after-ms": str(request.app.state.settings.poll_after_ms)}
 
 
 def json_response(

@@ -24,7 +24,7 @@ from ..store import threads as thread_store
 from ..store.pagination import PageQuery
 from .deps import Db, RunEngine, Tenant
 from .pagination import page_query
-from .render import json_response
+from .render import json_response, poll_headers
 from .sse import event_stream
 
 router = APIRouter(prefix="/v1/threads", tags=["runs"])
@@ -40,10 +40,6 @@ def _include_content(include: list[str] | None) -> bool:
                 param=f"include[{index}]",
             )
     return bool(include)
-
-
-def _poll_headers(request: Request) -> dict[str, str]:
-    return {"openai-poll-after-ms": str(request.app.state.settings.poll_after_ms)}
 
 
 async def _opening(run: Run, thread: Thread | None = None) -> AsyncIterator[StreamEvent]:
@@ -78,7 +74,7 @@ async def _run_response(
             listener.close()
         raise
     if listener is None:
-        return json_response(run, headers=_poll_headers(request))
+        return json_response(run, headers=poll_headers(request))
     return event_stream(_stream(engine, listener, *openings))
 
 
@@ -140,7 +136,7 @@ async def retrieve_run(
     finally:
         if listener is not None:
             listener.close()
-    return json_response(store.to_wire(run), headers=_poll_headers(request))
+    return json_response(store.to_wire(run), headers=poll_headers(request))
 
 
 @router.post("/{thread_id}/runs/{run_id}")
@@ -152,14 +148,14 @@ async def modify_run(
         if "metadata" in params.model_fields_set:
             run.meta = params.metadata or {}
         await session.flush()
-        return json_response(store.to_wire(run), headers=_poll_headers(request))
+        return json_response(store.to_wire(run), headers=poll_headers(request))
 
 
 @router.post("/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(
     thread_id: str, run_id: str, request: Request, tenant: Tenant, engine: RunEngine
 ) -> Response:
-    return json_response(await engine.cancel_run(tenant, thread_id, run_id), headers=_poll_headers(request))
+    return json_response(await engine.cancel_run(tenant, thread_id, run_id), headers=poll_headers(request))
 
 
 @router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")

@@ -22,39 +22,22 @@ from ..protocol.vector_stores import (
     VectorStoreSearchParams,
     VectorStoreUpdateParams,
 )
-from ..retrieval.ingest_worker import IngestWorker
 from ..retrieval.parsing import ParseError, extract_text
-from ..retrieval.search import Passage, Retriever
+from ..retrieval.search import Passage
 from ..store import files as file_store
 from ..store import vector_stores as store
 from ..store.pagination import PageQuery
-from .deps import Db, Tenant
+from .deps import Db, Ingestion, Search, Tenant
 from .files import Storage
 from .pagination import page_query
-from .render import json_response
+from .render import json_response, poll_headers
 
 router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"])
 
 Status = Literal["in_progress", "completed", "failed", "cancelled"]
 
 
-async def get_ingest_worker(request: Request) -> IngestWorker:
-    worker: IngestWorker = request.app.state.ingest_worker
-    return worker
-
-
-async def get_retriever(request: Request) -> Retriever:
-    retriever: Retriever = request.app.state.retriever
-    return retriever
-
-
-Ingestion = Annotated[IngestWorker, Depends(get_ingest_worker)]
-Search = Annotated[Retriever, Depends(get_retriever)]
 Page = Annotated[PageQuery, Depends(page_query)]
-
-
-def _poll_headers(request: Request) -> dict[str, str]:
-    return {"openai-poll-after-ms": str(request.app.state.settings.poll_after_ms)}
 
 
 async def _long_poll(request: Request, still_pending: Callable[[], Awaitable[bool]]) -> None:
@@ -197,7 +180,7 @@ async def retrieve_vector_store_file(
     await _long_poll(request, pending)
     async with db.read() as session:
         member = await store.get_file_row(session, tenant, vector_store_id, file_id)
-        return json_response(store.file_to_wire(member), headers=_poll_headers(request))
+        return json_response(store.file_to_wire(member), headers=poll_headers(request))
 
 
 @router.post("/{vector_store_id}/files/{file_id}")
@@ -273,7 +256,7 @@ async def retrieve_file_batch(
     await _long_poll(request, pending)
     async with db.read() as session:
         batch = await store.get_batch(session, tenant, vector_store_id, batch_id)
-        return json_response(await store.render_batch(session, batch), headers=_poll_headers(request))
+        return json_response(await store.render_batch(session, batch), headers=poll_headers(request))
 
 
 @router.post("/{vector_store_id}/file_batches/{batch_id}/cancel")
