@@ -45,7 +45,7 @@ def _asking(client: OpenAI, store_id: str, tool: dict[str, Any] | None = None) -
     assistant = client.beta.assistants.create(
         model="fake-model",
         instructions="Answer from the files.",
-        tools=[tool or {"type": "file_search"}],  # type: ignore[list-item]
+        tools=[tool or {"type": "file_search"}],
         tool_resources={"file_search": {"vector_store_ids": [store_id]}},
     )
     thread = client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
