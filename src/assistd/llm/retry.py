@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from email.utils import parsedate_to_datetime
-from time import time
+from time import monotonic, time
 
 import httpx2 as httpx
 import openai
+
+from ..errors import UpstreamError
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -44,3 +46,31 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 def backoff_seconds(attempt: int, base: float, cap: float = 20.0) -> float:
     """Exponential backoff with full jitter for the ``attempt``-th retry (1-based)."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def next_wait(
+    exc: BaseException, attempt: int, base: float, max_retries: int, deadline: float
+) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (1-based), or None once retries or time run out.
+    ``deadline`` is on the ``time.monotonic()`` clock."""
+    wait = retry_after_seconds(exc)
+    if wait is None:
+        wait = backoff_seconds(attempt, base)
+    if attempt > max_retries or monotonic() + wait > deadline:
+        return None
+    return wait
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}"
+    return type(exc).__name__
+
+
+def upstream_error(exc: BaseException, service: str, secret: str, *, exhausted: bool) -> UpstreamError:
+    """What the run or file reports of a failed upstream call: the kind of failure, never the key."""
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    code = "rate_limit_exceeded" if status == 429 else "server_error"
+    detail = str(exc).replace(secret, "***") if len(secret) >= 4 else str(exc)
+    prefix = f"{service} kept failing after retries" if exhausted else f"{service} failed"
+    return UpstreamError(f"{prefix}: {describe(exc)}: {detail}"[:1000], code=code)

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 
 from ..errors import UpstreamError
-from .retry import backoff_seconds, is_retryable, retry_after_seconds
+from .retry import describe, is_retryable, next_wait, upstream_error
 from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,12 @@ class UpstreamProvider:
                 if produced or not is_retryable(exc):
                     raise self._translate(exc) from exc
                 attempt += 1
-                wait = retry_after_seconds(exc)
+                wait = next_wait(exc, attempt, self._retry_base, self._max_retries, deadline)
                 if wait is None:
-                    wait = backoff_seconds(attempt, self._retry_base)
-                if attempt > self._max_retries or time.monotonic() + wait > deadline:
                     raise self._translate(exc, exhausted=True) from exc
-                log.warning("upstream attempt %d failed (%s); retrying in %.2fs", attempt, _kind(exc), wait)
+                log.warning(
+                    "upstream attempt %d failed (%s); retrying in %.2fs", attempt, describe(exc), wait
+                )
                 await asyncio.sleep(wait)
 
     async def list_models(self) -> list[ModelInfo]:
@@ -86,7 +86,7 @@ class UpstreamProvider:
             # Listing models must not hang for a whole generation timeout when the upstream is unreachable.
             page = await self._client.with_options(timeout=_MODELS_TIMEOUT_SECONDS).models.list()
         except openai.OpenAIError as exc:
-            log.warning("could not list upstream models: %s", _kind(exc))
+            log.warning("could not list upstream models: %s", describe(exc))
             return self._models
         self._models = [
             ModelInfo(id=m.id, owned_by=m.owned_by or "upstream", created=m.created) for m in page.data
@@ -98,21 +98,7 @@ class UpstreamProvider:
         await self._client.close()
 
     def _translate(self, exc: Exception, exhausted: bool = False) -> UpstreamError:
-        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-        code = "rate_limit_exceeded" if status == 429 else "server_error"
-        detail = _redact(str(exc), self._api_key)
-        prefix = "The model provider kept failing after retries" if exhausted else "The model provider failed"
-        return UpstreamError(f"{prefix}: {_kind(exc)}: {detail}"[:1000], code=code)
-
-
-def _kind(exc: BaseException) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}"
-    return type(exc).__name__
-
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if len(secret) >= 4 else text
+        return upstream_error(exc, "The model provider", self._api_key, exhausted=exhausted)
 
 
 def _arguments(request: ChatRequest) -> dict[str, Any]:

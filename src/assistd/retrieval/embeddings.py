@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 
 from ..config import Settings
 from ..errors import UpstreamError
-from ..llm.retry import backoff_seconds, is_retryable, retry_after_seconds
+from ..llm.retry import describe, is_retryable, next_wait, upstream_error
 from .chunking import WordTokenizer
 from .transformer import TransformerEmbedder
 
@@ -319,26 +319,16 @@ class UpstreamEmbedder:
                 if not is_retryable(exc):
                     raise self._translate(exc) from exc
                 attempt += 1
-                wait = retry_after_seconds(exc)
+                wait = next_wait(exc, attempt, self._retry_base, self._max_retries, deadline)
                 if wait is None:
-                    wait = backoff_seconds(attempt, self._retry_base)
-                if attempt > self._max_retries or time.monotonic() + wait > deadline:
                     raise self._translate(exc, exhausted=True) from exc
-                log.warning("embeddings attempt %d failed (%s); retrying in %.2fs", attempt, _kind(exc), wait)
+                log.warning(
+                    "embeddings attempt %d failed (%s); retrying in %.2fs", attempt, describe(exc), wait
+                )
                 await asyncio.sleep(wait)
 
     def _translate(self, exc: Exception, exhausted: bool = False) -> UpstreamError:
-        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-        code = "rate_limit_exceeded" if status == 429 else "server_error"
-        detail = str(exc)
-        if len(self._api_key) >= 4:
-            detail = detail.replace(self._api_key, "***")
-        prefix = (
-            "The embeddings service kept failing after retries"
-            if exhausted
-            else "The embeddings service failed"
-        )
-        return UpstreamError(f"{prefix}: {_kind(exc)}: {detail}"[:1000], code=code)
+        return upstream_error(exc, "The embeddings service", self._api_key, exhausted=exhausted)
 
 
 def _batches(texts: Sequence[str]) -> list[list[int]]:
@@ -358,12 +348,6 @@ def _batches(texts: Sequence[str]) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
-
-
-def _kind(exc: BaseException) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}"
-    return type(exc).__name__
 
 
 # ----------------------------------------------------------------------------------------------------
