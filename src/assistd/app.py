@@ -23,6 +23,7 @@ from .retrieval.embeddings import build_embedder
 from .retrieval.ingest import Ingestor
 from .retrieval.ingest_worker import IngestWorker
 from .retrieval.search import Retriever
+from .sandbox.local import LocalSandbox
 from .storage import LocalFileStorage
 from .store.database import Database
 
@@ -84,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("could not start the embedding model; trying again on first use", exc_info=True)
         retriever = Retriever(db, embedder)
         ingest_worker = IngestWorker(settings, db, Ingestor(db, app.state.storage, embedder))
-        engine = Engine(settings, db, providers, retriever)
+        sandbox = LocalSandbox(settings)
+        await sandbox.start()
+        engine = Engine(settings, db, providers, retriever, app.state.storage, sandbox)
         app.state.db, app.state.providers, app.state.engine = db, providers, engine
         app.state.retriever, app.state.ingest_worker = retriever, ingest_worker
         app.state.default_model = default_model(settings, providers)
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ingest_worker.close()
             await embedder.close()
             await engine.close()
+            await sandbox.close()
             await providers.close()
             await db.close()
 

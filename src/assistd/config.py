@@ -67,6 +67,20 @@ class Settings(BaseSettings):
     # Files ingested at once; each holds a CPU thread while it parses, chunks and embeds.
     ingest_workers: int = Field(default=2, ge=1)
 
+    # code_interpreter: each thread's session runs in a sandbox with these limits (see docs/sandbox.md).
+    code_timeout_seconds: float = Field(default=60.0, gt=0)
+    code_session_idle_seconds: float = Field(default=1200.0, gt=0)
+    code_max_sessions: int = Field(default=16, ge=1)
+    code_memory_mb: int = Field(default=2048, ge=256)
+    code_disk_mb: int = Field(default=1024, ge=1)
+    code_tmp_mb: int = Field(default=64, ge=1)
+    code_cpu_seconds: int = Field(default=600, ge=1)
+    code_max_processes: int = Field(default=64, ge=4)
+    code_max_open_files: int = Field(default=256, ge=32)
+    # Sessions run as uids above this one, one per session (when the server runs as root); each data
+    # directory has its own range of code_max_sessions uids, so servers on one host never share one.
+    code_uid_base: int = Field(default=61000, ge=1000)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -15,12 +15,14 @@ from ..llm.types import ChatRequest
 from ..store import messages as message_store
 from ..store import runs as run_store
 from ..store.models import MessageRow, RunRow
-from ..tools import file_search
+from ..tools import code_interpreter, file_search
 from ..tools.citations import Source
 
 # Without a token budget, the model's context is unknown: cap how much history a run reads.
 HISTORY_CAP = 1000
 CHARS_PER_TOKEN = 4
+# Where code_interpreter's code finds its files when the sandbox does not say otherwise.
+DATA_PATH = "/mnt/data"
 
 
 class PromptTooLong(Exception):
@@ -53,15 +55,19 @@ def _message_to_chat(row: MessageRow) -> dict[str, Any] | None:
     return {"role": row.role, "content": parts}
 
 
-def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def function_tools(
+    tools: list[dict[str, Any]], code_interpreter_definition: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The functions the model is offered: the run's own, and one per built-in tool assistd runs."""
     offered = []
     for tool in tools:
         if tool.get("type") == "function":
             offered.append({"type": "function", "function": tool["function"]})
-    names = {tool["function"]["name"] for tool in offered}
-    if any(tool.get("type") == "file_search" for tool in tools) and file_search.NAME not in names:
+    builtin = builtin_tools(tools)
+    if file_search.NAME in builtin:
         offered.append(file_search.DEFINITION)
+    if code_interpreter.NAME in builtin:
+        offered.append(code_interpreter_definition or code_interpreter.definition(DATA_PATH, []))
     return offered
 
 
@@ -69,7 +75,7 @@ def builtin_tools(tools: list[dict[str, Any]]) -> set[str]:
     """Names of offered functions that stand for built-in tools (a run's own function of that name wins)."""
     own = {tool["function"]["name"] for tool in tools if tool.get("type") == "function"}
     kinds = {tool.get("type") for tool in tools}
-    return {name for name in (file_search.NAME,) if name in kinds and name not in own}
+    return {name for name in (file_search.NAME, code_interpreter.NAME) if name in kinds and name not in own}
 
 
 def _tool_choice(choice: Any, offered: list[dict[str, Any]]) -> str | dict[str, Any] | None:
@@ -78,8 +84,8 @@ def _tool_choice(choice: Any, offered: list[dict[str, Any]]) -> str | dict[str, 
     if isinstance(choice, dict):
         if choice.get("type") == "function":
             return {"type": "function", "function": {"name": choice["function"]["name"]}}
-        if choice.get("type") == file_search.NAME:
-            return {"type": "function", "function": {"name": file_search.NAME}}
+        if choice.get("type") in (file_search.NAME, code_interpreter.NAME):
+            return {"type": "function", "function": {"name": choice["type"]}}
         return "required"
     return str(choice) if choice else None
 
@@ -90,7 +96,12 @@ def _response_format(value: Any) -> dict[str, Any] | None:
     return None
 
 
-async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry | None = None) -> RunContext:
+async def build(
+    session: AsyncSession,
+    run: RunRow,
+    providers: ProviderRegistry | None = None,
+    data_path: str = DATA_PATH,
+) -> RunContext:
     strategy = run.truncation_strategy or {"type": "auto"}
     limit = strategy.get("last_messages") if strategy.get("type") == "last_messages" else HISTORY_CAP
     history = [
@@ -107,7 +118,12 @@ async def build(session: AsyncSession, run: RunRow, providers: ProviderRegistry 
     budget = providers.prompt_budget(run.model, max_tokens) if providers is not None else None
     await _fit(system, history, own, run, budget, _counter(providers, run.model))
 
-    offered = function_tools(run.tools)
+    code_definition = None
+    if code_interpreter.NAME in builtin_tools(run.tools):
+        # The model is told which files its code finds, by the names they have in the session.
+        names = list(code_interpreter.file_names(await code_interpreter.input_files(session, run)))
+        code_definition = code_interpreter.definition(data_path, names)
+    offered = function_tools(run.tools, code_definition)
     request = ChatRequest(
         model=run.model,
         messages=system + history + own,

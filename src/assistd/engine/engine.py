@@ -14,6 +14,8 @@ from ..llm.registry import ProviderRegistry
 from ..protocol.runs import Run, RunCreateParams, SubmitToolOutputsParams, ThreadAndRunCreateParams
 from ..protocol.threads import Thread, ThreadCreateParams
 from ..retrieval.search import Retriever
+from ..sandbox.base import Sandbox
+from ..storage import FileStorage
 from ..store import assistants as assistant_store
 from ..store import jobs
 from ..store import messages as message_store
@@ -22,6 +24,7 @@ from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
 from ..store.models import AssistantRow
+from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
 from . import state
 from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
@@ -34,13 +37,20 @@ POLL_WAIT_STATUSES = frozenset({"queued", "in_progress", "cancelling"})
 
 class Engine:
     def __init__(
-        self, settings: Settings, db: Database, providers: ProviderRegistry, retriever: Retriever
+        self,
+        settings: Settings,
+        db: Database,
+        providers: ProviderRegistry,
+        retriever: Retriever,
+        storage: FileStorage,
+        sandbox: Sandbox,
     ) -> None:
         self.settings = settings
         self.db = db
         self.providers = providers
         self.bus = EventBus()
-        self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever))
+        code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes)
+        self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code)
         self.pool = WorkerPool(settings, db, self.bus, self.executor)
 
     async def start(self) -> None:

@@ -23,7 +23,9 @@ from ..store import runs as run_store
 from ..store.clock import now
 from ..store.database import Database
 from ..store.models import MessageRow, RunRow, RunStepRow
+from ..tools import code_interpreter
 from ..tools.citations import CitationFilter
+from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
 from . import context, state
 from .events import EventBus, StreamEvent
@@ -31,7 +33,7 @@ from .events import EventBus, StreamEvent
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-# Model turns one run may take answering built-in tool calls (file_search) before it must answer in text.
+# Model turns one run may take answering built-in tool calls before it must answer in text.
 MAX_TOOL_TURNS = 8
 
 
@@ -40,6 +42,8 @@ class _Call:
     id: str = ""
     name: str = ""
     arguments: str = ""
+    # A code_interpreter call's code, decoded from its arguments as they stream.
+    code: CodeStream | None = None
 
     def function(self) -> dict[str, str]:
         return {"name": self.name, "arguments": self.arguments}
@@ -64,6 +68,19 @@ class _Turn:
     async def saved(self) -> None:
         if self.saving is not None:
             await asyncio.shield(self.saving)
+
+
+@dataclass
+class _Made:
+    """What code_interpreter made during a run, for the messages that follow: images not yet shown in a
+    message, and written files by their sandbox path (linked by ``file_path`` annotations)."""
+
+    images: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    attached: set[str] = field(default_factory=set)
+
+
+ToolOutcome = Outcome | CodeOutcome
 
 
 @dataclass
@@ -98,12 +115,14 @@ class RunExecutor:
         bus: EventBus,
         providers: ProviderRegistry,
         file_search: FileSearch,
+        code: CodeInterpreter,
     ) -> None:
         self._settings = settings
         self._db = db
         self._bus = bus
         self._providers = providers
         self._file_search = file_search
+        self._code = code
 
     async def start(self, session: AsyncSession, run_id: str, attempts: int) -> Started:
         """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction."""
@@ -144,9 +163,10 @@ class RunExecutor:
     async def execute(self, run: RunRow) -> None:
         """Run a started run until it completes, fails or awaits tool outputs; never raises for run errors."""
         run_id = run.id
+        made = _Made()
         try:
             for number in range(MAX_TOOL_TURNS + 1):
-                if not await self._turn(run, last=number == MAX_TOOL_TURNS):
+                if not await self._turn(run, made, last=number == MAX_TOOL_TURNS):
                     break
         except UpstreamError as exc:
             await self.fail(run_id, exc.code or "server_error", exc.message)
@@ -160,10 +180,10 @@ class RunExecutor:
             log.exception("run %s failed on an internal error", run_id)
             await self.fail(run_id, "server_error", "The server had an error while processing the run.")
 
-    async def _turn(self, run: RunRow, *, last: bool = False) -> bool:
+    async def _turn(self, run: RunRow, made: _Made, *, last: bool = False) -> bool:
         """One model call and what follows from it; True when built-in tools ran and the model goes on."""
         async with self._db.read() as session:
-            built = await context.build(session, run, self._providers)
+            built = await context.build(session, run, self._providers, self._code.data_path)
         request = built.request
         if last and request.tools:
             request = dataclasses.replace(request, tool_choice="none")
@@ -191,18 +211,22 @@ class RunExecutor:
             tail, annotations = turn.citations.flush()
             self._publish_text(run.id, turn, tail, annotations)
         outcomes = await self._run_builtin(run, turn, next_source=max(built.sources, default=0) + 1)
-        return await self._finish_turn(run.id, turn, outcomes)
+        return await self._finish_turn(run.id, turn, outcomes, made)
 
-    async def _run_builtin(self, run: RunRow, turn: _Turn, next_source: int) -> dict[int, Outcome]:
+    async def _run_builtin(self, run: RunRow, turn: _Turn, next_source: int) -> dict[int, ToolOutcome]:
         """Run the built-in tool calls of a turn, by call index; function calls are left to the client."""
-        outcomes: dict[int, Outcome] = {}
+        outcomes: dict[int, ToolOutcome] = {}
         if turn.finish_reason == "length":
             return outcomes
         for index, call in sorted(turn.calls.items()):
-            if call.name in turn.builtin:
-                outcome = await self._file_search(run, call.arguments, next_source)
-                next_source += len(outcome.sources)
-                outcomes[index] = outcome
+            if call.name not in turn.builtin:
+                continue
+            if call.name == code_interpreter.NAME:
+                outcomes[index] = await self._code(run, call.arguments)
+                continue
+            outcome = await self._file_search(run, call.arguments, next_source)
+            next_source += len(outcome.sources)
+            outcomes[index] = outcome
         return outcomes
 
     async def _insert(self, *rows: MessageRow | RunStepRow) -> None:
@@ -303,10 +327,26 @@ class RunExecutor:
             call.name += name
         if arguments:
             call.arguments += arguments
-        if call.name in turn.builtin:
+        if call.name == code_interpreter.NAME and call.name in turn.builtin:
+            # The code is shown as the model writes it; its outputs come when it has run.
+            if call.code is None:
+                call.code = CodeStream()
+                piece = call.code.feed(call.arguments)
+            else:
+                piece = call.code.feed(arguments or "")
+            if announced and not piece:
+                return
+            if not call.id:
+                return
+            body: dict[str, Any] = {"input": piece}
+            delta: dict[str, Any] = {"index": index, "type": call.name, call.name: body}
+            if not announced:
+                delta["id"] = call.id
+                body["outputs"] = []
+        elif call.name in turn.builtin:
             if announced or not call.id:
                 return  # a built-in call is shown once; its query and results come with the step
-            delta: dict[str, Any] = {"index": index, "id": call.id, "type": call.name, call.name: {}}
+            delta = {"index": index, "id": call.id, "type": call.name, call.name: {}}
         else:
             function: dict[str, Any] = {}
             delta = {"index": index, "type": "function", "function": function}
@@ -328,7 +368,9 @@ class RunExecutor:
             ),
         )
 
-    async def _finish_turn(self, run_id: str, turn: _Turn, outcomes: dict[int, Outcome]) -> bool:
+    async def _finish_turn(
+        self, run_id: str, turn: _Turn, outcomes: dict[int, ToolOutcome], made: _Made
+    ) -> bool:
         """Store what the turn produced and move the run on; True when the model takes another turn."""
         assert turn.usage is not None
         usage = _usage(turn.usage)
@@ -343,12 +385,17 @@ class RunExecutor:
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
                 message, step = turn.message, turn.message_step
-                message.content = [
-                    {
-                        "type": "text",
-                        "text": {"value": turn.citations.text, "annotations": turn.citations.annotations},
-                    }
-                ]
+                made_parts = _made_parts(turn.citations.text, made)
+                message.content = _with_made(
+                    [
+                        {
+                            "type": "text",
+                            "text": {"value": turn.citations.text, "annotations": turn.citations.annotations},
+                        }
+                    ],
+                    made_parts,
+                )
+                message.attachments = [*(message.attachments or []), *made_parts.attachments]
                 if truncated:
                     message.status, message.incomplete_at = "incomplete", now()
                     message.incomplete_details = {"reason": "max_tokens"}
@@ -360,6 +407,7 @@ class RunExecutor:
                     session,
                     message,
                     "content",
+                    "attachments",
                     "status",
                     "incomplete_at",
                     "incomplete_details",
@@ -367,6 +415,8 @@ class RunExecutor:
                 )
                 await _save(session, step, "status", "completed_at", "usage")
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
+                if made_parts.delta:
+                    events.append(_message_delta(message.id, made_parts.delta))
                 events += [
                     StreamEvent(name, message_store.to_wire(message)),
                     StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)),
@@ -381,6 +431,10 @@ class RunExecutor:
                         self._call_details(run, call, outcomes.get(index)) for index, call in ordered
                     ],
                 }
+                for outcome in outcomes.values():
+                    if isinstance(outcome, CodeOutcome):
+                        made.images += outcome.images
+                        made.files.update(outcome.files)
                 step.tool_io = {
                     call.id: {
                         "name": call.name,
@@ -439,9 +493,15 @@ class RunExecutor:
         return go_on
 
     @staticmethod
-    def _call_details(run: RunRow, call: _Call, outcome: Outcome | None) -> dict[str, Any]:
+    def _call_details(run: RunRow, call: _Call, outcome: ToolOutcome | None) -> dict[str, Any]:
         if outcome is None:
             return {"id": call.id, "type": "function", "function": {**call.function(), "output": None}}
+        if isinstance(outcome, CodeOutcome):
+            return {
+                "id": call.id,
+                "type": "code_interpreter",
+                "code_interpreter": {"input": outcome.code, "outputs": outcome.outputs},
+            }
         return {
             "id": call.id,
             "type": "file_search",
@@ -451,22 +511,35 @@ class RunExecutor:
     @staticmethod
     def _results_delta(step: RunStepRow) -> StreamEvent:
         # Deltas carry no result content: like the step itself without include[], and far smaller.
-        shown = [
-            {
-                "index": position,
-                "id": call["id"],
-                "type": "file_search",
-                "file_search": {
-                    "ranking_options": call["file_search"]["ranking_options"],
-                    "results": [
-                        {k: v for k, v in result.items() if k != "content"}
-                        for result in call["file_search"]["results"]
-                    ],
-                },
-            }
-            for position, call in enumerate(step.step_details["tool_calls"])
-            if call["type"] == "file_search"
-        ]
+        shown: list[dict[str, Any]] = []
+        for position, call in enumerate(step.step_details["tool_calls"]):
+            if call["type"] == "file_search":
+                shown.append(
+                    {
+                        "index": position,
+                        "id": call["id"],
+                        "type": "file_search",
+                        "file_search": {
+                            "ranking_options": call["file_search"]["ranking_options"],
+                            "results": [
+                                {k: v for k, v in result.items() if k != "content"}
+                                for result in call["file_search"]["results"]
+                            ],
+                        },
+                    }
+                )
+            elif call["type"] == "code_interpreter":
+                outputs = call["code_interpreter"]["outputs"]
+                shown.append(
+                    {
+                        "index": position,
+                        "id": call["id"],
+                        "type": "code_interpreter",
+                        "code_interpreter": {
+                            "outputs": [{"index": n, **output} for n, output in enumerate(outputs)]
+                        },
+                    }
+                )
         return StreamEvent(
             "thread.run.step.delta",
             {
@@ -490,3 +563,61 @@ class RunExecutor:
             closed = await state.transition(session, run, status, **fields)
             wire = run_store.to_wire(run)
         self._bus.publish(run_id, *closed, StreamEvent(f"thread.run.{status}", wire))
+
+
+@dataclass
+class _MadeParts:
+    """What a message gains from code_interpreter: annotations, image parts, attachments, and the delta
+    that shows the first two to streaming clients."""
+
+    annotations: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+    delta: list[dict[str, Any]]
+
+
+def _made_parts(text: str, made: _Made) -> _MadeParts:
+    annotations = []
+    for path, file_id in made.files.items():
+        # Models link a file as sandbox:/mnt/data/NAME (as they were told) or name the bare path.
+        for shown in (f"sandbox:{path}", path):
+            start = text.find(shown)
+            if start >= 0:
+                annotations.append(
+                    {
+                        "type": "file_path",
+                        "text": shown,
+                        "start_index": start,
+                        "end_index": start + len(shown),
+                        "file_path": {"file_id": file_id},
+                    }
+                )
+                break
+    images = [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in made.images]
+    made.images = []
+    attachments = [
+        {"file_id": file_id, "tools": [{"type": "code_interpreter"}]}
+        for file_id in made.files.values()
+        if file_id not in made.attached
+    ]
+    made.attached.update(made.files.values())
+    delta: list[dict[str, Any]] = []
+    if annotations:
+        delta.append({"index": 0, "type": "text", "text": {"annotations": annotations}})
+    delta += [{"index": n, **image} for n, image in enumerate(images, start=1)]
+    return _MadeParts(annotations, images, attachments, delta)
+
+
+def _with_made(content: list[dict[str, Any]], parts: _MadeParts) -> list[dict[str, Any]]:
+    if parts.annotations:
+        text = content[0]["text"]
+        ordered = sorted([*text["annotations"], *parts.annotations], key=lambda a: a["start_index"])
+        content[0] = {"type": "text", "text": {"value": text["value"], "annotations": ordered}}
+    return content + parts.images
+
+
+def _message_delta(message_id: str, content: list[dict[str, Any]]) -> StreamEvent:
+    return StreamEvent(
+        "thread.message.delta",
+        {"id": message_id, "object": "thread.message.delta", "delta": {"content": content}},
+    )

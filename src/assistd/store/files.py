@@ -65,13 +65,26 @@ async def create(
         expires_at = created_at + BATCH_EXPIRY_SECONDS
     else:
         expires_at = None
+    return await insert(session, tenant, fields.purpose, filename, blob, created_at, expires_at)
+
+
+async def insert(
+    session: AsyncSession,
+    tenant: str,
+    purpose: str,
+    filename: str,
+    blob: StoredBlob,
+    created_at: int | None = None,
+    expires_at: int | None = None,
+) -> FileObject:
+    """A file row for stored bytes: an upload's, or one the server made (``assistants_output``)."""
     row = FileRow(
         id=new_file_id(),
         tenant=tenant,
-        created_at=created_at,
+        created_at=created_at or now(),
         meta={},
         filename=filename,
-        purpose=fields.purpose,
+        purpose=purpose,
         bytes=blob.size,
         sha256=blob.sha256,
         storage_key=blob.key,
