@@ -16,10 +16,26 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import create_and_poll, list_messages, local_model, retrieval, stream_latency, throughput
+from bench import (
+    code_interpreter,
+    create_and_poll,
+    list_messages,
+    local_model,
+    retrieval,
+    stream_latency,
+    throughput,
+)
 from bench.common import Result, arg_parser, machine_info, print_results, write_json
 
-NAMES = ["create_and_poll", "stream_latency", "throughput", "list_messages", "local_model", "retrieval"]
+NAMES = [
+    "create_and_poll",
+    "stream_latency",
+    "throughput",
+    "list_messages",
+    "local_model",
+    "retrieval",
+    "code_interpreter",
+]
 
 
 def main() -> None:
@@ -47,6 +63,12 @@ def main() -> None:
         "local_model": lambda: local_model.run(iterations=4 if quick else 12, warmup=1 if quick else 2),
         "retrieval": lambda: retrieval.run(
             large=bool(args.large), calls=30 if quick else 200, warmup=3 if quick else 10
+        ),
+        "code_interpreter": lambda: code_interpreter.run(
+            starts=5 if quick else 20,
+            calls=20 if quick else 200,
+            sessions=4 if quick else 16,
+            runs=5 if quick else 30,
         ),
     }
     info = machine_info()
