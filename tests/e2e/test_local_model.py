@@ -317,3 +317,23 @@ def test_tool_choice_none_answers_in_plain_text(local: OpenAI, assistant_id: str
     assert run.required_action is None
     text = _text(_reply(local, thread_id))
     assert text.strip() and not text.lstrip().startswith('{"type"')
+
+
+def test_code_interpreter_runs_the_code_the_local_model_writes(local: OpenAI, assistant_id: str) -> None:
+    thread_id = _thread(local, "Use Python to print 6*7.")
+    run = local.beta.threads.runs.create_and_poll(
+        thread_id=thread_id,
+        assistant_id=assistant_id,
+        tools=[{"type": "code_interpreter"}],
+        tool_choice={"type": "code_interpreter"},  # type: ignore[typeddict-item]
+        temperature=0,
+    )
+    assert run.status == "completed", run.last_error
+    steps = local.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread_id, order="asc").data
+    assert steps[0].step_details.type == "tool_calls"
+    [call] = steps[0].step_details.tool_calls
+    assert call.type == "code_interpreter"
+    # The tiny model's code may well be wrong; it was run all the same, and its output or error is shown.
+    assert call.code_interpreter.input.strip()
+    assert [output.type for output in call.code_interpreter.outputs][:1] == ["logs"]
+    assert steps[-1].step_details.type == "message_creation"
