@@ -291,6 +291,17 @@ def test_the_servers_files_are_out_of_reach(
     assert logs.count("Error") == len(targets)
 
 
+def test_deleting_the_thread_ends_its_session_and_deletes_its_files(
+    code_client: OpenAI, fake: FakeUpstream, code_server: AssistdServer
+) -> None:
+    assistant, thread = _assistant(code_client), _thread(code_client)
+    _run(code_client, fake, assistant, thread, "open('/mnt/data/left.txt', 'w').write('x')")
+    directory = code_server.data_dir / "sandbox" / "sessions" / thread
+    assert (directory / "left.txt").read_text() == "x"
+    assert code_client.beta.threads.delete(thread).deleted
+    assert not directory.exists()
+
+
 def test_idle_sessions_are_reaped_and_restarted_with_their_files(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
 ) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Response
 from ..protocol.threads import ThreadCreateParams, ThreadUpdateParams
 from ..store import threads as store
 from ..store.pagination import PageQuery
-from .deps import Db, Tenant
+from .deps import Db, RunEngine, Tenant
 from .pagination import page_query
 from .render import json_response
 
@@ -46,6 +46,9 @@ async def modify_thread(
 
 
 @router.delete("/{thread_id}")
-async def delete_thread(thread_id: str, tenant: Tenant, db: Db) -> Response:
+async def delete_thread(thread_id: str, tenant: Tenant, db: Db, engine: RunEngine) -> Response:
     async with db.write() as session:
-        return json_response(await store.remove(session, tenant, thread_id))
+        deleted = await store.remove(session, tenant, thread_id)
+    # The thread's code session and its files go with it.
+    await engine.sandbox.forget(thread_id)
+    return json_response(deleted)

@@ -49,6 +49,7 @@ class Engine:
         self.db = db
         self.providers = providers
         self.bus = EventBus()
+        self.sandbox = sandbox
         code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes)
         self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code)
         self.pool = WorkerPool(settings, db, self.bus, self.executor)
