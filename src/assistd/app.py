@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import actions, ask, assistants, errors, files, messages, models, runs, threads, vector_stores
+from .api import actions, ask, assistants, errors, files, messages, models, runs, threads, ui, vector_stores
 from .api.auth import KeyRing
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
@@ -123,6 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
-    for module in (assistants, runs, threads, messages, models, files, vector_stores, actions, ask):
+    for module in (assistants, runs, threads, messages, models, files, vector_stores, actions, ask, ui):
         app.include_router(module.router)
     return app

@@ -318,3 +318,21 @@ def test_idle_sessions_are_reaped_and_restarted_with_their_files(
             assert logs.startswith("hello\n") and "NameError" in logs
     finally:
         srv.stop()
+
+
+def test_a_new_session_ends_the_least_recently_used_when_all_are_taken(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> None:
+    srv = start_server(tmp_path_factory, databases, fake, code_max_sessions="2", **LIMITS)
+    try:
+        with make_client(srv) as client:
+            assistant = _assistant(client)
+            first, second, third = (_thread(client) for _ in range(3))
+            for thread in (first, second, third):
+                _run(client, fake, assistant, thread, "mine = 7")
+            kept = _run(client, fake, assistant, third, "print(mine)")
+            assert _logs(_code_calls(client, third, kept)[0]) == "7\n"
+            ended = _run(client, fake, assistant, first, "print(mine)")
+            assert "NameError" in _logs(_code_calls(client, first, ended)[0])
+    finally:
+        srv.stop()

@@ -23,7 +23,7 @@ import site
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,28 +188,35 @@ def _alive(pid: str) -> bool:
         return False
 
 
-def _processes_of(uid: int) -> list[int]:
+def _live_pids(belongs: Callable[[Path], bool]) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            if entry.stat().st_uid == uid and _alive(entry.name):
+        with contextlib.suppress(OSError):
+            if belongs(entry) and _alive(entry.name):
                 pids.append(int(entry.name))
-        except OSError:
-            continue
     return pids
+
+
+def _processes_of(uid: int) -> list[int]:
+    return _live_pids(lambda entry: entry.stat().st_uid == uid)
 
 
 def _group_members(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if os.getpgid(int(entry.name)) == pgid and _alive(entry.name):
-                pids.append(int(entry.name))
-    return pids
+    return _live_pids(lambda entry: os.getpgid(int(entry.name)) == pgid)
+
+
+def _kill_all(find: Callable[[], list[int]]) -> None:
+    """SIGKILL what ``find`` finds until it finds nothing: a fork bomb forks while it is being killed."""
+    for _ in range(100):
+        pids = find()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
 
 
 class LocalSandbox:
@@ -261,13 +268,16 @@ class LocalSandbox:
         return self.root / "sessions" / key
 
     async def execute(self, key: str, code: str, inputs: Sequence[InputFile]) -> Execution:
-        session = await self._session(key)
-        async with session.lock:
-            session.last_used = time.monotonic()
-            try:
-                return await self._execute(session, code, inputs)
-            finally:
+        while True:
+            session = await self._session(key)
+            async with session.lock:
+                if self._sessions.get(key) is not session:
+                    continue  # ended (evicted, reaped) while this call waited for it: start another
                 session.last_used = time.monotonic()
+                try:
+                    return await self._execute(session, code, inputs)
+                finally:
+                    session.last_used = time.monotonic()
 
     async def _session(self, key: str) -> _Session:
         async with self._starting:
@@ -479,27 +489,16 @@ class LocalSandbox:
 
     def _kill_strays(self, session: _Session) -> None:
         """Processes the code left behind (a fork bomb's, a background job) end with the call."""
-        for _ in range(100):
-            if self.isolated:
-                strays = [pid for pid in _processes_of(session.uid) if pid != session.pid]
-            else:
-                strays = [pid for pid in _group_members(session.pid) if pid != session.pid]
-            if not strays:
-                return
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
 
-    def _kill_uid(self, uid: int) -> None:
-        for _ in range(100):
-            pids = _processes_of(uid)
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+        def strays() -> list[int]:
+            found = _processes_of(session.uid) if self.isolated else _group_members(session.pid)
+            return [pid for pid in found if pid != session.pid]
+
+        _kill_all(strays)
+
+    @staticmethod
+    def _kill_uid(uid: int) -> None:
+        _kill_all(lambda: _processes_of(uid))
 
     async def _stop(self, session: _Session) -> None:
         if self._sessions.get(session.key) is session:
