@@ -368,6 +368,43 @@ def test_upload_to_the_assistants_vector_store_then_cite_it(
     shot(page, "playground-files.png")
 
 
+def test_code_interpreter_shows_code_logs_chart_and_a_download(
+    page: Page, ui_server: AssistdServer, fake: FakeUpstream
+) -> None:
+    sign_in(page)
+    create_assistant(page, "Analyst")
+    page.check("#asst-code-interpreter")
+    page.click("#asst-save")
+    expect(page.locator("#asst-status")).to_have_text("Saved.")
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "squares = [n * n for n in range(6)]\n"
+        "plt.plot(squares)\n"
+        "open('/mnt/data/squares.csv', 'w').write(','.join(map(str, squares)))\n"
+        "print('sum', sum(squares))"
+    )
+    fake.push(
+        ToolCalls([("code_interpreter", {"code": code})]),
+        Text("The sum is 55. Here is [the data](sandbox:/mnt/data/squares.csv)."),
+    )
+    page.fill("#composer-input", "Plot the first squares and save them.")
+    page.press("#composer-input", "Enter")
+    expect(page.locator("#run-state")).to_have_text("completed", timeout=30_000)
+
+    call = page.locator("details.tool-code_interpreter")
+    call.locator("summary").click()
+    expect(call.locator("pre.code code")).to_have_text(code)
+    expect(call.locator(".tool-body pre").nth(1)).to_have_text("sum 55")
+    body = page.locator("article.msg-assistant .body")
+    expect(body.locator("button.file-chip")).to_have_text("↓ the data")
+    # The chart is shown in the step and in the reply, both loaded from the file's content.
+    for image in (call.locator("img"), page.locator("article.msg-assistant img")):
+        expect(image).to_have_count(1)
+        image.evaluate("img => img.decode()")
+        assert image.evaluate("img => img.naturalWidth") > 100
+    shot(page, "playground-code-interpreter.png")
+
+
 def test_narrow_window_keeps_chat_usable(browser: Browser, ui_server: AssistdServer) -> None:
     with make_client(ui_server) as client:
         thread = client.beta.threads.create(
