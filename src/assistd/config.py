@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     code_timeout_seconds: float = Field(default=60.0, gt=0)
     code_session_idle_seconds: float = Field(default=1200.0, gt=0)
     code_max_sessions: int = Field(default=16, ge=1)
+    # Per process (address space) and, with a cgroup v1 memory hierarchy, per session in all.
     code_memory_mb: int = Field(default=2048, ge=256)
     code_disk_mb: int = Field(default=1024, ge=1)
     code_tmp_mb: int = Field(default=64, ge=1)

@@ -268,6 +268,30 @@ def test_hostile_code_is_contained(
     assert code_client.models.list().data
 
 
+def test_a_sessions_processes_share_one_memory_limit(code_client: OpenAI, fake: FakeUpstream) -> None:
+    # Each child stays under the per-process address-space limit (1 GiB here); together they would take
+    # 2.4 GiB, past the session's memory cgroup (also 1 GiB): the kernel kills children until they fit.
+    code = (
+        "import os, time\n"
+        "children = []\n"
+        "for _ in range(4):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        block = b'x' * (600 * 2**20)\n"
+        "        time.sleep(2)\n"
+        "        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "print(sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children))"
+    )
+    assistant, thread = _assistant(code_client), _thread(code_client)
+    statuses = json.loads(
+        _logs(_code_calls(code_client, thread, _run(code_client, fake, assistant, thread, code))[0])
+    )
+    assert -9 in statuses and 0 in statuses, statuses
+    again = _run(code_client, fake, assistant, thread, "print('still here')")
+    assert _logs(_code_calls(code_client, thread, again)[0]) == "still here\n"
+
+
 def test_the_servers_files_are_out_of_reach(
     code_client: OpenAI, fake: FakeUpstream, code_server: AssistdServer
 ) -> None:

@@ -145,6 +145,9 @@ def _fallback(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, st
 def main() -> None:
     config = json.loads(sys.argv[1])
     kernel = Path(config["kernel"]).read_text(encoding="utf-8")
+    if config.get("cgroup"):
+        # Joined while still root; every process the session starts stays in it.
+        Path(config["cgroup"]).write_text(str(os.getpid()))
     python, worker, env = _isolated(config) if config["isolate"] else _fallback(config)
     env.update(
         {

@@ -96,6 +96,21 @@ def _first_uid(limits: Limits, root: Path) -> int:
     return limits.uid_base + (zlib.crc32(str(root).encode()) % ranges) * limits.max_sessions
 
 
+def _memory_cgroups() -> Path | None:
+    """A folder for sessions' memory cgroups under the server's own (cgroup v1), if the host lets us."""
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                root = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "assistd-sandbox"
+                root.mkdir(exist_ok=True)
+                return root
+    except (OSError, ValueError):
+        pass
+    log.warning("no memory cgroup (v1) for code sessions: each process is capped, not each session")
+    return None
+
+
 def _server_places(settings: Settings) -> list[str]:
     """Directories of the server's own that a session must not see."""
     places = [settings.data_dir.resolve(), Path.cwd()]
@@ -232,6 +247,7 @@ class LocalSandbox:
         self._free_slots = list(range(self.limits.max_sessions))
         self._starting = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self._cgroups: Path | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self._prepare_root)
@@ -243,6 +259,7 @@ class LocalSandbox:
         for directory in (self.root, self.root / "sessions", self.root / "capture"):
             os.chmod(directory, 0o700)
         if self.isolated:
+            self._cgroups = _memory_cgroups()
             # Sessions of an earlier server may still run: their slots are about to be handed out again.
             for slot in range(self.limits.max_sessions):
                 self._kill_uid(self._first_uid + slot)
@@ -307,7 +324,9 @@ class LocalSandbox:
         workdir = self._workdir(key)
         uid = self._first_uid + slot
         await asyncio.to_thread(self._prepare_workdir, workdir, uid)
+        cgroup = await asyncio.to_thread(self._memory_group, uid)
         config: dict[str, Any] = {
+            "cgroup": str(cgroup / "cgroup.procs") if cgroup is not None else None,
             "isolate": self.isolated,
             "uid": uid,
             "workdir": str(workdir),
@@ -354,6 +373,22 @@ class LocalSandbox:
             raise SandboxError(f"The code session could not start: {problem or 'no answer'}")
         # From here on stderr is the worker's capture file; nothing more comes on the pipe.
         return _Session(key=key, workdir=workdir, slot=slot, uid=uid, process=process, pid=int(ready["pid"]))
+
+    def _memory_group(self, uid: int) -> Path | None:
+        """The session's memory cgroup, capping all its processes together (rlimits cap each alone)."""
+        if self._cgroups is None:
+            return None
+        group = self._cgroups / str(uid)
+        try:
+            group.mkdir(exist_ok=True)
+            (group / "memory.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+        except OSError:
+            log.warning("could not set up the memory cgroup %s", group, exc_info=True)
+            return None
+        with contextlib.suppress(OSError):
+            # Where swap is accounted, the session may not swap its way past the limit either.
+            (group / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+        return group
 
     def _prepare_workdir(self, workdir: Path, uid: int) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -516,6 +551,9 @@ class LocalSandbox:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
+        if self._cgroups is not None:
+            with contextlib.suppress(OSError):
+                (self._cgroups / str(session.uid)).rmdir()
         self._free_slots.append(session.slot)
 
     async def _reap_forever(self) -> None:
