@@ -3,6 +3,7 @@ come out, charts become images, and hostile code is contained while the server g
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -326,37 +327,40 @@ def test_deleting_the_thread_ends_its_session_and_deletes_its_files(
     assert not directory.exists()
 
 
+@contextlib.contextmanager
+def _own_server(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream, **env: str
+) -> Iterator[OpenAI]:
+    """A client of a server of its own, with other settings than the module's."""
+    srv = start_server(tmp_path_factory, databases, fake, **{**LIMITS, **env})
+    try:
+        with make_client(srv) as client:
+            yield client
+    finally:
+        srv.stop()
+
+
 def test_idle_sessions_are_reaped_and_restarted_with_their_files(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
 ) -> None:
-    srv = start_server(tmp_path_factory, databases, fake, code_session_idle_seconds="1", **LIMITS)
-    try:
-        with make_client(srv) as client:
-            assistant, thread = _assistant(client), _thread(client)
-            _run(client, fake, assistant, thread, "kept = 1\nopen('/mnt/data/note.txt', 'w').write('hello')")
-            time.sleep(3)
-            run = _run(
-                client, fake, assistant, thread, "print(open('/mnt/data/note.txt').read())\nprint(kept)"
-            )
-            logs = _logs(_code_calls(client, thread, run)[0])
-            assert logs.startswith("hello\n") and "NameError" in logs
-    finally:
-        srv.stop()
+    with _own_server(tmp_path_factory, databases, fake, code_session_idle_seconds="1") as client:
+        assistant, thread = _assistant(client), _thread(client)
+        _run(client, fake, assistant, thread, "kept = 1\nopen('/mnt/data/note.txt', 'w').write('hello')")
+        time.sleep(3)
+        run = _run(client, fake, assistant, thread, "print(open('/mnt/data/note.txt').read())\nprint(kept)")
+        logs = _logs(_code_calls(client, thread, run)[0])
+        assert logs.startswith("hello\n") and "NameError" in logs
 
 
 def test_a_new_session_ends_the_least_recently_used_when_all_are_taken(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
 ) -> None:
-    srv = start_server(tmp_path_factory, databases, fake, code_max_sessions="2", **LIMITS)
-    try:
-        with make_client(srv) as client:
-            assistant = _assistant(client)
-            first, second, third = (_thread(client) for _ in range(3))
-            for thread in (first, second, third):
-                _run(client, fake, assistant, thread, "mine = 7")
-            kept = _run(client, fake, assistant, third, "print(mine)")
-            assert _logs(_code_calls(client, third, kept)[0]) == "7\n"
-            ended = _run(client, fake, assistant, first, "print(mine)")
-            assert "NameError" in _logs(_code_calls(client, first, ended)[0])
-    finally:
-        srv.stop()
+    with _own_server(tmp_path_factory, databases, fake, code_max_sessions="2") as client:
+        assistant = _assistant(client)
+        first, second, third = (_thread(client) for _ in range(3))
+        for thread in (first, second, third):
+            _run(client, fake, assistant, thread, "mine = 7")
+        kept = _run(client, fake, assistant, third, "print(mine)")
+        assert _logs(_code_calls(client, third, kept)[0]) == "7\n"
+        ended = _run(client, fake, assistant, first, "print(mine)")
+        assert "NameError" in _logs(_code_calls(client, first, ended)[0])

@@ -23,7 +23,7 @@ import site
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,35 +124,12 @@ def _site_dirs() -> list[str]:
     return [directory for directory in site.getsitepackages() if os.path.isdir(directory)]
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Regular files under ``root`` (symbolic links not followed), by relative path: size and mtime."""
-    found: dict[str, tuple[int, int]] = {}
-    stack = [root]
-    while stack and len(found) < 10_000:
-        directory = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
-                    found[str(Path(entry.path).relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
-            except OSError:
-                continue
-    return found
-
-
-def _usage(root: Path) -> int:
-    total = 0
+def _tree(root: Path) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
+    """Everything under ``root`` with its own stat; symbolic links are listed, never followed."""
     stack = [root]
     while stack:
-        directory = stack.pop()
         try:
-            entries = list(os.scandir(directory))
+            entries = list(os.scandir(stack.pop()))
         except OSError:
             continue
         for entry in entries:
@@ -160,10 +137,24 @@ def _usage(root: Path) -> int:
                 stat = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            total += stat.st_blocks * 512
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
-    return total
+            yield entry, stat
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Regular files under ``root``, by relative path: size and mtime."""
+    found: dict[str, tuple[int, int]] = {}
+    for entry, stat in _tree(root):
+        if entry.is_file(follow_symlinks=False):
+            found[str(Path(entry.path).relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+            if len(found) >= 10_000:
+                break
+    return found
+
+
+def _usage(root: Path) -> int:
+    return sum(stat.st_blocks * 512 for _, stat in _tree(root))
 
 
 def _chown_tree(root: Path, uid: int) -> None:
