@@ -128,6 +128,30 @@ def test_an_attached_csv_is_read_with_pandas(code_client: OpenAI, fake: FakeUpst
     assert "/mnt/data/sales.csv" in description
 
 
+def test_files_of_the_assistant_and_the_thread_tool_resources_are_in_the_session(
+    code_client: OpenAI, fake: FakeUpstream
+) -> None:
+    def upload(name: str, text: str) -> str:
+        return code_client.files.create(file=(name, io.BytesIO(text.encode())), purpose="assistants").id
+
+    assistant = code_client.beta.assistants.create(
+        model="fake-model",
+        tools=[{"type": "code_interpreter"}],
+        tool_resources={"code_interpreter": {"file_ids": [upload("rates.json", '{"eur": 1.1}')]}},
+    ).id
+    thread = code_client.beta.threads.create(
+        messages=[{"role": "user", "content": "Convert."}],
+        tool_resources={"code_interpreter": {"file_ids": [upload("amount.txt", "20")]}},
+    ).id
+    code = (
+        "import json\n"
+        "rate = json.load(open('/mnt/data/rates.json'))['eur']\n"
+        "print(round(float(open('/mnt/data/amount.txt').read()) * rate, 2))"
+    )
+    run = _run(code_client, fake, assistant, thread, code)
+    assert _logs(_code_calls(code_client, thread, run)[0]) == "22.0\n"
+
+
 def test_a_chart_becomes_an_image_file_part(code_client: OpenAI, fake: FakeUpstream) -> None:
     assistant, thread = _assistant(code_client), _thread(code_client)
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()"
