@@ -277,6 +277,19 @@ class ReplyPrinter(AssistantEventHandler):
             self.console.spinner.stop()
             self.console.info("[running code…]")
 
+    def on_tool_call_done(self, tool_call: ToolCall) -> None:
+        # The code and what it printed, as a notebook shows them; images and files are named by id.
+        if tool_call.type != "code_interpreter":
+            return
+        self.console.spinner.stop()
+        lines = ["[code]", *("  " + line for line in tool_call.code_interpreter.input.splitlines())]
+        for output in tool_call.code_interpreter.outputs or []:
+            if output.type == "logs":
+                lines += ["[output]", *("  " + line for line in (output.logs or "").splitlines())]
+            elif output.type == "image" and output.image is not None:
+                lines.append(f"[image {output.image.file_id}]")
+        self.console.info("\n".join(lines))
+
 
 Opener = Callable[[ReplyPrinter], AssistantStreamManager[ReplyPrinter]]
 

@@ -126,6 +126,17 @@ def test_file_search_call_shows_a_note(
     assert result.stderr.count("[searching files…]") == 1
 
 
+def test_code_interpreter_call_shows_its_code_and_output(
+    client: OpenAI, server: AssistdServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    assistant_id = _assistant(client, tools=[{"type": "code_interpreter"}])
+    fake.push(ToolCalls([("code_interpreter", {"code": "total = 6 * 7\nprint(total)"})]), Text("It is 42."))
+    result = _chat(server, ["--assistant", assistant_id], "Compute it.\n/exit\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "It is 42.\n"
+    assert "[running code…]\n[code]\n  total = 6 * 7\n  print(total)\n[output]\n  42\n" in result.stderr
+
+
 def test_function_call_left_unanswered_cancels_the_run(
     client: OpenAI, server: AssistdServer, fake: FakeUpstream, tmp_path: Path
 ) -> None:
