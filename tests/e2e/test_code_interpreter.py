@@ -264,7 +264,7 @@ HOSTILE = {
     ),
     "environment": (
         "import os\nprint(sorted(os.environ))\nprint(open(f'/proc/{os.getppid()}/environ').read())",
-        "PermissionError",
+        "FileNotFoundError",  # the server's process is not even in the session's /proc
     ),
     "loopback_tcp": (
         "import socket\ns = socket.create_connection(('127.0.0.1', PORT), timeout=3)",
@@ -315,6 +315,19 @@ def test_a_sessions_processes_share_one_memory_limit(code_client: OpenAI, fake: 
     assert -9 in statuses and 0 in statuses, statuses
     again = _run(code_client, fake, assistant, thread, "print('still here')")
     assert _logs(_code_calls(code_client, thread, again)[0]) == "still here\n"
+
+
+def test_the_session_sees_only_its_own_processes(
+    code_client: OpenAI, fake: FakeUpstream, code_server: AssistdServer
+) -> None:
+    assert code_server.process is not None
+    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    assistant, thread = _assistant(code_client), _thread(code_client)
+    seen = json.loads(
+        _logs(_code_calls(code_client, thread, _run(code_client, fake, assistant, thread, code))[0])
+    )
+    assert code_server.process.pid not in seen
+    assert len(seen) == 1  # the worker itself
 
 
 def test_the_servers_files_are_out_of_reach(

@@ -10,9 +10,11 @@ by the server, so that nothing of this happens in a forked copy of the (threaded
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
+import re
 import resource
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
@@ -78,6 +81,11 @@ def _limit(limits: dict[str, int], extra_processes: int = 0) -> None:
         resource.setrlimit(kind, (value, value))
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    numbers = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return numbers is not None and (int(numbers[1]), int(numbers[2])) >= (major, minor)
+
+
 def _tasks_of(uid: int) -> int:
     count = 0
     for entry in Path("/proc").iterdir():
@@ -109,6 +117,11 @@ def _isolated(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, st
     for place in config.get("hide", []):
         if os.path.isdir(place):
             _mount("tmpfs", place, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=000")
+    # A /proc of its own that shows only the session's processes. Before Linux 5.8 every proc mount shared
+    # its options, so this would have hidden processes on the host too: there the host's /proc is kept.
+    if _kernel_at_least(5, 8):
+        with contextlib.suppress(OSError):
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
     # Private temporary directories, mounted after the binds: what is bound may itself live under /tmp.
     tmp_size = f"size={config['limits']['tmp_bytes']}"
     for place in ("/tmp", "/var/tmp", "/dev/shm"):
