@@ -329,18 +329,19 @@ class RunExecutor:
             call.arguments += arguments
         if call.name == code_interpreter.NAME and call.name in turn.builtin:
             # The code is shown as the model writes it; its outputs come when it has run.
+            if not call.id:
+                return  # first shown with its id, with the code written so far
+            first = call.code is None
             if call.code is None:
                 call.code = CodeStream()
                 piece = call.code.feed(call.arguments)
             else:
                 piece = call.code.feed(arguments or "")
-            if announced and not piece:
-                return
-            if not call.id:
+            if not first and not piece:
                 return
             body: dict[str, Any] = {"input": piece}
             delta: dict[str, Any] = {"index": index, "type": call.name, call.name: body}
-            if not announced:
+            if first:
                 delta["id"] = call.id
                 body["outputs"] = []
         elif call.name in turn.builtin:
