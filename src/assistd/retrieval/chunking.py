@@ -13,9 +13,11 @@ words only.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -248,3 +250,9 @@ def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     for found in pattern.finditer(text):  # noqa: B007 (the loop only finds the last one)
         pass
     return found
+
+
+@functools.cache
+def word_tokenizer(model_dir: Path) -> WordTokenizer:
+    """The ``WordTokenizer`` of a model folder's ``tokenizer.json``, read once per folder."""
+    return WordTokenizer(Tokenizer.from_file(str(model_dir / "tokenizer.json")))

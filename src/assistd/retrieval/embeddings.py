@@ -28,12 +28,11 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 import openai
-from tokenizers import Tokenizer
 
 from ..config import Settings
 from ..errors import UpstreamError
 from ..llm.retry import describe, is_retryable, next_wait, upstream_error
-from .chunking import WordTokenizer
+from .chunking import WordTokenizer, word_tokenizer
 from .transformer import TransformerEmbedder
 
 __all__ = [
@@ -113,7 +112,7 @@ class StaticEmbedder:
 
     @property
     def tokenizer(self) -> WordTokenizer:
-        return _word_tokenizer(self._dir)
+        return word_tokenizer(self._dir)
 
     async def start(self) -> None:
         await asyncio.to_thread(self._model)
@@ -156,19 +155,7 @@ class StaticEmbedder:
 
 # One tokenizer (and its word cache) and one table per model directory, however many embedders use them.
 _load_lock = threading.RLock()
-_tokenizers: dict[Path, WordTokenizer] = {}
 _models: dict[Path, _StaticModel] = {}
-
-
-def _word_tokenizer(model_dir: Path) -> WordTokenizer:
-    tokenizer = _tokenizers.get(model_dir)
-    if tokenizer is None:
-        with _load_lock:
-            tokenizer = _tokenizers.get(model_dir)
-            if tokenizer is None:
-                tokenizer = WordTokenizer(Tokenizer.from_file(str(model_dir / "tokenizer.json")))
-                _tokenizers[model_dir] = tokenizer
-    return tokenizer
 
 
 def _static_model(model_dir: Path) -> _StaticModel:
@@ -184,7 +171,7 @@ def _static_model(model_dir: Path) -> _StaticModel:
 
 def _load_static(model_dir: Path) -> _StaticModel:
     metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    tokenizer = _word_tokenizer(model_dir).tokenizer
+    tokenizer = word_tokenizer(model_dir).tokenizer
     vectors = np.load(model_dir / "embeddings.npy", allow_pickle=False).astype(np.float32)
     vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     if len(vocabulary) != len(vectors) or vectors.shape[1] != int(metadata["dimensions"]):
@@ -266,7 +253,7 @@ class UpstreamEmbedder:
 
     @property
     def tokenizer(self) -> WordTokenizer:
-        return _word_tokenizer(self._tokenizer_dir)
+        return word_tokenizer(self._tokenizer_dir)
 
     async def start(self) -> None:
         if not self._dimensions:

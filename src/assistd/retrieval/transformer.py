@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from .chunking import WordTokenizer
+from .chunking import WordTokenizer, word_tokenizer
 
 __all__ = ["MODEL_NAME", "PACKAGE", "TransformerEmbedder", "bundled_model_dir", "read_safetensors"]
 
@@ -311,7 +311,6 @@ class _Loaded:
 
 _load_lock = threading.Lock()
 _loaded: dict[Path, _Loaded] = {}
-_word_tokenizers: dict[Path, WordTokenizer] = {}
 
 
 class TransformerEmbedder:
@@ -364,14 +363,7 @@ class TransformerEmbedder:
 
     @property
     def tokenizer(self) -> WordTokenizer:
-        tokenizer = _word_tokenizers.get(self._dir)
-        if tokenizer is None:
-            with _load_lock:
-                tokenizer = _word_tokenizers.get(self._dir)
-                if tokenizer is None:
-                    tokenizer = WordTokenizer(Tokenizer.from_file(str(self._dir / "tokenizer.json")))
-                    _word_tokenizers[self._dir] = tokenizer
-        return tokenizer
+        return word_tokenizer(self._dir)
 
     async def start(self) -> None:
         await asyncio.to_thread(self._warm)
