@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -17,6 +17,8 @@ from ..protocol.vector_stores import (
     SearchResult,
     SearchResultsPage,
     VectorStoreCreateParams,
+    VectorStoreFile,
+    VectorStoreFileBatch,
     VectorStoreFileCreateParams,
     VectorStoreFileUpdateParams,
     VectorStoreSearchParams,
@@ -40,14 +42,26 @@ Status = Literal["in_progress", "completed", "failed", "cancelled"]
 Page = Annotated[PageQuery, Depends(page_query)]
 
 
-async def _long_poll(request: Request, still_pending: Callable[[], Awaitable[bool]]) -> None:
-    """For the SDKs' poll helpers: answer once ingestion moved on, or after ``long_poll_seconds``."""
+class _WithStatus(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+W = TypeVar("W", bound=_WithStatus)
+
+
+async def _long_poll(request: Request, load: Callable[[], Awaitable[W]]) -> W:
+    """The object ``load`` reads; for the SDKs' poll helpers, read again until ingestion moved on or
+    ``long_poll_seconds`` passed."""
+    wire = await load()
     if request.headers.get("x-stainless-poll-helper") != "true":
-        return
+        return wire
     deadline = time.monotonic() + request.app.state.settings.long_poll_seconds
-    while time.monotonic() < deadline and await still_pending():  # noqa: ASYNC110
+    while wire.status == "in_progress" and time.monotonic() < deadline:
         # Polled, not notified: ingestion may run in another process.
         await asyncio.sleep(0.02)
+        wire = await load()
+    return wire
 
 
 # Vector stores ----------------------------------------------------------------------------------
@@ -172,15 +186,11 @@ async def list_vector_store_files(
 async def retrieve_vector_store_file(
     vector_store_id: str, file_id: str, request: Request, tenant: Tenant, db: Db
 ) -> Response:
-    async def pending() -> bool:
+    async def load() -> VectorStoreFile:
         async with db.read() as session:
-            member = await store.get_file_row(session, tenant, vector_store_id, file_id)
-            return member.status == "in_progress"
+            return store.file_to_wire(await store.get_file_row(session, tenant, vector_store_id, file_id))
 
-    await _long_poll(request, pending)
-    async with db.read() as session:
-        member = await store.get_file_row(session, tenant, vector_store_id, file_id)
-        return json_response(store.file_to_wire(member), headers=poll_headers(request))
+    return json_response(await _long_poll(request, load), headers=poll_headers(request))
 
 
 @router.post("/{vector_store_id}/files/{file_id}")
@@ -248,15 +258,13 @@ async def create_file_batch(
 async def retrieve_file_batch(
     vector_store_id: str, batch_id: str, request: Request, tenant: Tenant, db: Db
 ) -> Response:
-    async def pending() -> bool:
+    async def load() -> VectorStoreFileBatch:
         async with db.read() as session:
-            batch = await store.get_batch(session, tenant, vector_store_id, batch_id)
-            return (await store.render_batch(session, batch)).status == "in_progress"
+            return await store.render_batch(
+                session, await store.get_batch(session, tenant, vector_store_id, batch_id)
+            )
 
-    await _long_poll(request, pending)
-    async with db.read() as session:
-        batch = await store.get_batch(session, tenant, vector_store_id, batch_id)
-        return json_response(await store.render_batch(session, batch), headers=poll_headers(request))
+    return json_response(await _long_poll(request, load), headers=poll_headers(request))
 
 
 @router.post("/{vector_store_id}/file_batches/{batch_id}/cancel")
