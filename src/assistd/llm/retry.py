@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from time import monotonic, time
 
@@ -10,6 +13,8 @@ import httpx2 as httpx
 import openai
 
 from ..errors import UpstreamError
+
+log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -74,3 +79,47 @@ def upstream_error(exc: BaseException, service: str, secret: str, *, exhausted: 
     detail = str(exc).replace(secret, "***") if len(secret) >= 4 else str(exc)
     prefix = f"{service} kept failing after retries" if exhausted else f"{service} failed"
     return UpstreamError(f"{prefix}: {describe(exc)}: {detail}"[:1000], code=code)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one upstream service is retried: at most ``max_retries`` times within ``budget`` seconds per
+    request, backing off from ``base`` seconds. ``service`` names it in errors and logs."""
+
+    service: str
+    secret: str
+    max_retries: int
+    budget: float
+    base: float
+
+    def start(self) -> Attempts:
+        """The retry state of one request, its time budget starting now."""
+        return Attempts(self, monotonic() + self.budget)
+
+    def error(self, exc: BaseException, *, exhausted: bool = False) -> UpstreamError:
+        return upstream_error(exc, self.service, self.secret, exhausted=exhausted)
+
+
+@dataclass
+class Attempts:
+    policy: RetryPolicy
+    deadline: float
+    failures: int = field(default=0)
+
+    async def failed(self, exc: BaseException, *, retryable: bool = True) -> None:
+        """Wait before trying again, or raise what the caller reports when it must not or cannot."""
+        policy = self.policy
+        if not retryable or not is_retryable(exc):
+            raise policy.error(exc) from exc
+        self.failures += 1
+        wait = next_wait(exc, self.failures, policy.base, policy.max_retries, self.deadline)
+        if wait is None:
+            raise policy.error(exc, exhausted=True) from exc
+        log.warning(
+            "%s: attempt %d failed (%s); retrying in %.2fs",
+            policy.service,
+            self.failures,
+            describe(exc),
+            wait,
+        )
+        await asyncio.sleep(wait)

@@ -15,8 +15,7 @@ from typing import Any
 
 import openai
 
-from ..errors import UpstreamError
-from .retry import describe, is_retryable, next_wait, upstream_error
+from .retry import RetryPolicy, describe
 from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
 
 log = logging.getLogger(__name__)
@@ -41,16 +40,13 @@ class UpstreamProvider:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
         )
-        self._max_retries = max_retries
-        self._retry_budget = retry_budget
-        self._retry_base = retry_base
+        self._retry = RetryPolicy("The model provider", self._api_key, max_retries, retry_budget, retry_base)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        deadline = time.monotonic() + self._retry_budget
-        attempt = 0
+        attempts = self._retry.start()
         while True:
             produced = False
             try:
@@ -68,16 +64,8 @@ class UpstreamProvider:
                             yield converted
                 return
             except Exception as exc:
-                if produced or not is_retryable(exc):
-                    raise self._translate(exc) from exc
-                attempt += 1
-                wait = next_wait(exc, attempt, self._retry_base, self._max_retries, deadline)
-                if wait is None:
-                    raise self._translate(exc, exhausted=True) from exc
-                log.warning(
-                    "upstream attempt %d failed (%s); retrying in %.2fs", attempt, describe(exc), wait
-                )
-                await asyncio.sleep(wait)
+                # Text already streamed to clients would be repeated by a retry.
+                await attempts.failed(exc, retryable=not produced)
 
     async def list_models(self) -> list[ModelInfo]:
         if time.monotonic() - self._models_at < _MODELS_TTL_SECONDS:
@@ -96,9 +84,6 @@ class UpstreamProvider:
 
     async def close(self) -> None:
         await self._client.close()
-
-    def _translate(self, exc: Exception, exhausted: bool = False) -> UpstreamError:
-        return upstream_error(exc, "The model provider", self._api_key, exhausted=exhausted)
 
 
 def _arguments(request: ChatRequest) -> dict[str, Any]:

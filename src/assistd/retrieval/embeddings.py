@@ -18,7 +18,6 @@ import itertools
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import openai
 
 from ..config import Settings
 from ..errors import UpstreamError
-from ..llm.retry import describe, is_retryable, next_wait, upstream_error
+from ..llm.retry import RetryPolicy
 from .chunking import WordTokenizer, word_tokenizer
 from .transformer import TransformerEmbedder
 
@@ -229,9 +228,9 @@ class UpstreamEmbedder:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
         )
-        self._max_retries = max_retries
-        self._retry_budget = retry_budget
-        self._retry_base = retry_base
+        self._retry = RetryPolicy(
+            "The embeddings service", self._api_key, max_retries, retry_budget, retry_base
+        )
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tokenizer_dir = tokenizer_dir
         # OpenAI's models' sizes are known up front; the service's first answer is what counts, though
@@ -288,8 +287,7 @@ class UpstreamEmbedder:
         return out
 
     async def _request(self, inputs: list[str]) -> Vectors:
-        deadline = time.monotonic() + self._retry_budget
-        attempt = 0
+        attempts = self._retry.start()
         while True:
             try:
                 async with self._slots:
@@ -303,19 +301,7 @@ class UpstreamEmbedder:
                     )
                 return np.array([item.embedding for item in data], dtype=np.float32)
             except openai.OpenAIError as exc:
-                if not is_retryable(exc):
-                    raise self._translate(exc) from exc
-                attempt += 1
-                wait = next_wait(exc, attempt, self._retry_base, self._max_retries, deadline)
-                if wait is None:
-                    raise self._translate(exc, exhausted=True) from exc
-                log.warning(
-                    "embeddings attempt %d failed (%s); retrying in %.2fs", attempt, describe(exc), wait
-                )
-                await asyncio.sleep(wait)
-
-    def _translate(self, exc: Exception, exhausted: bool = False) -> UpstreamError:
-        return upstream_error(exc, "The embeddings service", self._api_key, exhausted=exhausted)
+                await attempts.failed(exc)
 
 
 def _batches(texts: Sequence[str]) -> list[list[int]]:
