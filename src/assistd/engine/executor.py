@@ -386,7 +386,7 @@ class RunExecutor:
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
                 message, step = turn.message, turn.message_step
-                made_parts = _made_parts(turn.citations.text, made)
+                made_parts = _take_made(turn.citations.text, made)
                 message.content = _with_made(
                     [
                         {
@@ -577,7 +577,9 @@ class _MadeParts:
     delta: list[dict[str, Any]]
 
 
-def _made_parts(text: str, made: _Made) -> _MadeParts:
+def _take_made(text: str, made: _Made) -> _MadeParts:
+    """What a message with ``text`` shows of what the run made; its images and new files are taken, so
+    that a later message of the run does not show them again."""
     annotations = []
     for path, file_id in made.files.items():
         # Models link a file as sandbox:/mnt/data/NAME (as they were told) or name the bare path.

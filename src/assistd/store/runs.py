@@ -17,7 +17,7 @@ from ..protocol.run_steps import RunStep
 from ..protocol.runs import Run, RunCreateParams, ThreadAndRunCreateParams
 from .clock import now
 from .jsonable import dump
-from .models import AssistantRow, RunRow, RunStepRow
+from .models import AssistantRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
 
 DEFAULT_TRUNCATION: dict[str, Any] = {"type": "auto", "last_messages": None}
@@ -188,3 +188,13 @@ async def list_steps_page(
     filters = [RunStepRow.run_id == run_id, RunStepRow.tenant == tenant]
     rows, has_more = await fetch_page(session, RunStepRow, filters, query)
     return page_of([step_to_wire(row, include_content) for row in rows], has_more)
+
+
+async def tool_resource_ids(session: AsyncSession, run: RunRow, tool: str, key: str) -> list[str]:
+    """``tool_resources[tool][key]`` of the run's assistant, then of its thread (e.g. the vector store
+    ids of file_search, the file ids of code_interpreter)."""
+    ids: list[str] = []
+    for model, owner_id in ((AssistantRow, run.assistant_id), (ThreadRow, run.thread_id)):
+        resources = await session.scalar(select(model.tool_resources).where(model.id == owner_id))
+        ids += ((resources or {}).get(tool) or {}).get(key) or []
+    return ids

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..sandbox.base import Execution, InputFile, OutputFile, Sandbox, SandboxError
 from ..storage import FileStorage
 from ..store import files as file_store
+from ..store import runs as run_store
 from ..store.database import Database
-from ..store.models import AssistantRow, FileRow, MessageRow, RunRow, ThreadRow
+from ..store.models import FileRow, MessageRow, RunRow
 from .citations import Source
 
 NAME = "code_interpreter"
@@ -141,12 +142,7 @@ def _safe_name(name: str, fallback: str) -> str:
 async def input_files(session: AsyncSession, run: RunRow) -> list[FileRow]:
     """The files the run's code may read: the assistant's and thread's tool resources, and the thread's
     message attachments for this tool."""
-    ids: list[str] = []
-    assistant = await session.scalar(select(AssistantRow).where(AssistantRow.id == run.assistant_id))
-    thread = await session.scalar(select(ThreadRow).where(ThreadRow.id == run.thread_id))
-    for owner in (assistant, thread):
-        resources = (owner.tool_resources or {}) if owner is not None else {}
-        ids += (resources.get(NAME) or {}).get("file_ids") or []
+    ids = await run_store.tool_resource_ids(session, run, NAME, "file_ids")
     attached = await session.scalars(
         select(MessageRow.attachments).where(
             MessageRow.thread_id == run.thread_id, MessageRow.attachments.is_not(None)

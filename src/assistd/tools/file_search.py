@@ -12,13 +12,12 @@ from typing import Any
 from sqlalchemy import select
 
 from ..retrieval.search import Passage, Retriever
+from ..store import runs as run_store
 from ..store import vector_stores as store
 from ..store.database import Database
 from ..store.models import (
-    AssistantRow,
     MessageRow,
     RunRow,
-    ThreadRow,
     VectorStoreFileRow,
     VectorStoreRow,
 )
@@ -130,12 +129,7 @@ class FileSearch:
 
     async def _stores(self, run: RunRow) -> list[VectorStoreRow]:
         async with self._db.read() as session:
-            assistant = await session.scalar(select(AssistantRow).where(AssistantRow.id == run.assistant_id))
-            thread = await session.scalar(select(ThreadRow).where(ThreadRow.id == run.thread_id))
-            ids: list[str] = []
-            for owner in (assistant, thread):
-                resources = (owner.tool_resources or {}) if owner is not None else {}
-                ids += (resources.get(NAME) or {}).get("vector_store_ids") or []
+            ids = await run_store.tool_resource_ids(session, run, NAME, "vector_store_ids")
             if not ids:
                 return []
             rows = (
