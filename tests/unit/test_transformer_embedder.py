@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 in numpy (retrieval/transformer.py), and ASSISTD_LOCAL_EMBEDDINGS choosing it.
+"""all-MiniLM-L6-v2 without torch (retrieval/transformer.py, bert_graph.py), and ASSISTD_LOCAL_EMBEDDINGS
+choosing it.
 
 Agreement with sentence-transformers itself needs torch, so it is checked by
 ``scripts/check_transformer_embedder.py`` in a separate venv; these tests hold the embedder to the
@@ -18,13 +19,9 @@ import pytest
 from pydantic import SecretStr
 
 from assistd.config import Settings
+from assistd.retrieval.bert_graph import EncoderLayer, build_session
 from assistd.retrieval.embeddings import StaticEmbedder, UpstreamEmbedder, build_embedder
-from assistd.retrieval.transformer import (
-    TransformerEmbedder,
-    _gelu,
-    bundled_model_dir,
-    read_safetensors,
-)
+from assistd.retrieval.transformer import TransformerEmbedder, bundled_model_dir, read_safetensors
 
 # Each of these is one WordPiece token.
 ONE_TOKEN_WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "to", "dog", "in"]
@@ -139,13 +136,80 @@ def test_embed_leaves_the_event_loop_free(embedder: TransformerEmbedder) -> None
     assert asyncio.run(scenario()) >= 10
 
 
-def test_gelu_is_the_exact_erf_one() -> None:
-    x = np.linspace(-12, 12, 200 * 1001, dtype=np.float32).reshape(200, 1001)
-    expected = np.vectorize(lambda v: v * 0.5 * (1 + math.erf(v / math.sqrt(2))))(x.astype(np.float64))
-    out = x.copy()
-    _gelu(out)
-    assert np.abs(out - expected).max() < 5e-7
-    assert out.dtype == np.float32
+def _reference_layers(layers: list[EncoderLayer], heads: int, eps: float, x: np.ndarray, real: np.ndarray):
+    """transformers' BERT layer as written in its paper, in float64, one text at a time."""
+    erf = np.vectorize(math.erf)
+
+    def norm(v: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        centred = v - v.mean(-1, keepdims=True)
+        return centred / np.sqrt((centred**2).mean(-1, keepdims=True) + eps) * weights[0] + weights[1]
+
+    def linear(v: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return v @ weights[0].astype(np.float64) + weights[1]
+
+    out = []
+    for text, mask in zip(x.astype(np.float64), real, strict=True):
+        h = text
+        for layer in layers:
+            size = h.shape[1] // heads
+            q, k, v = (
+                linear(h, w).reshape(len(h), heads, size).transpose(1, 0, 2)
+                for w in (layer.query, layer.key, layer.value)
+            )
+            scores = q @ k.transpose(0, 2, 1) / math.sqrt(size)
+            scores[:, :, ~mask] = -np.inf
+            weights = np.exp(scores - scores.max(-1, keepdims=True))
+            weights /= weights.sum(-1, keepdims=True)
+            context = (weights @ v).transpose(1, 0, 2).reshape(len(h), -1)
+            attended = norm(linear(context, layer.attention_out) + h, layer.attention_norm)
+            inner = linear(attended, layer.intermediate)
+            inner = inner * 0.5 * (1 + erf(inner / math.sqrt(2)))
+            h = norm(linear(inner, layer.output) + attended, layer.output_norm)
+        out.append(h)
+    return np.stack(out)
+
+
+def test_the_encoder_graph_computes_bert_layers_with_exact_gelu_and_masked_padding() -> None:
+    rng = np.random.default_rng(7)
+    hidden, heads, eps = 32, 4, 1e-12
+
+    def weights(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            rng.normal(0, 0.3, (rows, cols)).astype(np.float32),
+            rng.normal(0, 0.3, cols).astype(np.float32),
+        )
+
+    def norm() -> tuple[np.ndarray, np.ndarray]:
+        return (
+            rng.uniform(0.5, 1.5, hidden).astype(np.float32),
+            rng.normal(0, 0.1, hidden).astype(np.float32),
+        )
+
+    layers = [
+        EncoderLayer(
+            query=weights(hidden, hidden),
+            key=weights(hidden, hidden),
+            value=weights(hidden, hidden),
+            attention_out=weights(hidden, hidden),
+            attention_norm=norm(),
+            intermediate=weights(hidden, 4 * hidden),
+            output=weights(4 * hidden, hidden),
+            output_norm=norm(),
+        )
+        for _ in range(2)
+    ]
+    session = build_session(layers, heads, eps)
+    x = rng.normal(0, 1, (3, 7, hidden)).astype(np.float32)
+    lengths = np.array([7, 4, 1])
+    real = np.arange(7) < lengths[:, None]
+    key_bias = np.where(real, 0, np.finfo(np.float32).min).astype(np.float32)[:, None, None, :]
+    out = session.run(None, {"states": x, "key_bias": key_bias})[0]
+    expected = _reference_layers(layers, heads, eps, x, real)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    assert np.abs(out - expected).max() < 1e-4
+    # Padding changes nothing for the real tokens: the same text alone, unpadded.
+    alone = session.run(None, {"states": x[1:2, :4], "key_bias": np.zeros((1, 1, 1, 4), np.float32)})[0]
+    assert np.abs(alone[0] - out[1, :4]).max() < 1e-5
 
 
 def test_read_safetensors(tmp_path: Path) -> None:

