@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..protocol.vector_stores import Filter, SearchMode
@@ -14,7 +17,16 @@ from ..store.database import Database
 from ..store.models import ChunkRow, FileRow, VectorStoreFileRow, VectorStoreRow
 from .embeddings import Embedder, StaticEmbedder
 from .filters import matches
-from .index import CANDIDATES, KEYWORD_WEIGHT, STATIC_KEYWORD_WEIGHT, VectorCache, fuse, top_rows
+from .index import (
+    CANDIDATES,
+    KEYWORD_WEIGHT,
+    STATIC_KEYWORD_WEIGHT,
+    Floats,
+    Segment,
+    VectorCache,
+    fuse,
+    top_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -50,41 +62,68 @@ class Retriever:
             return []
         if not self.embedder.dimensions:
             await self.embedder.start()  # a service's dimensions are learnt from its first answer
-        query_vectors = await self.embedder.embed(list(queries)) if mode != "keyword" else None
+        # The queries are embedded (in a thread) while the indexes are read and searched by keyword.
+        embedding = asyncio.ensure_future(self.embedder.embed(list(queries))) if mode != "keyword" else None
+        try:
+            async with self._db.read() as session:
+                ranked = await self._rank(session, stores, queries, embedding, filters, mode, max_results)
+                best = sorted(
+                    ((pk, score) for pk, score in ranked.items() if score > 0 and score >= score_threshold),
+                    key=lambda item: (-item[1], item[0]),
+                )[:max_results]
+                return await _passages(session, best)
+        finally:
+            if embedding is not None:
+                _settle(embedding)
+
+    async def _rank(
+        self,
+        session: AsyncSession,
+        stores: Sequence[VectorStoreRow],
+        queries: Sequence[str],
+        embedding: asyncio.Future[Floats] | None,
+        filters: Filter | None,
+        mode: SearchMode,
+        max_results: int,
+    ) -> dict[int, float]:
+        """The candidate chunks' scores by pk: fused in ``hybrid`` mode, else the one index's."""
         pool = max(CANDIDATES, max_results * 3)
+        files = await _allowed_files(session, stores, filters) if filters is not None else None
+        # Each index proposes its best; the fusion sees both scores of every proposed chunk.
+        proposals: list[tuple[Segment, npt.NDArray[np.bool_], Floats | None, set[int]]] = []
+        for store in stores:
+            index = await self._cache.get(session, store.id, store.generation, self.embedder.dimensions)
+            matches = index.keyword_scores(queries) if mode != "dense" else [None] * len(index.segments)
+            for segment, scores in zip(index.segments, matches, strict=True):
+                allowed = segment.allowed(files)
+                rows = set() if scores is None else {row for row, _ in top_rows(scores, allowed, pool)}
+                proposals.append((segment, allowed, scores, rows))
+        vectors = None if embedding is None else await embedding
         dense: dict[int, float] = {}
         keyword: dict[int, float] = {}
-        async with self._db.read() as session:
-            files = await _allowed_files(session, stores, filters) if filters is not None else None
-            for store in stores:
-                index = await self._cache.get(session, store.id, store.generation, self.embedder.dimensions)
-                matches = index.keyword_scores(queries) if mode != "dense" else None
-                for number, segment in enumerate(index.segments):
-                    allowed = segment.allowed(files)
-                    # Each index proposes its best; the fusion sees both scores of every proposed chunk.
-                    rows: set[int] = set()
-                    if query_vectors is not None:
-                        rows.update(row for row, _ in segment.dense(query_vectors, allowed, pool))
-                    if matches is not None:
-                        rows.update(row for row, _ in top_rows(matches[number], allowed, pool))
-                    ordered = sorted(rows)
-                    if query_vectors is not None and ordered:
-                        for row, cosine in zip(ordered, segment.cosines(ordered, query_vectors), strict=True):
-                            dense[int(segment.pks[row])] = float(cosine)
-                    if matches is not None:
-                        for row in ordered:
-                            keyword[int(segment.pks[row])] = float(matches[number][row])
-            if mode == "dense":
-                ranked = {pk: max(0.0, score) for pk, score in dense.items()}
-            elif mode == "keyword":
-                ranked = fuse({}, keyword, keyword_weight=1.0)
-            else:
-                ranked = fuse(dense, keyword, self.keyword_weight)
-            best = sorted(
-                ((pk, score) for pk, score in ranked.items() if score > 0 and score >= score_threshold),
-                key=lambda item: (-item[1], item[0]),
-            )[:max_results]
-            return await _passages(session, best)
+        for segment, allowed, scores, rows in proposals:
+            if vectors is not None:
+                rows.update(row for row, _ in segment.dense(vectors, allowed, pool))
+            ordered = sorted(rows)
+            if vectors is not None and ordered:
+                for row, cosine in zip(ordered, segment.cosines(ordered, vectors), strict=True):
+                    dense[int(segment.pks[row])] = float(cosine)
+            if scores is not None:
+                for row in ordered:
+                    keyword[int(segment.pks[row])] = float(scores[row])
+        if mode == "dense":
+            return {pk: max(0.0, score) for pk, score in dense.items()}
+        if mode == "keyword":
+            return fuse({}, keyword, keyword_weight=1.0)
+        return fuse(dense, keyword, self.keyword_weight)
+
+
+def _settle(future: asyncio.Future[Floats]) -> None:
+    """Cancels the embedding when the search ended without it, or marks its failure as seen."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 async def _allowed_files(session: AsyncSession, stores: Sequence[VectorStoreRow], rule: Filter) -> set[str]:
@@ -100,33 +139,24 @@ async def _allowed_files(session: AsyncSession, stores: Sequence[VectorStoreRow]
 async def _passages(session: AsyncSession, ranked: list[tuple[int, float]]) -> list[Passage]:
     if not ranked:
         return []
-    pks = [pk for pk, _ in ranked]
-    chunks = {
-        row.pk: row
-        for row in (
-            await session.execute(
-                select(ChunkRow.pk, ChunkRow.vector_store_id, ChunkRow.file_id, ChunkRow.text).where(
-                    ChunkRow.pk.in_(pks)
-                )
-            )
-        ).all()
-    }
-    file_ids = {row.file_id for row in chunks.values()}
-    names = dict(
-        (await session.execute(select(FileRow.id, FileRow.filename).where(FileRow.id.in_(file_ids)))).all()
+    in_store = and_(
+        VectorStoreFileRow.vector_store_id == ChunkRow.vector_store_id,
+        VectorStoreFileRow.file_id == ChunkRow.file_id,
     )
-    store_files = {
-        (store_id, file_id): attributes
-        for store_id, file_id, attributes in (
-            await session.execute(
-                select(
-                    VectorStoreFileRow.vector_store_id,
-                    VectorStoreFileRow.file_id,
-                    VectorStoreFileRow.attributes,
-                ).where(VectorStoreFileRow.file_id.in_(file_ids))
-            )
-        ).all()
-    }
+    rows = await session.execute(
+        select(
+            ChunkRow.pk,
+            ChunkRow.vector_store_id,
+            ChunkRow.file_id,
+            ChunkRow.text,
+            FileRow.filename,
+            VectorStoreFileRow.attributes,
+        )
+        .outerjoin(FileRow, FileRow.id == ChunkRow.file_id)
+        .outerjoin(VectorStoreFileRow, in_store)
+        .where(ChunkRow.pk.in_([pk for pk, _ in ranked]))
+    )
+    chunks = {row.pk: row for row in rows.all()}
     passages = []
     for pk, score in ranked:
         chunk = chunks.get(pk)
@@ -136,8 +166,8 @@ async def _passages(session: AsyncSession, ranked: list[tuple[int, float]]) -> l
             Passage(
                 vector_store_id=chunk.vector_store_id,
                 file_id=chunk.file_id,
-                filename=names.get(chunk.file_id, ""),
-                attributes=store_files.get((chunk.vector_store_id, chunk.file_id)) or {},
+                filename=chunk.filename or "",
+                attributes=chunk.attributes or {},
                 text=chunk.text,
                 score=round(min(1.0, max(0.0, score)), 6),
             )
