@@ -241,14 +241,18 @@ def fake_upstream_process(*args: str, timeout: float = 20.0) -> Iterator[tuple[s
 
 
 @contextmanager
-def assistd_server(upstream_url: str | None, **env: str) -> Iterator[AssistdServer]:
+def assistd_server(
+    upstream_url: str | None, *, data_dir: Path | None = None, **env: str
+) -> Iterator[AssistdServer]:
     """A real ``python -m assistd serve`` on a free port, with a fresh SQLite database.
 
     ``upstream_url`` None starts it without an upstream: it serves its local models only.
+    ``data_dir`` keeps its files and database there, to be served again by a later run, instead of in a
+    temporary directory.
     ``env`` entries are settings without the ``ASSISTD_`` prefix, e.g. ``workers="64"``.
     """
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as tmp:
-        data_dir = Path(tmp)
+        data_dir = data_dir or Path(tmp)
         settings = {
             "ASSISTD_API_KEYS": API_KEY,
             # tests/server.py tunes these for fast tests; the benchmarks run the shipped defaults.

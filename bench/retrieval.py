@@ -39,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -378,13 +378,38 @@ def grow(
         print(f"   {label}: {chunks:,} chunks (+{added:,} in {seconds:.1f} s)", flush=True)
 
 
+@dataclass
+class KeptStore:
+    """The large store of a run made with ``--keep DIR``, described in DIR for the next such run."""
+
+    store_id: str
+    embeddings: str | None
+    file_of: dict[str, str]
+    growth: Growth
+
+    FILE = "large-store.json"
+
+    @classmethod
+    def read(cls, keep: Path, embeddings: str | None, target: int) -> KeptStore | None:
+        path = keep / cls.FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        store = cls(data["store_id"], data["embeddings"], data["file_of"], Growth(**data["growth"]))
+        return store if store.embeddings == embeddings and store.growth.chunks >= target else None
+
+    def write(self, keep: Path) -> None:
+        data = {**asdict(self), "growth": asdict(self.growth)}
+        (keep / self.FILE).write_text(json.dumps(data, indent=1))
+
+
 def _mode_label(mode: str) -> str:
     return f"{mode} (default)" if mode == DEFAULT_MODE else mode
 
 
 def run(
     *, large: bool = False, calls: int = 200, warmup: int = 10, small_target: int = 1_000,
-    large_target: int = 100_000, embeddings: str | None = None,
+    large_target: int = 100_000, embeddings: str | None = None, keep: Path | None = None,
 ) -> Result:  # fmt: skip
     questions, passages = load_corpus()
     sizes = f"{small_target:,}" + (f" and {large_target:,}" if large else "")
@@ -395,7 +420,13 @@ def run(
         f"embeddings: {embeddings or 'the server default'}",
     )
     env = {} if embeddings is None else {"local_embeddings": embeddings}
-    with assistd_server(None, **env) as server, client_for(server, timeout=300) as client:
+    kept = KeptStore.read(keep, embeddings, large_target) if keep is not None and large else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    with (
+        assistd_server(None, data_dir=keep, **env) as server,
+        client_for(server, timeout=300) as client,
+    ):
         # Quality: one file per passage, default chunking.
         t0 = time.perf_counter()
         names = [(re.sub(r"[^\w.-]+", "_", p.id) + ".txt", p.text) for p in passages]
@@ -432,7 +463,14 @@ def run(
         sizes_list = [small_target] + ([large_target] if large else [])
         latencies: dict[str, dict[str, Any]] = {}
         for target in sizes_list:
-            grow(client, server.database_url, speed, growth, documents, target, f"{target:,}-chunk store")
+            if target == large_target and kept is not None:
+                print(f"   reusing the {kept.growth.chunks:,}-chunk store kept in {keep}", flush=True)
+                speed, speed_file_of, growth = kept.store_id, kept.file_of, kept.growth
+            else:
+                label = f"{target:,}-chunk store"
+                grow(client, server.database_url, speed, growth, documents, target, label)
+                if keep is not None and target == large_target:
+                    KeptStore(speed, embeddings, speed_file_of, growth).write(keep)
             # What any request costs (HTTP, auth, the SDK): a read of the store by its id.
             floor = Latency()
             for i in range(warmup + calls):
@@ -511,6 +549,14 @@ def main() -> None:
         default=None,
         help="the server's ASSISTD_LOCAL_EMBEDDINGS (default: the server's own default)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the server's data and database in DIR; with --large, a later run with the same DIR and "
+        "--embeddings searches the large store built by the first instead of building it again",
+    )
     args = parser.parse_args()
     if args.dry:
         results = [dry()]
@@ -523,6 +569,7 @@ def main() -> None:
                 warmup=3 if args.quick else 10,
                 large_target=args.large_chunks,
                 embeddings=args.embeddings,
+                keep=args.keep,
             )
         ]
     print_results(results)
