@@ -111,22 +111,25 @@ async def delete_vector_store(vector_store_id: str, tenant: Tenant, db: Db) -> R
 async def search_vector_store(
     vector_store_id: str, params: VectorStoreSearchParams, tenant: Tenant, db: Db, retriever: Search
 ) -> Response:
+    options = params.ranking_options
     async with db.read() as session:
         row = await store.get_row(session, tenant, vector_store_id)
-    if store.is_expired(row):
-        raise InvalidRequestError(f"Vector store '{vector_store_id}' has expired.", param="vector_store_id")
+        if store.is_expired(row):
+            raise InvalidRequestError(
+                f"Vector store '{vector_store_id}' has expired.", param="vector_store_id"
+            )
+        passages = await retriever.search(
+            [row],
+            params.queries(),
+            max_results=params.max_num_results,
+            filters=params.filters,
+            score_threshold=options.score_threshold if options else 0.0,
+            mode=params.search_mode,
+            session=session,
+        )
     if store.needs_touch([row]):
         async with db.write() as session:
             await store.touch(session, [await store.get_row(session, tenant, vector_store_id)])
-    options = params.ranking_options
-    passages = await retriever.search(
-        [row],
-        params.queries(),
-        max_results=params.max_num_results,
-        filters=params.filters,
-        score_threshold=options.score_threshold if options else 0.0,
-        mode=params.search_mode,
-    )
     return json_response(SearchResultsPage(search_query=params.queries(), data=group_by_file(passages)))
 
 

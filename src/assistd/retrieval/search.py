@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,10 @@ class Retriever:
         filters: Filter | None = None,
         score_threshold: float = 0.0,
         mode: SearchMode = "hybrid",
+        session: AsyncSession | None = None,
     ) -> list[Passage]:
-        """Passages best first, each scored in [0, 1]."""
+        """Passages best first, each scored in [0, 1]. Read in ``session`` when given (the caller's read of
+        the stores), else in a read session of its own."""
         if not stores or not queries:
             return []
         if not self.embedder.dimensions:
@@ -65,16 +68,24 @@ class Retriever:
         # The queries are embedded (in a thread) while the indexes are read and searched by keyword.
         embedding = asyncio.ensure_future(self.embedder.embed(list(queries))) if mode != "keyword" else None
         try:
-            async with self._db.read() as session:
-                ranked = await self._rank(session, stores, queries, embedding, filters, mode, max_results)
+            async with self._reading(session) as reader:
+                ranked = await self._rank(reader, stores, queries, embedding, filters, mode, max_results)
                 best = sorted(
                     ((pk, score) for pk, score in ranked.items() if score > 0 and score >= score_threshold),
                     key=lambda item: (-item[1], item[0]),
                 )[:max_results]
-                return await _passages(session, best)
+                return await _passages(reader, best)
         finally:
             if embedding is not None:
                 _settle(embedding)
+
+    @asynccontextmanager
+    async def _reading(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        if session is not None:
+            yield session
+        else:
+            async with self._db.read() as own:
+                yield own
 
     async def _rank(
         self,
