@@ -155,13 +155,17 @@ def test_vector_store_files_endpoints(client: OpenAI) -> None:
     page = client.vector_stores.files.list(store.id, order="asc", after=first.id)
     assert [f.id for f in page.data] == [second.id]
 
+    # Searched once before the update, so that the update has to reach an index already in memory.
+    only_fr = _search(client, store.id, "turnips", filters={"type": "eq", "key": "lang", "value": "fr"})
+    assert [(r["file_id"], r["attributes"]) for r in only_fr] == [(second.id, {"lang": "fr", "year": 2024})]
     updated = client.vector_stores.files.update(
         file_id=second.id, vector_store_id=store.id, attributes={"lang": "de", "year": 2025}
     )
     assert updated.attributes == {"lang": "de", "year": 2025}
 
+    assert _search(client, store.id, "turnips", filters={"type": "eq", "key": "lang", "value": "fr"}) == []
     only_de = _search(client, store.id, "turnips", filters={"type": "eq", "key": "lang", "value": "de"})
-    assert [r["file_id"] for r in only_de] == [second.id]
+    assert [(r["file_id"], r["attributes"]) for r in only_de] == [(second.id, {"lang": "de", "year": 2025})]
     recent = _search(client, store.id, "turnips", filters={"type": "gte", "key": "year", "value": 2022})
     assert [r["file_id"] for r in recent] == [second.id]
     either = _search(

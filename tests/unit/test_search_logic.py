@@ -110,7 +110,12 @@ def test_clustered_segment_finds_what_an_exhaustive_scan_finds() -> None:
     clustered = build_segment(rows, 32)
     assert clustered.clusters is not None
     exhaustive = Segment(
-        clustered.pks, clustered.file_codes, clustered.file_ids, clustered.matrix, clustered.keywords
+        clustered.pks,
+        clustered.file_codes,
+        clustered.file_ids,
+        clustered.matrix,
+        clustered.keywords,
+        clustered.texts,
     )
     allowed = clustered.allowed(None)
     found = total = 0

@@ -112,7 +112,7 @@ async def search_vector_store(
     vector_store_id: str, params: VectorStoreSearchParams, tenant: Tenant, db: Db, retriever: Search
 ) -> Response:
     options = params.ranking_options
-    async with db.read() as session:
+    async with retriever.query(params.queries(), params.search_mode) as query, db.read() as session:
         row = await store.get_row(session, tenant, vector_store_id)
         if store.is_expired(row):
             raise InvalidRequestError(
@@ -120,11 +120,10 @@ async def search_vector_store(
             )
         passages = await retriever.search(
             [row],
-            params.queries(),
+            query,
             max_results=params.max_num_results,
             filters=params.filters,
             score_threshold=options.score_threshold if options else 0.0,
-            mode=params.search_mode,
             session=session,
         )
     if store.needs_touch([row]):
@@ -203,6 +202,8 @@ async def update_vector_store_file(
     async with db.write() as session:
         member = await store.get_file_row(session, tenant, vector_store_id, file_id)
         member.attributes = params.attributes or {}
+        # Searches read attributes from the store's index in memory, which a new generation refreshes.
+        await store.bump_generation(session, vector_store_id)
         return json_response(store.file_to_wire(member))
 
 

@@ -16,13 +16,14 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..store.models import ChunkRow
+from ..store.models import ChunkRow, FileRow, VectorStoreFileRow
 from .keyword import KeywordIndex, bm25_idf
 
 # Fusion weight of the keyword score; the dense score gets the rest. Chosen on bench/retrieval.py (see
@@ -39,6 +40,8 @@ ROWS_PER_CLUSTER = 400
 PROBE_SHARE = 0.15
 
 Floats = npt.NDArray[np.float32]
+# Bytes a str object costs beyond its characters (CPython 3.11, ASCII text).
+_STR_OVERHEAD = 49
 
 
 @dataclass
@@ -83,13 +86,15 @@ class Segment:
     file_ids: list[str]
     matrix: Floats  # (n, dims), unit rows
     keywords: KeywordIndex  # documents in row order
+    texts: list[str]  # in row order: a search's passages are read from here, not from the database
     clusters: Clusters | None = None
 
     @property
     def nbytes(self) -> int:
         centroids = 0 if self.clusters is None else int(self.clusters.centroids.nbytes)
         arrays = int(self.matrix.nbytes) + int(self.pks.nbytes) + int(self.file_codes.nbytes)
-        return arrays + centroids + self.keywords.nbytes
+        texts = sum(len(text) for text in self.texts) + _STR_OVERHEAD * len(self.texts)
+        return arrays + centroids + self.keywords.nbytes + texts
 
     def allowed(self, files: set[str] | None) -> npt.NDArray[np.bool_]:
         if files is None:
@@ -120,10 +125,21 @@ class Segment:
         return scores
 
 
+@dataclass(frozen=True)
+class StoreFile:
+    """What a search shows of a file in a store, and what its filters read."""
+
+    filename: str
+    attributes: dict[str, Any]
+    completed: bool
+
+
 @dataclass
 class StoreIndex:
     generation: int
     segments: list[Segment] = field(default_factory=list)
+    # Every file of the store, read with the chunks; attribute updates move the generation too.
+    files: dict[str, StoreFile] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -135,7 +151,7 @@ class StoreIndex:
 
     @property
     def nbytes(self) -> int:
-        return sum(segment.nbytes for segment in self.segments)
+        return sum(segment.nbytes for segment in self.segments) + 500 * len(self.files)
 
     def keyword_scores(self, queries: Sequence[str]) -> list[Floats]:
         idf, average = bm25_idf([segment.keywords for segment in self.segments], queries)
@@ -175,6 +191,27 @@ class VectorCache:
 
 
 async def _refresh(
+    session: AsyncSession, store_id: str, cached: StoreIndex | None, generation: int, dims: int
+) -> StoreIndex:
+    index = await _segments(session, store_id, cached, generation, dims)
+    rows = await session.execute(
+        select(
+            VectorStoreFileRow.file_id,
+            FileRow.filename,
+            VectorStoreFileRow.attributes,
+            VectorStoreFileRow.status,
+        )
+        .outerjoin(FileRow, FileRow.id == VectorStoreFileRow.file_id)
+        .where(VectorStoreFileRow.vector_store_id == store_id)
+    )
+    index.files = {
+        file_id: StoreFile(filename or "", attributes or {}, status == "completed")
+        for file_id, filename, attributes, status in rows.all()
+    }
+    return index
+
+
+async def _segments(
     session: AsyncSession, store_id: str, cached: StoreIndex | None, generation: int, dims: int
 ) -> StoreIndex:
     if cached is not None and cached.segments:
@@ -230,8 +267,8 @@ def build_segment(rows: Sequence[tuple[int, str, bytes, str]], dims: int) -> Seg
     file_ids: dict[str, int] = {}
     codes = np.fromiter((file_ids.setdefault(row[1], len(file_ids)) for row in rows), np.int32, len(rows))
     pks = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-    keywords = KeywordIndex.build([row[3] for row in rows])
-    return Segment(pks, codes, list(file_ids), matrix, keywords, clusters)
+    texts = [row[3] for row in rows]
+    return Segment(pks, codes, list(file_ids), matrix, KeywordIndex.build(texts), texts, clusters)
 
 
 def top_rows(scores: Floats, mask: npt.NDArray[np.bool_], k: int) -> list[tuple[int, float]]:

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..protocol.vector_stores import Filter, SearchMode
 from ..store.database import Database
-from ..store.models import ChunkRow, FileRow, VectorStoreFileRow, VectorStoreRow
+from ..store.models import VectorStoreRow
 from .embeddings import Embedder, StaticEmbedder
 from .filters import matches
 from .index import (
@@ -24,6 +23,7 @@ from .index import (
     STATIC_KEYWORD_WEIGHT,
     Floats,
     Segment,
+    StoreIndex,
     VectorCache,
     fuse,
     top_rows,
@@ -40,6 +40,15 @@ class Passage:
     score: float
 
 
+@dataclass(frozen=True)
+class Query:
+    """A search's query texts and, unless it searches by keyword only, their embedding under way."""
+
+    texts: list[str]
+    mode: SearchMode
+    vectors: asyncio.Future[Floats] | None
+
+
 class Retriever:
     def __init__(self, db: Database, embedder: Embedder, cache: VectorCache | None = None) -> None:
         self._db = db
@@ -48,36 +57,56 @@ class Retriever:
         static = isinstance(embedder, StaticEmbedder)
         self.keyword_weight = STATIC_KEYWORD_WEIGHT if static else KEYWORD_WEIGHT
 
+    @asynccontextmanager
+    async def query(self, texts: Sequence[str], mode: SearchMode = "hybrid") -> AsyncIterator[Query]:
+        """Starts embedding ``texts`` (in a thread) at once, so the caller's reads overlap it; the block
+        searches with the query. The embedding is cancelled if the block ends without it."""
+        if texts and not self.embedder.dimensions:
+            # A service's dimensions are learnt from its first answer; the indexes are read with them.
+            await self.embedder.start()
+        vectors = (
+            asyncio.ensure_future(self.embedder.embed(list(texts))) if mode != "keyword" and texts else None
+        )
+        try:
+            yield Query(list(texts), mode, vectors)
+        finally:
+            if vectors is not None:
+                _settle(vectors)
+
     async def search(
         self,
         stores: Sequence[VectorStoreRow],
-        queries: Sequence[str],
+        query: Query,
         *,
         max_results: int,
         filters: Filter | None = None,
         score_threshold: float = 0.0,
-        mode: SearchMode = "hybrid",
         session: AsyncSession | None = None,
     ) -> list[Passage]:
-        """Passages best first, each scored in [0, 1]. Read in ``session`` when given (the caller's read of
-        the stores), else in a read session of its own."""
-        if not stores or not queries:
+        """Passages best first, each scored in [0, 1]. A store whose index is not in memory yet is read in
+        ``session`` when given (the caller's read of the stores), else in a read session of its own."""
+        if not stores or not query.texts:
             return []
-        if not self.embedder.dimensions:
-            await self.embedder.start()  # a service's dimensions are learnt from its first answer
-        # The queries are embedded (in a thread) while the indexes are read and searched by keyword.
-        embedding = asyncio.ensure_future(self.embedder.embed(list(queries))) if mode != "keyword" else None
-        try:
-            async with self._reading(session) as reader:
-                ranked = await self._rank(reader, stores, queries, embedding, filters, mode, max_results)
-                best = sorted(
-                    ((pk, score) for pk, score in ranked.items() if score > 0 and score >= score_threshold),
-                    key=lambda item: (-item[1], item[0]),
-                )[:max_results]
-                return await _passages(reader, best)
-        finally:
-            if embedding is not None:
-                _settle(embedding)
+        async with self._reading(session) as reader:
+            indexes = {
+                store.id: await self._cache.get(reader, store.id, store.generation, self.embedder.dimensions)
+                for store in stores
+            }
+        found = await self._rank(indexes, query, filters, max_results)
+        best = sorted(
+            (item for item in found.items() if item[1][0] > 0 and item[1][0] >= score_threshold),
+            key=lambda item: (-item[1][0], item[0]),
+        )[:max_results]
+        passages = []
+        for score, (store_id, segment, row) in (found for _, found in best):
+            file_id = segment.file_ids[segment.file_codes[row]]
+            file = indexes[store_id].files.get(file_id)
+            if file is None:  # removed while the index was read
+                continue
+            text = segment.texts[row]
+            score = round(min(1.0, max(0.0, score)), 6)
+            passages.append(Passage(store_id, file_id, file.filename, file.attributes, text, score))
+        return passages
 
     @asynccontextmanager
     async def _reading(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
@@ -88,45 +117,46 @@ class Retriever:
                 yield own
 
     async def _rank(
-        self,
-        session: AsyncSession,
-        stores: Sequence[VectorStoreRow],
-        queries: Sequence[str],
-        embedding: asyncio.Future[Floats] | None,
-        filters: Filter | None,
-        mode: SearchMode,
-        max_results: int,
-    ) -> dict[int, float]:
-        """The candidate chunks' scores by pk: fused in ``hybrid`` mode, else the one index's."""
+        self, indexes: dict[str, StoreIndex], query: Query, filters: Filter | None, max_results: int
+    ) -> dict[int, tuple[float, _Place]]:
+        """The candidate chunks by pk, with their score (fused in ``hybrid`` mode, else the one index's) and
+        where they are."""
+        mode = query.mode
         pool = max(CANDIDATES, max_results * 3)
-        files = await _allowed_files(session, stores, filters) if filters is not None else None
         # Each index proposes its best; the fusion sees both scores of every proposed chunk.
-        proposals: list[tuple[Segment, npt.NDArray[np.bool_], Floats | None, set[int]]] = []
-        for store in stores:
-            index = await self._cache.get(session, store.id, store.generation, self.embedder.dimensions)
-            matches = index.keyword_scores(queries) if mode != "dense" else [None] * len(index.segments)
+        proposals: list[tuple[str, Segment, npt.NDArray[np.bool_], Floats | None, set[int]]] = []
+        for store_id, index in indexes.items():
+            files = None if filters is None else _allowed_files(index, filters)
+            matches = index.keyword_scores(query.texts) if mode != "dense" else [None] * len(index.segments)
             for segment, scores in zip(index.segments, matches, strict=True):
                 allowed = segment.allowed(files)
                 rows = set() if scores is None else {row for row, _ in top_rows(scores, allowed, pool)}
-                proposals.append((segment, allowed, scores, rows))
-        vectors = None if embedding is None else await embedding
+                proposals.append((store_id, segment, allowed, scores, rows))
+        vectors = None if query.vectors is None else await query.vectors
         dense: dict[int, float] = {}
         keyword: dict[int, float] = {}
-        for segment, allowed, scores, rows in proposals:
+        places: dict[int, _Place] = {}
+        for store_id, segment, allowed, scores, rows in proposals:
             if vectors is not None:
                 rows.update(row for row, _ in segment.dense(vectors, allowed, pool))
             ordered = sorted(rows)
+            pks = [int(segment.pks[row]) for row in ordered]
+            places.update((pk, (store_id, segment, row)) for pk, row in zip(pks, ordered, strict=True))
             if vectors is not None and ordered:
-                for row, cosine in zip(ordered, segment.cosines(ordered, vectors), strict=True):
-                    dense[int(segment.pks[row])] = float(cosine)
+                dense.update(zip(pks, segment.cosines(ordered, vectors).tolist(), strict=True))
             if scores is not None:
-                for row in ordered:
-                    keyword[int(segment.pks[row])] = float(scores[row])
+                keyword.update(zip(pks, scores[ordered].tolist(), strict=True))
         if mode == "dense":
-            return {pk: max(0.0, score) for pk, score in dense.items()}
-        if mode == "keyword":
-            return fuse({}, keyword, keyword_weight=1.0)
-        return fuse(dense, keyword, self.keyword_weight)
+            ranked = {pk: max(0.0, score) for pk, score in dense.items()}
+        elif mode == "keyword":
+            ranked = fuse({}, keyword, keyword_weight=1.0)
+        else:
+            ranked = fuse(dense, keyword, self.keyword_weight)
+        return {pk: (score, places[pk]) for pk, score in ranked.items()}
+
+
+# A chunk's place in memory: its store, its segment and its row there.
+_Place = tuple[str, Segment, int]
 
 
 def _settle(future: asyncio.Future[Floats]) -> None:
@@ -137,50 +167,7 @@ def _settle(future: asyncio.Future[Floats]) -> None:
         future.exception()
 
 
-async def _allowed_files(session: AsyncSession, stores: Sequence[VectorStoreRow], rule: Filter) -> set[str]:
-    rows = await session.execute(
-        select(VectorStoreFileRow.file_id, VectorStoreFileRow.attributes).where(
-            VectorStoreFileRow.vector_store_id.in_([store.id for store in stores]),
-            VectorStoreFileRow.status == "completed",
-        )
-    )
-    return {file_id for file_id, attributes in rows.all() if matches(rule, attributes or {})}
-
-
-async def _passages(session: AsyncSession, ranked: list[tuple[int, float]]) -> list[Passage]:
-    if not ranked:
-        return []
-    in_store = and_(
-        VectorStoreFileRow.vector_store_id == ChunkRow.vector_store_id,
-        VectorStoreFileRow.file_id == ChunkRow.file_id,
-    )
-    rows = await session.execute(
-        select(
-            ChunkRow.pk,
-            ChunkRow.vector_store_id,
-            ChunkRow.file_id,
-            ChunkRow.text,
-            FileRow.filename,
-            VectorStoreFileRow.attributes,
-        )
-        .outerjoin(FileRow, FileRow.id == ChunkRow.file_id)
-        .outerjoin(VectorStoreFileRow, in_store)
-        .where(ChunkRow.pk.in_([pk for pk, _ in ranked]))
-    )
-    chunks = {row.pk: row for row in rows.all()}
-    passages = []
-    for pk, score in ranked:
-        chunk = chunks.get(pk)
-        if chunk is None:  # removed since the index was read
-            continue
-        passages.append(
-            Passage(
-                vector_store_id=chunk.vector_store_id,
-                file_id=chunk.file_id,
-                filename=chunk.filename or "",
-                attributes=chunk.attributes or {},
-                text=chunk.text,
-                score=round(min(1.0, max(0.0, score)), 6),
-            )
-        )
-    return passages
+def _allowed_files(index: StoreIndex, rule: Filter) -> set[str]:
+    return {
+        file_id for file_id, file in index.files.items() if file.completed and matches(rule, file.attributes)
+    }

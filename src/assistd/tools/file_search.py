@@ -100,15 +100,16 @@ class FileSearch:
         stores = await self._stores(run)
         if not stores:
             return Outcome([], "No files are available to search.", {})
-        await self._wait_for_ingestion([row.id for row in stores])
         opts = options(run.tools)
         ranking = ranking_options(run.tools)
-        passages = await self._retriever.search(
-            stores,
-            queries,
-            max_results=int(opts.get("max_num_results") or DEFAULT_MAX_RESULTS),
-            score_threshold=ranking["score_threshold"],
-        )
+        async with self._retriever.query(queries) as query:
+            await self._wait_for_ingestion([row.id for row in stores])
+            passages = await self._retriever.search(
+                stores,
+                query,
+                max_results=int(opts.get("max_num_results") or DEFAULT_MAX_RESULTS),
+                score_threshold=ranking["score_threshold"],
+            )
         if store.needs_touch(stores):
             async with self._db.write() as session:
                 await store.touch(session, await _reload(session, stores))
