@@ -98,7 +98,7 @@ class Retriever:
             key=lambda item: (-item[1][0], item[0]),
         )[:max_results]
         passages = []
-        for score, (store_id, segment, row) in (found for _, found in best):
+        for _, (score, (store_id, segment, row)) in best:
             file_id = segment.file_ids[segment.file_codes[row]]
             file = indexes[store_id].files.get(file_id)
             if file is None:  # removed while the index was read
@@ -127,8 +127,10 @@ class Retriever:
         proposals: list[tuple[str, Segment, npt.NDArray[np.bool_], Floats | None, set[int]]] = []
         for store_id, index in indexes.items():
             files = None if filters is None else _allowed_files(index, filters)
-            matches = index.keyword_scores(query.texts) if mode != "dense" else [None] * len(index.segments)
-            for segment, scores in zip(index.segments, matches, strict=True):
+            by_segment = (
+                index.keyword_scores(query.texts) if mode != "dense" else [None] * len(index.segments)
+            )
+            for segment, scores in zip(index.segments, by_segment, strict=True):
                 allowed = segment.allowed(files)
                 rows = set() if scores is None else {row for row, _ in top_rows(scores, allowed, pool)}
                 proposals.append((store_id, segment, allowed, scores, rows))
