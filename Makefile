@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres lint typecheck bench screenshots clean
+.PHONY: install run test test-sqlite test-postgres lint typecheck bench bench-large screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +53,11 @@ screenshots: install
 bench: install
 	$(PY) bench/run_all.py
 
+# The retrieval benchmark with its 100,000-chunk store, kept in .bench-large/ so a second run reuses it.
+# Its filler text is the Python library reference from Debian's python3.11-doc.
+bench-large: install
+	@test -d /usr/share/doc/python3.11/html/library || (apt-get update -qq && apt-get install -y -qq python3.11-doc)
+	$(PY) bench/retrieval.py --large --keep .bench-large
+
 clean:
-	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache .mypy_cache tests/node/node_modules
+	rm -rf $(VENV) .assistd .bench-large .pytest_cache .ruff_cache .mypy_cache tests/node/node_modules
