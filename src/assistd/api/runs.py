@@ -130,7 +130,10 @@ async def retrieve_run(
         async with db.read() as session:
             run = await store.get_row(session, tenant, thread_id, run_id)
         if listener is not None and run.status in POLL_WAIT_STATUSES:
-            await engine.wait_while(listener, POLL_WAIT_STATUSES, wait)
+            ended = await engine.wait_while(listener, POLL_WAIT_STATUSES, wait)
+            # The event carries the run as committed: the same answer as reading it again, one read less.
+            if ended is not None and isinstance(ended.data, Run):
+                return json_response(ended.data, headers=poll_headers(request))
             async with db.read() as session:
                 run = await store.get_row(session, tenant, thread_id, run_id)
     finally:

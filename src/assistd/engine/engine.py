@@ -185,14 +185,18 @@ class Engine:
         listener.attach(run_id)
         return listener
 
-    async def wait_while(self, listener: Subscription, statuses: frozenset[str], seconds: float) -> None:
-        """Return once the listened run publishes a status outside ``statuses``, or after ``seconds``."""
+    async def wait_while(
+        self, listener: Subscription, statuses: frozenset[str], seconds: float
+    ) -> StreamEvent | None:
+        """The event of the listened run's first status outside ``statuses``, or None after ``seconds``.
+        Its data is the run as that status's transaction committed it."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while True:
                     event = await listener.get()
                     if event.is_run_status and event.event.removeprefix("thread.run.") not in statuses:
-                        return
+                        return event
+        return None
 
     async def follow(self, listener: Subscription) -> AsyncIterator[StreamEvent]:
         """The events of the attached run until it ends or needs the client; closes the listener."""

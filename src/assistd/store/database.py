@@ -14,6 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from .sqlite_inline import InlineConnection
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -44,9 +46,9 @@ class Database:
             database = make_url(self.url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8)
+            self.engine = _inline_sqlite_engine(self.url)
             _tune_sqlite(self.engine, immediate=True)
-            self.read_engine = create_async_engine(self.url, pool_size=8, max_overflow=8)
+            self.read_engine = _inline_sqlite_engine(self.url)
             _tune_sqlite(self.read_engine, immediate=False)
         else:
             self.engine = create_async_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -54,8 +56,8 @@ class Database:
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # SQLite has one write lock per database. Writers of this process take turns on an asyncio lock
-        # rather than on SQLite's busy handler, which sleeps (up to 100 ms a try) between retries: under
-        # load the lock sat free while every waiter slept. Other processes still meet busy_timeout.
+        # rather than on retries of a busy database, which sleep between tries: under load the lock would
+        # sit free while every waiter slept. Other processes' writers are still met by those retries.
         self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
@@ -82,15 +84,24 @@ class Database:
             await self.read_engine.dispose()
 
 
+def _inline_sqlite_engine(url: str) -> AsyncEngine:
+    """An engine of the aiosqlite dialect whose connections run SQLite on the loop's thread (see
+    ``sqlite_inline``). The connections leave transactions to SQLAlchemy, so "begin" below decides
+    their kind, and wait for other processes' locks without blocking the loop."""
+    database = make_url(url).database or ":memory:"
+
+    async def connect() -> InlineConnection:
+        return InlineConnection(database)
+
+    return create_async_engine(url, async_creator=connect, pool_size=8, max_overflow=8)
+
+
 def _tune_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, start transactions, so "begin" below decides their kind.
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can fail
