@@ -8,9 +8,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from fake_upstream import FakeUpstream
 from openai import OpenAI
 from openai.types.beta import Assistant
+
+from fake_upstream import FakeUpstream
 from server import AssistdServer
 
 pytestmark = pytest.mark.sqlite_only

@@ -21,6 +21,7 @@ from ..protocol.runs import (
 from ..protocol.threads import Thread
 from ..store import runs as store
 from ..store import threads as thread_store
+from ..store.detached import save
 from ..store.pagination import PageQuery
 from .deps import Db, RunEngine, Tenant
 from .pagination import page_query
@@ -150,7 +151,7 @@ async def modify_run(
         run = await store.get_row(session, tenant, thread_id, run_id)
         if "metadata" in params.model_fields_set:
             run.meta = params.metadata or {}
-        await session.flush()
+            await save(session, run, "meta")
         return json_response(store.to_wire(run), headers=poll_headers(request))
 
 

@@ -23,6 +23,7 @@ from ..store import runs as run_store
 from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
+from ..store.detached import insert_rows
 from ..store.models import AssistantRow
 from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
@@ -85,9 +86,8 @@ class Engine:
             tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
         )
         await thread_store.claim_for_run(session, thread_id, run.id)
-        session.add(run)
-        jobs.enqueue(session, run.id)
-        await session.flush()
+        await insert_rows(session, run)
+        await jobs.enqueue(session, run.id)
         if listener is not None:
             listener.attach(run.id)
         return run_store.to_wire(run)
@@ -170,8 +170,7 @@ class Engine:
                 await session.flush()
                 step_events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
             await state.transition(session, run, "queued")
-            jobs.enqueue(session, run.id)
-            await session.flush()
+            await jobs.enqueue(session, run.id)
             wire = run_store.to_wire(run)
             if listener is not None:
                 listener.attach(run.id)

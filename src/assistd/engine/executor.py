@@ -22,6 +22,7 @@ from ..store import messages as message_store
 from ..store import runs as run_store
 from ..store.clock import now
 from ..store.database import Database
+from ..store.detached import insert_rows, save
 from ..store.models import MessageRow, RunRow, RunStepRow
 from ..tools import code_interpreter
 from ..tools.citations import CitationFilter
@@ -89,14 +90,6 @@ class Started:
 
     run: RunRow | None
     events: list[StreamEvent]
-
-
-async def _save(session: AsyncSession, row: MessageRow | RunStepRow, *fields: str) -> None:
-    """Write fields of a row created in an earlier transaction, by primary key, without reloading it."""
-    model = type(row)
-    await session.execute(
-        update(model).where(model.pk == row.pk).values({f: getattr(row, f) for f in fields})
-    )
 
 
 def _usage(usage: TokenUsage) -> dict[str, int]:
@@ -231,7 +224,7 @@ class RunExecutor:
 
     async def _insert(self, *rows: MessageRow | RunStepRow) -> None:
         async with self._db.write() as session:
-            session.add_all(rows)
+            await insert_rows(session, *rows)
 
     async def _keep_partial_text(self, turn: _Turn) -> None:
         with contextlib.suppress(Exception):
@@ -383,6 +376,7 @@ class RunExecutor:
             if run is None or run.status not in ("in_progress", "cancelling"):
                 return False
             run.usage = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
+            await save(session, run, "usage")
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
                 message, step = turn.message, turn.message_step
@@ -404,7 +398,7 @@ class RunExecutor:
                     message.status, message.completed_at = "completed", now()
                 step.status, step.completed_at = "completed", now()
                 step.usage = usage if turn.tool_step is None else None
-                await _save(
+                await save(
                     session,
                     message,
                     "content",
@@ -414,7 +408,7 @@ class RunExecutor:
                     "incomplete_details",
                     "completed_at",
                 )
-                await _save(session, step, "status", "completed_at", "usage")
+                await save(session, step, "status", "completed_at", "usage")
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
                 if made_parts.delta:
                     events.append(_message_delta(message.id, made_parts.delta))
@@ -454,7 +448,7 @@ class RunExecutor:
                 if not functions:
                     step.status, step.completed_at = "completed", now()
                     fields += ["status", "completed_at"]
-                await _save(session, step, *fields)
+                await save(session, step, *fields)
                 if outcomes:
                     # Built-in calls are done: show their results as a step delta before what follows.
                     events.append(self._results_delta(step))

@@ -16,6 +16,7 @@ from ..store import jobs, threads
 from ..store import messages as message_store
 from ..store import runs as run_store
 from ..store.clock import now
+from ..store.detached import save
 from ..store.models import MessageRow, RunRow, RunStepRow
 from .events import StreamEvent
 
@@ -49,7 +50,8 @@ def can_transition(current: str, new: str) -> bool:
 async def transition(
     session: AsyncSession, run: RunRow, new: str, *, expires_in: float | None = None, **fields: Any
 ) -> list[StreamEvent]:
-    """Move ``run`` to ``new``; a run that ends frees its thread, leaves the queue and closes its steps.
+    """Move ``run`` to ``new`` and write what changed (``run`` is detached: see ``store.detached``); a run
+    that ends frees its thread, leaves the queue and closes its steps. ``fields`` are written with it.
 
     Returns the events of the steps and messages that ending the run closed, for the caller to publish
     (after its transaction commits) before the run's own event.
@@ -59,20 +61,22 @@ async def transition(
             f"Cannot move run {run.id} from status '{run.status}' to '{new}'.", param="run_id"
         )
     at = now()
-    run.status = new
-    for name, value in fields.items():
-        setattr(run, name, value)
+    changes: dict[str, Any] = {"status": new, **fields}
     if new == "in_progress" and run.started_at is None:
-        run.started_at = at
+        changes["started_at"] = at
     if new == "requires_action":
-        run.expires_at = at + int(expires_in or 0)
-    else:
-        run.required_action = None
+        changes["expires_at"] = at + int(expires_in or 0)
+    elif run.required_action is not None:
+        changes["required_action"] = None
     if stamp := _STAMP.get(new):
-        setattr(run, stamp, at)
+        changes[stamp] = at
+    if new in TERMINAL:
+        changes["expires_at"] = None
+    for name, value in changes.items():
+        setattr(run, name, value)
+    await save(session, run, *changes)
     if new not in TERMINAL:
         return []
-    run.expires_at = None
     await threads.release_run(session, run.thread_id, run.id)
     await jobs.finish(session, run.id)
     return await close_leftovers(session, run.id, new, run.last_error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -11,6 +11,7 @@ from ..protocol.common import DeletedObject, ListPage
 from ..protocol.messages import Message, MessageCreateParams, MessageUpdateParams, content_from_param
 from . import vector_stores
 from .clock import now
+from .detached import fetch_all, insert_rows, table_of
 from .jsonable import dump
 from .models import MessageRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -61,8 +62,7 @@ async def insert(
         meta=params.metadata or {},
         completed_at=created,
     )
-    session.add(row)
-    await session.flush()
+    await insert_rows(session, row)
     searched = [a.file_id for a in params.attachments or [] if any(t.type == "file_search" for t in a.tools)]
     if searched:
         await vector_stores.attach_to_thread(session, tenant, thread_id, searched)
@@ -123,12 +123,19 @@ async def list_page(
     return page_of([to_wire(row) for row in rows], has_more)
 
 
+_MESSAGES = table_of(MessageRow)
+_NEWEST_FIRST = (
+    select(_MESSAGES).where(_MESSAGES.c.thread_id == bindparam("thread")).order_by(_MESSAGES.c.pk.desc())
+)
+_NEWEST = _NEWEST_FIRST.limit(bindparam("limit"))
+
+
 async def history(session: AsyncSession, thread_id: str, limit: int | None = None) -> list[MessageRow]:
-    """The thread's messages oldest first; with ``limit``, only the newest ``limit`` of them."""
-    stmt = select(MessageRow).where(MessageRow.thread_id == thread_id).order_by(MessageRow.pk.desc())
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    rows = list((await session.scalars(stmt)).all())
+    """The thread's messages oldest first (detached); with ``limit``, only the newest ``limit`` of them."""
+    if limit is None:
+        rows = await fetch_all(session, MessageRow, _NEWEST_FIRST, {"thread": thread_id})
+    else:
+        rows = await fetch_all(session, MessageRow, _NEWEST, {"thread": thread_id, "limit": limit})
     rows.reverse()
     return rows
 

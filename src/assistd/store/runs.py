@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -16,6 +16,7 @@ from ..protocol.common import ListPage
 from ..protocol.run_steps import RunStep
 from ..protocol.runs import Run, RunCreateParams, ThreadAndRunCreateParams
 from .clock import now
+from .detached import fetch_all, fetch_one, table_of
 from .jsonable import dump
 from .models import AssistantRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -94,17 +95,22 @@ def new_run_row(
     )
 
 
+# Runs are read detached (see ``detached``): ``engine.state`` writes the fields a transition changes.
+_RUNS = table_of(RunRow)
+_BY_ID = select(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
+_OWNED = _BY_ID.where(_RUNS.c.thread_id == bindparam("thread_id"), _RUNS.c.tenant == bindparam("tenant"))
+
+
 async def get_row(session: AsyncSession, tenant: str, thread_id: str, run_id: str) -> RunRow:
-    row = await session.scalar(
-        select(RunRow).where(RunRow.id == run_id, RunRow.thread_id == thread_id, RunRow.tenant == tenant)
-    )
+    params = {"run_id": run_id, "thread_id": thread_id, "tenant": tenant}
+    row = await fetch_one(session, RunRow, _OWNED, params)
     if row is None:
         raise NotFoundError(f"No run found with id '{run_id}'.", param="run_id")
     return row
 
 
 async def get_row_by_id(session: AsyncSession, run_id: str) -> RunRow | None:
-    return await session.scalar(select(RunRow).where(RunRow.id == run_id))
+    return await fetch_one(session, RunRow, _BY_ID, {"run_id": run_id})
 
 
 async def list_page(session: AsyncSession, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:
@@ -177,9 +183,13 @@ async def get_step_row(session: AsyncSession, tenant: str, run_id: str, step_id:
     return row
 
 
+_STEPS = table_of(RunStepRow)
+_STEPS_OF = select(_STEPS).where(_STEPS.c.run_id == bindparam("run_id")).order_by(_STEPS.c.pk.asc())
+
+
 async def steps_of(session: AsyncSession, run_id: str) -> list[RunStepRow]:
-    stmt = select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.pk.asc())
-    return list((await session.scalars(stmt)).all())
+    """The run's steps in the order they were made, detached."""
+    return await fetch_all(session, RunStepRow, _STEPS_OF, {"run_id": run_id})
 
 
 async def list_steps_page(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +12,7 @@ from ..protocol.common import DeletedObject, ListPage, ToolResources
 from ..protocol.threads import Thread, ThreadCreateParams, ThreadUpdateParams
 from . import messages, vector_stores
 from .clock import now
+from .detached import insert_rows, table_of
 from .jsonable import dump
 from .models import MessageRow, RunJobRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -42,10 +43,9 @@ async def create(session: AsyncSession, tenant: str, params: ThreadCreateParams)
         tool_resources=dump(params.tool_resources),
         meta=params.metadata or {},
     )
-    session.add(row)
+    await insert_rows(session, row)
     for message in params.messages:
         await messages.insert(session, tenant, row.id, message)
-    await session.flush()
     return to_wire(row)
 
 
@@ -77,24 +77,29 @@ async def list_page(session: AsyncSession, tenant: str, query: PageQuery) -> Lis
     return page_of([to_wire(row) for row in rows], has_more)
 
 
+_THREADS = table_of(ThreadRow)
+_CLAIM = (
+    sql_update(_THREADS)
+    .where(_THREADS.c.id == bindparam("thread"), _THREADS.c.active_run_id.is_(None))
+    .values(active_run_id=bindparam("run"))
+)
+_RELEASE = (
+    sql_update(_THREADS)
+    .where(_THREADS.c.id == bindparam("thread"), _THREADS.c.active_run_id == bindparam("run"))
+    .values(active_run_id=None)
+)
+
+
 async def claim_for_run(session: AsyncSession, thread_id: str, run_id: str) -> None:
     """Make ``run_id`` the thread's active run, or refuse because another run is active."""
-    result = await session.execute(
-        sql_update(ThreadRow)
-        .where(ThreadRow.id == thread_id, ThreadRow.active_run_id.is_(None))
-        .values(active_run_id=run_id)
-    )
+    result = await session.execute(_CLAIM, {"thread": thread_id, "run": run_id})
     if result.rowcount == 0:  # type: ignore[attr-defined]
         active = await session.scalar(select(ThreadRow.active_run_id).where(ThreadRow.id == thread_id))
         raise ConflictError(f"Thread {thread_id} already has an active run {active}.", param="thread_id")
 
 
 async def release_run(session: AsyncSession, thread_id: str, run_id: str) -> None:
-    await session.execute(
-        sql_update(ThreadRow)
-        .where(ThreadRow.id == thread_id, ThreadRow.active_run_id == run_id)
-        .values(active_run_id=None)
-    )
+    await session.execute(_RELEASE, {"thread": thread_id, "run": run_id})
 
 
 async def ensure_no_active_run(session: AsyncSession, row: ThreadRow) -> None:

@@ -253,7 +253,7 @@ async def attach_file(
         batch_id=batch_id,
     )
     session.add(row)
-    INGESTION.enqueue(session, job_id(store.id, file_id))
+    await INGESTION.enqueue(session, job_id(store.id, file_id))
     await session.flush()
     return row
 
