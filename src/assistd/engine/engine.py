@@ -65,8 +65,8 @@ class Engine:
         self, tenant: str, thread_id: str, params: RunCreateParams, listener: Subscription | None = None
     ) -> Run:
         async with self.db.write() as session:
-            thread = await thread_store.get_row(session, tenant, thread_id)
-            assistant = await assistant_store.get_row(session, tenant, params.assistant_id)
+            thread = await thread_store.read_row(session, tenant, thread_id)
+            assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
             for message in params.additional_messages or []:
                 await message_store.insert(session, tenant, thread.id, message)
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
@@ -96,7 +96,7 @@ class Engine:
         self, tenant: str, params: ThreadAndRunCreateParams, listener: Subscription | None = None
     ) -> tuple[Thread, Run]:
         async with self.db.write() as session:
-            assistant = await assistant_store.get_row(session, tenant, params.assistant_id)
+            assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
             thread_params = params.thread or ThreadCreateParams()
             if params.tool_resources is not None and thread_params.tool_resources is None:
                 thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})

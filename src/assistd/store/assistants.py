@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -11,6 +11,7 @@ from ..protocol.assistants import Assistant, AssistantCreateParams, AssistantUpd
 from ..protocol.common import DeletedObject, ListPage
 from . import vector_stores
 from .clock import now
+from .detached import fetch_one, table_of
 from .jsonable import dump
 from .models import AssistantRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -34,6 +35,20 @@ def to_wire(row: AssistantRow) -> Assistant:
             "reasoning_effort": row.reasoning_effort,
         }
     )
+
+
+_ASSISTANTS = table_of(AssistantRow)
+_OWNED = select(_ASSISTANTS).where(
+    _ASSISTANTS.c.id == bindparam("assistant"), _ASSISTANTS.c.tenant == bindparam("tenant")
+)
+
+
+async def read_row(session: AsyncSession, tenant: str, assistant_id: str) -> AssistantRow:
+    """The assistant, detached (see ``detached``): to read, not to change."""
+    row = await fetch_one(session, AssistantRow, _OWNED, {"assistant": assistant_id, "tenant": tenant})
+    if row is None:
+        raise NotFoundError(f"No assistant found with id '{assistant_id}'.", param="assistant_id")
+    return row
 
 
 async def get_row(session: AsyncSession, tenant: str, assistant_id: str) -> AssistantRow:

@@ -12,7 +12,7 @@ from ..protocol.common import DeletedObject, ListPage, ToolResources
 from ..protocol.threads import Thread, ThreadCreateParams, ThreadUpdateParams
 from . import messages, vector_stores
 from .clock import now
-from .detached import insert_rows, table_of
+from .detached import fetch_one, insert_rows, table_of
 from .jsonable import dump
 from .models import MessageRow, RunJobRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -25,6 +25,20 @@ def to_wire(row: ThreadRow) -> Thread:
         tool_resources=ToolResources.model_validate(row.tool_resources or {}),
         metadata=row.meta,
     )
+
+
+_THREADS = table_of(ThreadRow)
+_OWNED = select(_THREADS).where(
+    _THREADS.c.id == bindparam("thread"), _THREADS.c.tenant == bindparam("tenant")
+)
+
+
+async def read_row(session: AsyncSession, tenant: str, thread_id: str) -> ThreadRow:
+    """The thread, detached (see ``detached``): to read, not to change."""
+    row = await fetch_one(session, ThreadRow, _OWNED, {"thread": thread_id, "tenant": tenant})
+    if row is None:
+        raise NotFoundError(f"No thread found with id '{thread_id}'.", param="thread_id")
+    return row
 
 
 async def get_row(session: AsyncSession, tenant: str, thread_id: str) -> ThreadRow:
@@ -77,7 +91,6 @@ async def list_page(session: AsyncSession, tenant: str, query: PageQuery) -> Lis
     return page_of([to_wire(row) for row in rows], has_more)
 
 
-_THREADS = table_of(ThreadRow)
 _CLAIM = (
     sql_update(_THREADS)
     .where(_THREADS.c.id == bindparam("thread"), _THREADS.c.active_run_id.is_(None))
