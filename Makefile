@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres lint typecheck bench bench-large screenshots clean
+.PHONY: install run test test-sqlite test-postgres lint typecheck bench bench-filler bench-large screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,13 +50,15 @@ test: lint typecheck
 screenshots: install
 	ASSISTD_SCREENSHOTS=docs $(PY) -m pytest tests/e2e/test_playground.py -q
 
-bench: install
+# The retrieval benchmark's filler text is the Python library reference from Debian's python3.11-doc.
+bench-filler:
+	@test -d /usr/share/doc/python3.11/html/library || (apt-get update -qq && apt-get install -y -qq python3.11-doc)
+
+bench: install bench-filler
 	$(PY) bench/run_all.py
 
 # The retrieval benchmark with its 100,000-chunk store, kept in .bench-large/ so a second run reuses it.
-# Its filler text is the Python library reference from Debian's python3.11-doc.
-bench-large: install
-	@test -d /usr/share/doc/python3.11/html/library || (apt-get update -qq && apt-get install -y -qq python3.11-doc)
+bench-large: install bench-filler
 	$(PY) bench/retrieval.py --large --keep .bench-large
 
 clean:
