@@ -70,7 +70,7 @@ class Engine:
             for message in params.additional_messages or []:
                 await message_store.insert(session, tenant, thread.id, message)
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
-        self.pool.wake()
+        self.pool.adopt(wire.id)
         return wire
 
     async def _queue_run(
@@ -87,10 +87,15 @@ class Engine:
         )
         await thread_store.claim_for_run(session, thread_id, run.id)
         await insert_rows(session, run)
-        await jobs.enqueue(session, run.id)
+        await self._enqueue_here(session, run.id)
         if listener is not None:
             listener.attach(run.id)
         return run_store.to_wire(run)
+
+    async def _enqueue_here(self, session: AsyncSession, run_id: str) -> None:
+        """Queue the run as claimed by this process's pool: the caller adopts it once committed."""
+        lease = self.settings.run_lease_seconds
+        await jobs.enqueue(session, run_id, held_by=self.pool.worker_id, lease_seconds=lease)
 
     async def create_thread_and_run(
         self, tenant: str, params: ThreadAndRunCreateParams, listener: Subscription | None = None
@@ -102,7 +107,7 @@ class Engine:
                 thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
             thread = await thread_store.create(session, tenant, thread_params)
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
-        self.pool.wake()
+        self.pool.adopt(wire.id)
         return thread, wire
 
     async def cancel_run(self, tenant: str, thread_id: str, run_id: str) -> Run:
@@ -170,12 +175,12 @@ class Engine:
                 await session.flush()
                 step_events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
             await state.transition(session, run, "queued")
-            await jobs.enqueue(session, run.id)
+            await self._enqueue_here(session, run.id)
             wire = run_store.to_wire(run)
             if listener is not None:
                 listener.attach(run.id)
         self.bus.publish(run_id, *step_events, StreamEvent("thread.run.queued", wire))
-        self.pool.wake()
+        self.pool.adopt(run_id)
         return wire
 
     def listen(self, run_id: str) -> Subscription:

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import select
 
@@ -49,6 +49,17 @@ class WorkerPool:
     def wake(self) -> None:
         """A job was enqueued: look for it now rather than at the next interval."""
         self._wake.set()
+
+    def adopt(self, run_id: str) -> None:
+        """Run a job that was enqueued as already claimed by this pool (``jobs.enqueue(held_by=...)``, in the
+        transaction that committed before this call): no claim to write, no dispatcher to wake, and its
+        events are published in this process, where the request that made it listens. It waits here for a
+        slot, its lease kept alive meanwhile."""
+        if self._closing:
+            return  # its lease lapses and the next start resumes it
+        task = asyncio.create_task(self._adopted(run_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def cancel(self, run_id: str) -> bool:
         """Stop a run this process is executing; False when it runs elsewhere (its heartbeat will see)."""
@@ -120,7 +131,42 @@ class WorkerPool:
                 self._wake.clear()
                 return
 
+    async def _adopted(self, run_id: str) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(run_id, asyncio.Event()))
+        try:
+            async with self._slots_held():
+                async with self._db.write() as session:
+                    started = await self._executor.start(session, run_id, 1)
+                heartbeat.cancel()
+                self._executor.publish(run_id, started.events)
+                if started.run is not None:
+                    await self._execute(started.run)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                async with self._db.write() as session:
+                    await jobs.release(session, run_id, self.worker_id)
+            raise
+        except Exception:
+            log.exception("could not start run %s; it is claimed again when its lease lapses", run_id)
+        finally:
+            heartbeat.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _slots_held(self) -> AsyncIterator[None]:
+        await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
     async def _run(self, run: RunRow) -> None:
+        """Execute a run the dispatcher claimed and started, in the slot it took."""
+        try:
+            await self._execute(run)
+        finally:
+            self._slots.release()
+
+    async def _execute(self, run: RunRow) -> None:
         run_id = run.id
         cancel = asyncio.Event()
         self._cancel_requests[run_id] = cancel
@@ -147,7 +193,6 @@ class WorkerPool:
             waiter.cancel()
             heartbeat.cancel()
             self._cancel_requests.pop(run_id, None)
-            self._slots.release()
 
     async def _heartbeat(self, run_id: str, cancel: asyncio.Event) -> None:
         interval = self._settings.run_lease_seconds / 3

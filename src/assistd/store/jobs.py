@@ -46,8 +46,14 @@ class JobQueue:
             update(jobs).where(*held).values(locked_until=0.0, locked_by=None, attempts=jobs.c.attempts - 1)
         )
 
-    async def enqueue(self, session: AsyncSession, job: str) -> None:
-        values = {self._key.key: job, "enqueued_at": time.time(), "locked_until": 0.0, "attempts": 0}
+    async def enqueue(
+        self, session: AsyncSession, job: str, *, held_by: str | None = None, lease_seconds: float = 0.0
+    ) -> None:
+        """Queue ``job``; with ``held_by``, already claimed by that worker (once), which runs it itself."""
+        now = time.time()
+        values = {self._key.key: job, "enqueued_at": now, "locked_until": 0.0, "attempts": 0}
+        if held_by is not None:
+            values.update(locked_by=held_by, locked_until=now + lease_seconds, attempts=1)
         await session.execute(self._enqueue, values)
 
     async def claimable(self, session: AsyncSession) -> bool:
