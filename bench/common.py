@@ -201,14 +201,29 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (all its threads); Linux only."""
+    """User + system CPU seconds used so far by process ``pid`` (all its threads) and its live descendants
+    (``assistd serve --processes N``'s workers); Linux only."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return math.nan
     ticks = os.sysconf("SC_CLK_TCK")
     # Fields 14 and 15 (utime, stime) are at 11 and 12 after the ")" that ends the command name.
-    return (int(fields[11]) + int(fields[12])) / ticks
+    total = (int(fields[11]) + int(fields[12])) / ticks
+    for child in _children(pid):
+        used = cpu_seconds(child)
+        total += 0.0 if math.isnan(used) else used
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
 
 
 @contextmanager
@@ -276,6 +291,18 @@ def assistd_server(
             raise
         finally:
             server.stop()
+
+
+def wait_for_processes(server: AssistdServer, processes: int, timeout: float = 60.0) -> None:
+    """Until all of ``assistd serve --processes N``'s processes are up (each binds a relay socket); its
+    /healthz answers as soon as the first is."""
+    if processes == 1:
+        return
+    deadline = time.monotonic() + timeout
+    while len(list((server.data_dir / "relay").glob("*.sock"))) < processes:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only some of the {processes} assistd processes started")
+        time.sleep(0.1)
 
 
 def client_for(server: AssistdServer, *, timeout: float = 60.0) -> OpenAI:

@@ -32,6 +32,7 @@ from bench.common import (
     create_assistant,
     fake_upstream_process,
     print_results,
+    wait_for_processes,
     write_json,
 )
 
@@ -77,13 +78,17 @@ async def _drive(
     return latency, errors
 
 
-def run(clients: int = 50, duration: float = 20.0, warmup: float = 3.0) -> Result:
+def run(clients: int = 50, duration: float = 20.0, warmup: float = 3.0, processes: int = 1) -> Result:
     result = Result(
-        "throughput",
+        "throughput" if processes == 1 else f"throughput ({processes} processes)",
         f"{clients} concurrent clients, thread+message -> create_and_poll, "
-        f"{duration:g} s measured after {warmup:g} s warm-up",
+        f"{duration:g} s measured after {warmup:g} s warm-up, assistd serve --processes {processes}",
     )
-    with fake_upstream_process() as (fake_url, fake_pid), assistd_server(fake_url) as server:
+    with (
+        fake_upstream_process() as (fake_url, fake_pid),
+        assistd_server(fake_url, processes=str(processes)) as server,
+    ):
+        wait_for_processes(server, processes)
         with client_for(server) as client:
             assistant_id = create_assistant(client)
         assert server.process is not None
@@ -133,9 +138,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--processes", type=int, default=1, help="assistd serve --processes")
     args = parser.parse_args()
     duration = 4.0 if args.quick else args.duration
-    results = [run(clients=args.clients, duration=duration, warmup=1.0 if args.quick else args.warmup)]
+    warmup = 1.0 if args.quick else args.warmup
+    results = [run(clients=args.clients, duration=duration, warmup=warmup, processes=args.processes)]
     print_results(results)
     write_json(args.json, results)
 

@@ -16,6 +16,7 @@ from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
 from .config import Settings
 from .engine.engine import Engine
+from .engine.relay import claim_process_slot
 from .llm.local import LocalProvider, LocalSettings, bundled_model, parse_models
 from .llm.registry import ProviderRegistry
 from .llm.upstream import UpstreamProvider
@@ -85,7 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("could not start the embedding model; trying again on first use", exc_info=True)
         retriever = Retriever(db, embedder)
         ingest_worker = IngestWorker(settings, db, Ingestor(db, app.state.storage, embedder))
-        sandbox = LocalSandbox(settings)
+        sandbox_root = None
+        if settings.processes > 1:
+            # Each process's code sessions get their own folder, and with it their own range of uids.
+            slot, app.state.process_slot = claim_process_slot(settings.data_dir / "relay", settings.processes)
+            sandbox_root = settings.data_dir / "sandbox" / f"process-{slot}"
+        sandbox = LocalSandbox(settings, sandbox_root)
         await sandbox.start()
         engine = Engine(settings, db, providers, retriever, app.state.storage, sandbox)
         app.state.db, app.state.providers, app.state.engine = db, providers, engine

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
+import os
 import sys
 
 import uvicorn
 
 from . import __version__, chat
 from .config import Settings
+from .store.database import Database
 
 log = logging.getLogger("assistd")
 
@@ -40,9 +43,30 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("no ASSISTD_API_KEYS are set: any key is accepted, and only this machine can connect")
     if not settings.upstream_base_url:
         log.info("no ASSISTD_UPSTREAM_BASE_URL is set: runs use the local models only")
+    processes = settings.processes if args.processes is None else args.processes
+    if processes < 1:
+        print("assistd serve: --processes must be at least 1", file=sys.stderr)
+        return 2
     log.info("assistd %s listening on http://%s:%d/v1", __version__, host, args.port)
+    if processes == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            timeout_graceful_shutdown=5,
+        )
+        return 0
+    # Several processes share the listening socket (uvicorn's supervisor restarts any that dies). Each
+    # builds its app from the same environment; the schema is brought up to date once, here, first.
+    asyncio.run(_migrate(Database(settings.resolved_database_url)))
+    os.environ["ASSISTD_PROCESSES"] = str(processes)
+    log.info("serving with %d processes", processes)
     uvicorn.run(
-        create_app(settings),
+        "assistd.app:create_app",
+        factory=True,
+        workers=processes,
         host=host,
         port=args.port,
         log_level=args.log_level,
@@ -50,6 +74,13 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+async def _migrate(db: Database) -> None:
+    try:
+        await db.migrate()
+    finally:
+        await db.close()
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -84,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--log-level", default="info")
     serve_parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False)
+    serve_parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="processes serving requests and executing runs (default: ASSISTD_PROCESSES, else 1)",
+    )
     serve_parser.set_defaults(handler=serve)
     chat_parser = commands.add_parser("chat", help="chat with an assistant in the terminal")
     chat.add_arguments(chat_parser)

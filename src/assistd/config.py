@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=0, ge=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
 
+    # Processes of `assistd serve`, each serving HTTP and executing runs (README: "Several processes").
+    processes: int = Field(default=1, ge=1)
+
     # The run engine
     workers: int = Field(default=64, ge=1)
     run_lease_seconds: float = Field(default=30.0, gt=0)

@@ -30,6 +30,7 @@ from ..tools.file_search import FileSearch
 from . import state
 from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
 from .executor import RunExecutor
+from .relay import Relay
 from .worker import WorkerPool
 
 # The statuses the SDKs' poll helpers keep polling through; any other ends their loop.
@@ -54,12 +55,39 @@ class Engine:
         code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes)
         self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code)
         self.pool = WorkerPool(settings, db, self.bus, self.executor)
+        self._relay: Relay | None = None
+        self._relaying: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        if self.settings.processes > 1:
+            self._relay = Relay(self.settings.data_dir / "relay", self._on_remote_status)
+            self._relay.start()
+            self.bus.on_status = self._relay.tell
         await self.pool.start()
 
     async def close(self) -> None:
         await self.pool.close()
+        if self._relay is not None:
+            self.bus.on_status = None
+            self._relay.close()
+        for task in list(self._relaying):
+            task.cancel()
+
+    def _on_remote_status(self, run_id: str, event: str) -> None:
+        """Another process changed the run's status: stop executing it here if it is being cancelled, and
+        show the change to this process's listeners, with the run as it is now."""
+        if event == "thread.run.cancelling":
+            self.pool.cancel(run_id)
+        if self.bus.listened(run_id):
+            task = asyncio.create_task(self._deliver_remote(run_id, event))
+            self._relaying.add(task)
+            task.add_done_callback(self._relaying.discard)
+
+    async def _deliver_remote(self, run_id: str, event: str) -> None:
+        async with self.db.read() as session:
+            run = await run_store.get_row_by_id(session, run_id)
+        if run is not None:
+            self.bus.deliver(run_id, StreamEvent(event, run_store.to_wire(run)))
 
     async def create_run(
         self, tenant: str, thread_id: str, params: RunCreateParams, listener: Subscription | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,15 +59,30 @@ class Subscription:
 
 
 class EventBus:
-    """Fan-out of run events to the streams and long polls of this process."""
+    """Fan-out of run events to the streams and long polls of this process.
+
+    ``on_status``, when set, also hears each run status published here (for the other processes).
+    """
 
     def __init__(self) -> None:
         self._listeners: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self.on_status: Callable[[str, str], None] | None = None
 
     def subscription(self) -> Subscription:
         return Subscription(self)
 
+    def listened(self, run_id: str) -> bool:
+        return bool(self._listeners.get(run_id))
+
     def publish(self, run_id: str, *events: StreamEvent) -> None:
+        if self.on_status is not None:
+            for event in events:
+                if event.is_run_status:
+                    self.on_status(run_id, event.event)
+        self.deliver(run_id, *events)
+
+    def deliver(self, run_id: str, *events: StreamEvent) -> None:
+        """Hand events to this process's listeners only."""
         listeners = self._listeners.get(run_id)
         if not listeners:
             return
