@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -35,54 +36,90 @@ from bench.common import (
     wait_for_processes,
     write_json,
 )
+from bench.lean_client import LeanClient
 
 TARGET_RUNS_PER_SECOND = 100.0
 
 
-async def _client(
-    client: AsyncOpenAI,
-    assistant_id: str,
-    window: tuple[float, float],
-    latency: Latency,
-    errors: list[str],
-) -> None:
+# One cycle: create a thread with a message, create_and_poll a run on it; the run's id and final status.
+Cycle = Callable[[], Awaitable[tuple[str, str]]]
+
+
+async def _loop(cycle: Cycle, window: tuple[float, float], latency: Latency, errors: list[str]) -> None:
     start_at, end_at = window
     while time.perf_counter() < end_at:
         start = time.perf_counter()
         try:
-            thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Hello"}])
-            finished = await client.beta.threads.runs.create_and_poll(
-                thread_id=thread.id, assistant_id=assistant_id
-            )
+            run_id, status = await cycle()
         except Exception as exc:  # counted and reported, not fatal: a benchmark under load
             errors.append(f"{type(exc).__name__}: {exc}")
             continue
         done = time.perf_counter()
-        if finished.status != "completed":
-            errors.append(f"run {finished.id} ended {finished.status}")
+        if status != "completed":
+            errors.append(f"run {run_id} ended {status}")
         elif start_at <= done <= end_at:
             latency.add(done - start)
 
 
+def _sdk_cycle(client: AsyncOpenAI, assistant_id: str) -> Cycle:
+    async def cycle() -> tuple[str, str]:
+        thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Hello"}])
+        run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+        return run.id, run.status
+
+    return cycle
+
+
+def _lean_cycle(client: LeanClient, assistant_id: str) -> Cycle:
+    async def cycle() -> tuple[str, str]:
+        try:
+            run = await client.create_and_poll(await client.create_thread("Hello"), assistant_id)
+        except Exception:
+            await client.close()  # the next cycle starts on a new connection
+            raise
+        return str(run["id"]), str(run["status"])
+
+    return cycle
+
+
 async def _drive(
-    base_url: str, api_key: str, assistant_id: str, clients: int, warmup: float, duration: float
+    base_url: str,
+    api_key: str,
+    assistant_id: str,
+    clients: int,
+    warmup: float,
+    duration: float,
+    lean: bool = False,
 ) -> tuple[Latency, list[str]]:
     latency = Latency()
     errors: list[str] = []
     now = time.perf_counter()
     window = (now + warmup, now + warmup + duration)
-    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=60) as client:
-        await asyncio.gather(
-            *(_client(client, assistant_id, window, latency, errors) for _ in range(clients))
-        )
+    if lean:
+        lean_clients = [LeanClient(base_url, api_key) for _ in range(clients)]
+        try:
+            cycles = [_lean_cycle(client, assistant_id) for client in lean_clients]
+            await asyncio.gather(*(_loop(cycle, window, latency, errors) for cycle in cycles))
+        finally:
+            for client in lean_clients:
+                await client.close()
+        return latency, errors
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=60) as sdk:
+        cycle = _sdk_cycle(sdk, assistant_id)
+        await asyncio.gather(*(_loop(cycle, window, latency, errors) for _ in range(clients)))
     return latency, errors
 
 
-def run(clients: int = 50, duration: float = 20.0, warmup: float = 3.0, processes: int = 1) -> Result:
+def run(
+    clients: int = 50, duration: float = 20.0, warmup: float = 3.0, processes: int = 1, lean: bool = False
+) -> Result:
+    variant = [f"{processes} processes"] if processes > 1 else []
+    variant += ["lean client"] if lean else []
     result = Result(
-        "throughput" if processes == 1 else f"throughput ({processes} processes)",
-        f"{clients} concurrent clients, thread+message -> create_and_poll, "
-        f"{duration:g} s measured after {warmup:g} s warm-up, assistd serve --processes {processes}",
+        f"throughput ({', '.join(variant)})" if variant else "throughput",
+        f"{clients} concurrent {'lean (bench/lean_client.py)' if lean else 'SDK'} clients, "
+        f"thread+message -> create_and_poll, {duration:g} s measured after {warmup:g} s warm-up, "
+        f"assistd serve --processes {processes}",
     )
     with (
         fake_upstream_process() as (fake_url, fake_pid),
@@ -96,7 +133,7 @@ def run(clients: int = 50, duration: float = 20.0, warmup: float = 3.0, processe
         cpu_before = (cpu_seconds(server_pid), cpu_seconds(fake_pid), time.process_time())
         started = time.perf_counter()
         latency, errors = asyncio.run(
-            _drive(server.base_url, API_KEY, assistant_id, clients, warmup, duration)
+            _drive(server.base_url, API_KEY, assistant_id, clients, warmup, duration, lean)
         )
         wall = time.perf_counter() - started
         cpu_after = (cpu_seconds(server_pid), cpu_seconds(fake_pid), time.process_time())
@@ -139,10 +176,21 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--processes", type=int, default=1, help="assistd serve --processes")
+    parser.add_argument(
+        "--lean", action="store_true", help="drive it with bench/lean_client.py instead of the SDK"
+    )
     args = parser.parse_args()
     duration = 4.0 if args.quick else args.duration
     warmup = 1.0 if args.quick else args.warmup
-    results = [run(clients=args.clients, duration=duration, warmup=warmup, processes=args.processes)]
+    results = [
+        run(
+            clients=args.clients,
+            duration=duration,
+            warmup=warmup,
+            processes=args.processes,
+            lean=args.lean,
+        )
+    ]
     print_results(results)
     write_json(args.json, results)
 

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -48,31 +49,22 @@ def serve(args: argparse.Namespace) -> int:
         print("assistd serve: --processes must be at least 1", file=sys.stderr)
         return 2
     log.info("assistd %s listening on http://%s:%d/v1", __version__, host, args.port)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "access_log": args.access_log,
+        "timeout_graceful_shutdown": 5,
+    }
     if processes == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=args.access_log,
-            timeout_graceful_shutdown=5,
-        )
+        uvicorn.run(create_app(settings), **options)
         return 0
     # Several processes share the listening socket (uvicorn's supervisor restarts any that dies). Each
     # builds its app from the same environment; the schema is brought up to date once, here, first.
     asyncio.run(_migrate(Database(settings.resolved_database_url)))
     os.environ["ASSISTD_PROCESSES"] = str(processes)
     log.info("serving with %d processes", processes)
-    uvicorn.run(
-        "assistd.app:create_app",
-        factory=True,
-        workers=processes,
-        host=host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run("assistd.app:create_app", factory=True, workers=processes, **options)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -11,7 +11,7 @@ from ..protocol.assistants import Assistant, AssistantCreateParams, AssistantUpd
 from ..protocol.common import DeletedObject, ListPage
 from . import vector_stores
 from .clock import now
-from .detached import fetch_one, table_of
+from .detached import fetch_owned, owned
 from .jsonable import dump
 from .models import AssistantRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -37,18 +37,13 @@ def to_wire(row: AssistantRow) -> Assistant:
     )
 
 
-_ASSISTANTS = table_of(AssistantRow)
-_OWNED = select(_ASSISTANTS).where(
-    _ASSISTANTS.c.id == bindparam("assistant"), _ASSISTANTS.c.tenant == bindparam("tenant")
-)
+_OWNED = owned(AssistantRow)
 
 
 async def read_row(session: AsyncSession, tenant: str, assistant_id: str) -> AssistantRow:
     """The assistant, detached (see ``detached``): to read, not to change."""
-    row = await fetch_one(session, AssistantRow, _OWNED, {"assistant": assistant_id, "tenant": tenant})
-    if row is None:
-        raise NotFoundError(f"No assistant found with id '{assistant_id}'.", param="assistant_id")
-    return row
+    params = {"id": assistant_id, "tenant": tenant}
+    return await fetch_owned(session, AssistantRow, _OWNED, params, "assistant")
 
 
 async def get_row(session: AsyncSession, tenant: str, assistant_id: str) -> AssistantRow:

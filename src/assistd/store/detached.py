@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, Insert, Table, insert, inspect, update
+from sqlalchemy import Executable, Insert, Select, Table, bindparam, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..errors import NotFoundError
 from .models import Base, MessageRow, RunRow, RunStepRow
 
 RowT = TypeVar("RowT", bound=Base)
@@ -41,6 +42,24 @@ async def fetch_one(
     """The first row ``statement`` (a Core select of ``model``'s table) finds, detached."""
     found = (await session.execute(statement, params)).mappings().first()
     return None if found is None else detached(model, found)
+
+
+def owned(model: type[Base], *within: str) -> Select[Any]:
+    """The select of one ``model`` row by ``:id`` and ``:tenant`` (and each column in ``within`` equal to the
+    parameter of its name): built once, for ``fetch_owned``."""
+    table = table_of(model)
+    scope = [table.c[name] == bindparam(name) for name in within]
+    return select(table).where(table.c.id == bindparam("id"), table.c.tenant == bindparam("tenant"), *scope)
+
+
+async def fetch_owned(
+    session: AsyncSession, model: type[RowT], statement: Select[Any], params: Mapping[str, Any], kind: str
+) -> RowT:
+    """The row ``statement`` (from ``owned``) finds, detached, or OpenAI's 404 for a ``kind`` (e.g. "run")."""
+    row = await fetch_one(session, model, statement, params)
+    if row is None:
+        raise NotFoundError(f"No {kind} found with id '{params['id']}'.", param=f"{kind}_id")
+    return row
 
 
 async def fetch_all(

@@ -16,7 +16,7 @@ from ..protocol.common import ListPage
 from ..protocol.run_steps import RunStep
 from ..protocol.runs import Run, RunCreateParams, ThreadAndRunCreateParams
 from .clock import now
-from .detached import fetch_all, fetch_one, table_of
+from .detached import fetch_all, fetch_one, fetch_owned, owned, table_of
 from .jsonable import dump
 from .models import AssistantRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -97,20 +97,17 @@ def new_run_row(
 
 # Runs are read detached (see ``detached``): ``engine.state`` writes the fields a transition changes.
 _RUNS = table_of(RunRow)
-_BY_ID = select(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
-_OWNED = _BY_ID.where(_RUNS.c.thread_id == bindparam("thread_id"), _RUNS.c.tenant == bindparam("tenant"))
+_BY_ID = select(_RUNS).where(_RUNS.c.id == bindparam("id"))
+_OWNED = owned(RunRow, "thread_id")
 
 
 async def get_row(session: AsyncSession, tenant: str, thread_id: str, run_id: str) -> RunRow:
-    params = {"run_id": run_id, "thread_id": thread_id, "tenant": tenant}
-    row = await fetch_one(session, RunRow, _OWNED, params)
-    if row is None:
-        raise NotFoundError(f"No run found with id '{run_id}'.", param="run_id")
-    return row
+    params = {"id": run_id, "thread_id": thread_id, "tenant": tenant}
+    return await fetch_owned(session, RunRow, _OWNED, params, "run")
 
 
 async def get_row_by_id(session: AsyncSession, run_id: str) -> RunRow | None:
-    return await fetch_one(session, RunRow, _BY_ID, {"run_id": run_id})
+    return await fetch_one(session, RunRow, _BY_ID, {"id": run_id})
 
 
 async def list_page(session: AsyncSession, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:

@@ -12,7 +12,7 @@ from ..protocol.common import DeletedObject, ListPage, ToolResources
 from ..protocol.threads import Thread, ThreadCreateParams, ThreadUpdateParams
 from . import messages, vector_stores
 from .clock import now
-from .detached import fetch_one, insert_rows, table_of
+from .detached import fetch_owned, insert_rows, owned, table_of
 from .jsonable import dump
 from .models import MessageRow, RunJobRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
@@ -28,17 +28,12 @@ def to_wire(row: ThreadRow) -> Thread:
 
 
 _THREADS = table_of(ThreadRow)
-_OWNED = select(_THREADS).where(
-    _THREADS.c.id == bindparam("thread"), _THREADS.c.tenant == bindparam("tenant")
-)
+_OWNED = owned(ThreadRow)
 
 
 async def read_row(session: AsyncSession, tenant: str, thread_id: str) -> ThreadRow:
     """The thread, detached (see ``detached``): to read, not to change."""
-    row = await fetch_one(session, ThreadRow, _OWNED, {"thread": thread_id, "tenant": tenant})
-    if row is None:
-        raise NotFoundError(f"No thread found with id '{thread_id}'.", param="thread_id")
-    return row
+    return await fetch_owned(session, ThreadRow, _OWNED, {"id": thread_id, "tenant": tenant}, "thread")
 
 
 async def get_row(session: AsyncSession, tenant: str, thread_id: str) -> ThreadRow:
