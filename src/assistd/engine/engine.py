@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,12 +30,20 @@ from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
 from . import state
 from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
-from .executor import RunExecutor
+from .executor import RunExecutor, Started
 from .relay import Relay
 from .worker import WorkerPool
 
 # The statuses the SDKs' poll helpers keep polling through; any other ends their loop.
 POLL_WAIT_STATUSES = frozenset({"queued", "in_progress", "cancelling"})
+
+
+@dataclass
+class _NewRun:
+    """The run a ``_creating`` transaction made, and whether it was started there too."""
+
+    run_id: str = ""
+    started: Started | None = None
 
 
 class Engine:
@@ -92,14 +101,37 @@ class Engine:
     async def create_run(
         self, tenant: str, thread_id: str, params: RunCreateParams, listener: Subscription | None = None
     ) -> Run:
-        async with self.db.write() as session:
+        async with self._creating() as (session, new):
             thread = await thread_store.read_row(session, tenant, thread_id)
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
             for message in params.additional_messages or []:
                 await message_store.insert(session, tenant, thread.id, message)
-            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
-        self.pool.adopt(wire.id)
+            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
         return wire
+
+    @contextlib.asynccontextmanager
+    async def _creating(self) -> AsyncIterator[tuple[AsyncSession, _NewRun]]:
+        """The write transaction that creates a run; once it commits, this process's pool runs it."""
+        new = _NewRun()
+        try:
+            async with self.db.write() as session:
+                yield session, new
+        except BaseException:
+            if new.started is not None:
+                self.pool.unreserve()
+            raise
+        self.pool.adopt(new.run_id, new.started)
+
+    async def _start_here(self, session: AsyncSession, run_id: str) -> Started | None:
+        """Start a new run in the transaction that creates it, when this process has a free slot (a write
+        transaction less per run); None: it starts once a slot frees. Its answer still says queued."""
+        if not await self.pool.reserve():
+            return None
+        try:
+            return await self.executor.start(session, run_id, 1)
+        except BaseException:
+            self.pool.unreserve()
+            raise
 
     async def _queue_run(
         self,
@@ -109,6 +141,7 @@ class Engine:
         assistant: AssistantRow,
         params: RunCreateParams | ThreadAndRunCreateParams,
         listener: Subscription | None,
+        new: _NewRun,
     ) -> Run:
         run = run_store.new_run_row(
             tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
@@ -118,7 +151,9 @@ class Engine:
         await self._enqueue_here(session, run.id)
         if listener is not None:
             listener.attach(run.id)
-        return run_store.to_wire(run)
+        wire = run_store.to_wire(run)
+        new.run_id, new.started = run.id, await self._start_here(session, run.id)
+        return wire
 
     async def _enqueue_here(self, session: AsyncSession, run_id: str) -> None:
         """Queue the run as claimed by this process's pool: the caller adopts it once committed."""
@@ -128,14 +163,13 @@ class Engine:
     async def create_thread_and_run(
         self, tenant: str, params: ThreadAndRunCreateParams, listener: Subscription | None = None
     ) -> tuple[Thread, Run]:
-        async with self.db.write() as session:
+        async with self._creating() as (session, new):
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
             thread_params = params.thread or ThreadCreateParams()
             if params.tool_resources is not None and thread_params.tool_resources is None:
                 thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
             thread = await thread_store.create(session, tenant, thread_params)
-            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener)
-        self.pool.adopt(wire.id)
+            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
         return thread, wire
 
     async def cancel_run(self, tenant: str, thread_id: str, run_id: str) -> Run:

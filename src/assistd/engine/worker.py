@@ -20,7 +20,7 @@ from ..store.database import Database
 from ..store.models import RunRow
 from . import state
 from .events import EventBus, StreamEvent
-from .executor import RunExecutor
+from .executor import RunExecutor, Started
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,28 @@ class WorkerPool:
         """A job was enqueued: look for it now rather than at the next interval."""
         self._wake.set()
 
-    def adopt(self, run_id: str) -> None:
+    async def reserve(self) -> bool:
+        """Take a slot if one is free, without waiting: for a run started in the transaction that creates
+        it and then handed over with ``adopt(run_id, started)``. ``unreserve`` gives it back unused."""
+        if self._closing or self._slots.locked():
+            return False
+        await self._slots.acquire()  # a free slot: taken at once
+        return True
+
+    def unreserve(self) -> None:
+        self._slots.release()
+
+    def adopt(self, run_id: str, started: Started | None = None) -> None:
         """Run a job that was enqueued as already claimed by this pool (``jobs.enqueue(held_by=...)``, in the
         transaction that committed before this call): no claim to write, no dispatcher to wake, and its
-        events are published in this process, where the request that made it listens. It waits here for a
-        slot, its lease kept alive meanwhile."""
+        events are published in this process, where the request that made it listens. ``started``: that
+        transaction also started it, in a slot it reserved; else it waits here for a slot, its lease kept
+        alive meanwhile."""
         if self._closing:
+            if started is not None:
+                self._slots.release()
             return  # its lease lapses and the next start resumes it
-        task = asyncio.create_task(self._adopted(run_id))
+        task = asyncio.create_task(self._adopted(run_id, started))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -131,7 +145,14 @@ class WorkerPool:
                 self._wake.clear()
                 return
 
-    async def _adopted(self, run_id: str) -> None:
+    async def _adopted(self, run_id: str, started: Started | None) -> None:
+        if started is not None:
+            self._executor.publish(run_id, started.events)
+            if started.run is None:
+                self._slots.release()
+            else:
+                await self._run(started.run)
+            return
         heartbeat = asyncio.create_task(self._heartbeat(run_id, asyncio.Event()))
         try:
             async with self._slots_held():

@@ -20,8 +20,8 @@ from typing import Any
 
 # How long a statement keeps retrying a database that another process holds, as busy_timeout did.
 BUSY_PATIENCE_SECONDS = 30.0
-_FIRST_PAUSE_SECONDS = 0.001
-_LONGEST_PAUSE_SECONDS = 0.02
+_FIRST_PAUSE_SECONDS = 0.0005
+_LONGEST_PAUSE_SECONDS = 0.004
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
