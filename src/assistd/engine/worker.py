@@ -181,7 +181,7 @@ class WorkerPool:
             self._slots.release()
 
     async def _run(self, run: RunRow) -> None:
-        """Execute a run the dispatcher claimed and started, in the slot it took."""
+        """Execute a started run in the slot it holds, and free the slot."""
         try:
             await self._execute(run)
         finally:
