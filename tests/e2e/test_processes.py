@@ -99,11 +99,11 @@ def test_streams_and_cancels_across_processes(two_client: OpenAI, fake: FakeUpst
 
     # Each cancel reaches one process or the other; the run executes in the one that created it.
     for _ in range(6):
+        fake.reset()  # so that the wait below counts this run's request only
         fake.push(Text("too late", delay_s=30))
         thread = two_client.beta.threads.create(messages=[{"role": "user", "content": "wait"}])
         run = two_client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
         fake.wait_for_requests(1)
-        fake.reset()
         two_client.beta.threads.runs.cancel(run_id=run.id, thread_id=thread.id)
         final = two_client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=50)
         assert final.status == "cancelled", final
