@@ -375,8 +375,8 @@ class RunExecutor:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or run.status not in ("in_progress", "cancelling"):
                 return False
-            run.usage = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
-            await save(session, run, "usage")
+            # Written with the run's transition below, or alone when the run goes on without one.
+            total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
                 message, step = turn.message, turn.message_step
@@ -461,11 +461,13 @@ class RunExecutor:
                     },
                 }
                 if run.status == "cancelling":
-                    events += await state.transition(session, run, "cancelled")
+                    events += await state.transition(session, run, "cancelled", usage=total)
                     events.append(StreamEvent("thread.run.cancelled", run_store.to_wire(run)))
                 elif not functions:
                     events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
                     go_on = True
+                    run.usage = total
+                    await save(session, run, "usage")
                 else:
                     await state.transition(
                         session,
@@ -473,16 +475,21 @@ class RunExecutor:
                         "requires_action",
                         required_action=required,
                         expires_in=self._settings.requires_action_expiry_seconds,
+                        usage=total,
                     )
                     await jobs.finish(session, run_id)
                     events.append(StreamEvent("thread.run.requires_action", run_store.to_wire(run)))
             elif truncated and run.max_completion_tokens is not None:
                 events += await state.transition(
-                    session, run, "incomplete", incomplete_details={"reason": "max_completion_tokens"}
+                    session,
+                    run,
+                    "incomplete",
+                    incomplete_details={"reason": "max_completion_tokens"},
+                    usage=total,
                 )
                 events.append(StreamEvent("thread.run.incomplete", run_store.to_wire(run)))
             else:
-                events += await state.transition(session, run, "completed")
+                events += await state.transition(session, run, "completed", usage=total)
                 events.append(StreamEvent("thread.run.completed", run_store.to_wire(run)))
         self._bus.publish(run_id, *events)
         return go_on

@@ -46,10 +46,6 @@ class WorkerPool:
             asyncio.create_task(self._guard(self._maintain, "maintenance")),
         ]
 
-    def wake(self) -> None:
-        """A job was enqueued: look for it now rather than at the next interval."""
-        self._wake.set()
-
     async def reserve(self) -> bool:
         """Take a slot if one is free, without waiting: for a run started in the transaction that creates
         it and then handed over with ``adopt(run_id, started)``. ``unreserve`` gives it back unused."""
@@ -131,9 +127,10 @@ class WorkerPool:
             task.add_done_callback(self._tasks.discard)
 
     async def _wait_for_work(self) -> None:
-        """Until an enqueue here wakes the dispatcher, or a look at the queue finds a job nobody holds (a
-        lapsed lease, another process's enqueue). Looking is a read: the write of a claim is only paid for
-        a job that is there."""
+        """Until the dispatcher is woken (at start, or after a claim that saw another job ready), or a look
+        at the queue finds a job nobody holds (a lapsed lease, a job handed back at shutdown). Runs created
+        here never wait for it: they are adopted. Looking is a read: the write of a claim is only paid for a
+        job that is there."""
         while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
