@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import socket
 import sys
 import threading
@@ -26,7 +27,7 @@ import openai
 from openai import AssistantEventHandler, OpenAI
 from openai.lib.streaming import AssistantStreamManager
 from openai.types.beta import Assistant, AssistantStreamEvent
-from openai.types.beta.threads import Run, Text, TextDelta
+from openai.types.beta.threads import Annotation, AnnotationDelta, MessageContent, Run, Text, TextDelta
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 from openai.types.beta.threads.runs import ToolCall
 
@@ -225,8 +226,45 @@ def create_assistant(client: OpenAI, console: Console) -> Assistant | None:
     return assistant
 
 
-def _text_of(content: Sequence[object]) -> str:
-    return "".join(getattr(getattr(block, "text", None), "value", "") for block in content)
+# A file_citation's marker (【0:1†notes.md】, OpenAI's 【4:0†source】) names its source after the dagger.
+_MARKER = re.compile(r"【[^】]*】")
+_CITED_NAME = re.compile(r"†([^】]*)】$")
+
+
+class Footnotes:
+    """Shows a reply's citation markers as [1], [2] (one number per cited passage) and lists the sources
+    after the reply, as a terminal shows footnotes."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def apply(self, value: str, annotations: Sequence[Annotation | AnnotationDelta]) -> str:
+        for annotation in annotations:
+            # Replies stored before assistd kept markers cite a whole sentence: that text stays.
+            if annotation.type != "file_citation" or not _MARKER.fullmatch(annotation.text or ""):
+                continue
+            marker = annotation.text or ""
+            if marker not in self.numbers:
+                self.numbers[marker] = len(self.numbers) + 1
+                named = _CITED_NAME.search(marker)
+                cited = annotation.file_citation
+                self.names.append(named.group(1) if named else (cited and cited.file_id) or "source")
+            value = value.replace(marker, f"[{self.numbers[marker]}]")
+        return value
+
+    def lines(self) -> str:
+        return "".join(f"[{n}] {name}\n" for n, name in enumerate(self.names, start=1))
+
+
+def _text_of(content: Sequence[MessageContent]) -> str:
+    shown = []
+    for block in content:
+        if block.type == "text":
+            notes = Footnotes()
+            value = notes.apply(block.text.value, block.text.annotations)
+            shown.append(value + ("\n" + notes.lines().rstrip("\n") if notes.names else ""))
+    return "".join(shown)
 
 
 def show_history(client: OpenAI, console: Console, thread_id: str, assistant_name: str) -> None:
@@ -251,6 +289,7 @@ class ReplyPrinter(AssistantEventHandler):
         super().__init__()
         self.console = console
         self.speaker = speaker
+        self.footnotes = Footnotes()
 
     def on_event(self, event: AssistantStreamEvent) -> None:
         if event.event in ("thread.run.requires_action", "thread.run.completed", "thread.run.failed"):
@@ -258,15 +297,18 @@ class ReplyPrinter(AssistantEventHandler):
 
     def on_text_created(self, text: Text) -> None:
         self.console.spinner.stop()
+        self.footnotes = Footnotes()
         if self.console.interactive:
             self.console.write(f"{self.speaker}: ")
 
     def on_text_delta(self, delta: TextDelta, snapshot: Text) -> None:
         self.console.spinner.stop()
-        self.console.write(delta.value or "")
+        # assistd sends each marker whole, in the delta that carries its annotation.
+        self.console.write(self.footnotes.apply(delta.value or "", delta.annotations or []))
 
     def on_text_done(self, text: Text) -> None:
-        self.console.write("\n")
+        self.console.write("\n" + self.footnotes.lines())
+        self.footnotes = Footnotes()
 
     def on_tool_call_created(self, tool_call: ToolCall) -> None:
         # Function calls are shown when the run asks for their outputs, with their whole arguments.

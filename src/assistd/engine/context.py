@@ -245,8 +245,8 @@ async def _own_turns(
                 )
             elif (seen := io.get(call.get("id", ""))) is not None:
                 calls.append((call["id"], seen["name"], seen["arguments"], seen["output"]))
-                for number, (file_id, quote) in (seen.get("sources") or {}).items():
-                    sources[int(number)] = Source(file_id=file_id, quote=quote)
+                for number, stored in (seen.get("sources") or {}).items():
+                    sources[int(number)] = Source.from_stored(stored)
         if not calls:
             continue
         turns.append(

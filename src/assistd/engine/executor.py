@@ -203,11 +203,20 @@ class RunExecutor:
         if turn.message is not None:
             tail, annotations = turn.citations.flush()
             self._publish_text(run.id, turn, tail, annotations)
-        outcomes = await self._run_builtin(run, turn, next_source=max(built.sources, default=0) + 1)
+        outcomes = await self._run_builtin(
+            run,
+            turn,
+            next_source=max(built.sources, default=0) + 1,
+            next_search=max((s.search + 1 for s in built.sources.values()), default=0),
+        )
         return await self._finish_turn(run.id, turn, outcomes, made)
 
-    async def _run_builtin(self, run: RunRow, turn: _Turn, next_source: int) -> dict[int, ToolOutcome]:
-        """Run the built-in tool calls of a turn, by call index; function calls are left to the client."""
+    async def _run_builtin(
+        self, run: RunRow, turn: _Turn, next_source: int, next_search: int
+    ) -> dict[int, ToolOutcome]:
+        """Run the built-in tool calls of a turn, by call index; function calls are left to the client.
+        Searches number their passages on from ``next_source`` and count themselves on from
+        ``next_search`` (only those that found passages: they are what markers cite)."""
         outcomes: dict[int, ToolOutcome] = {}
         if turn.finish_reason == "length":
             return outcomes
@@ -217,8 +226,10 @@ class RunExecutor:
             if call.name == code_interpreter.NAME:
                 outcomes[index] = await self._code(run, call.arguments)
                 continue
-            outcome = await self._file_search(run, call.arguments, next_source)
-            next_source += len(outcome.sources)
+            outcome = await self._file_search(run, call.arguments, next_source, next_search)
+            if outcome.sources:
+                next_source += len(outcome.sources)
+                next_search += 1
             outcomes[index] = outcome
         return outcomes
 
@@ -380,7 +391,7 @@ class RunExecutor:
             truncated = turn.finish_reason == "length"
             if turn.message is not None and turn.message_step is not None:
                 message, step = turn.message, turn.message_step
-                made_parts = _take_made(turn.citations.text, made)
+                made_parts = _take_made(turn.citations.text, made, len(turn.citations.annotations))
                 message.content = _with_made(
                     [
                         {
@@ -435,10 +446,7 @@ class RunExecutor:
                         "name": call.name,
                         "arguments": call.arguments,
                         "output": outcomes[index].output,
-                        "sources": {
-                            str(n): [source.file_id, source.quote]
-                            for n, source in outcomes[index].sources.items()
-                        },
+                        "sources": {str(n): source.stored() for n, source in outcomes[index].sources.items()},
                     }
                     for index, call in ordered
                     if index in outcomes
@@ -578,10 +586,11 @@ class _MadeParts:
     delta: list[dict[str, Any]]
 
 
-def _take_made(text: str, made: _Made) -> _MadeParts:
+def _take_made(text: str, made: _Made, first_index: int) -> _MadeParts:
     """What a message with ``text`` shows of what the run made; its images and new files are taken, so
-    that a later message of the run does not show them again."""
-    annotations = []
+    that a later message of the run does not show them again. Its ``file_path`` annotations follow the
+    ``first_index`` annotations (citations) the text already has, in the order they appear in it."""
+    annotations: list[dict[str, Any]] = []
     for path, file_id in made.files.items():
         # Models link a file as sandbox:/mnt/data/NAME (as they were told) or name the bare path.
         for shown in (f"sandbox:{path}", path):
@@ -597,6 +606,7 @@ def _take_made(text: str, made: _Made) -> _MadeParts:
                     }
                 )
                 break
+    annotations.sort(key=lambda a: int(a["start_index"]))
     images = [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in made.images]
     made.images = []
     attachments = [
@@ -607,16 +617,21 @@ def _take_made(text: str, made: _Made) -> _MadeParts:
     made.attached.update(made.files.values())
     delta: list[dict[str, Any]] = []
     if annotations:
-        delta.append({"index": 0, "type": "text", "text": {"annotations": annotations}})
+        # Each entry names its place in the message's list: the SDKs merge annotation deltas by index
+        # (and throw on an entry without one), so index i here is annotation i of the stored message.
+        indexed = [{"index": n, **a} for n, a in enumerate(annotations, start=first_index)]
+        delta.append({"index": 0, "type": "text", "text": {"annotations": indexed}})
     delta += [{"index": n, **image} for n, image in enumerate(images, start=1)]
     return _MadeParts(annotations, images, attachments, delta)
 
 
 def _with_made(content: list[dict[str, Any]], parts: _MadeParts) -> list[dict[str, Any]]:
     if parts.annotations:
+        # Appended, not merged by position: the citations were streamed as annotations 0..n-1 already,
+        # and the stored list must keep the indexes the deltas gave.
         text = content[0]["text"]
-        ordered = sorted([*text["annotations"], *parts.annotations], key=lambda a: a["start_index"])
-        content[0] = {"type": "text", "text": {"value": text["value"], "annotations": ordered}}
+        annotations = [*text["annotations"], *parts.annotations]
+        content[0] = {"type": "text", "text": {"value": text["value"], "annotations": annotations}}
     return content + parts.images
 
 

@@ -92,7 +92,9 @@ class FileSearch:
         self._db = db
         self._retriever = retriever
 
-    async def __call__(self, run: RunRow, arguments: str, first_source: int) -> Outcome:
+    async def __call__(self, run: RunRow, arguments: str, first_source: int, search: int) -> Outcome:
+        """Passages numbered from ``first_source``; ``search`` is the call's place among the run's searches
+        that found passages, for the markers that cite them."""
         # Small models sometimes call the tool without a query: the user's last question stands in for it.
         queries = queries_of(arguments) or await self._last_question(run)
         if not queries:
@@ -113,7 +115,7 @@ class FileSearch:
         if store.needs_touch(stores):
             async with self._db.write() as session:
                 await store.touch(session, await _reload(session, stores))
-        return _outcome(passages, first_source)
+        return _outcome(passages, first_source, search)
 
     async def _last_question(self, run: RunRow) -> list[str]:
         async with self._db.read() as session:
@@ -164,14 +166,15 @@ async def _reload(session: Any, stores: list[VectorStoreRow]) -> list[VectorStor
     return list(rows.all())
 
 
-def _outcome(passages: list[Passage], first_source: int) -> Outcome:
+def _outcome(passages: list[Passage], first_source: int, search: int) -> Outcome:
     if not passages:
         return Outcome([], "No passages matched the query.", {})
     sources: dict[int, Source] = {}
     blocks = []
     results = []
-    for number, passage in enumerate(passages, start=first_source):
-        sources[number] = Source(file_id=passage.file_id, quote=passage.text)
+    for rank, passage in enumerate(passages):
+        number = first_source + rank
+        sources[number] = Source(passage.file_id, passage.text, passage.filename, search, rank)
         blocks.append(f"[{number}] {passage.filename}\n{passage.text[:PASSAGE_CHARS]}")
         results.append(
             {

@@ -461,7 +461,12 @@ function applyMessageDelta(data) {
     }
     if (part.type === "text" && part.text) {
       current.text.value += part.text.value || "";
-      current.text.annotations = [...(current.text.annotations || []), ...(part.text.annotations || [])];
+      // Annotations merge by their index, as the SDKs do: index i is annotation i of the stored message.
+      const annotations = (current.text.annotations ||= []);
+      for (const a of part.text.annotations || []) {
+        if (typeof a.index === "number") annotations[a.index] = { ...annotations[a.index], ...a };
+        else annotations.push(a);
+      }
     } else {
       entry.content[part.index] = { ...current, ...structuredClone(part) };
     }

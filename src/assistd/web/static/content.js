@@ -22,7 +22,7 @@ export function renderContent(body, content) {
 function renderText(value, annotations) {
   const frag = document.createElement("div");
   const sorted = [...annotations]
-    .filter((a) => typeof a.start_index === "number" && typeof a.end_index === "number")
+    .filter((a) => a && typeof a.start_index === "number" && typeof a.end_index === "number")
     .sort((a, b) => a.start_index - b.start_index);
   const citations = [];
   const paths = [];
@@ -36,7 +36,8 @@ function renderText(value, annotations) {
       const key = `${a.file_citation.file_id}\n${a.file_citation.quote || ""}`;
       let n = citations.findIndex((c) => c.key === key) + 1;
       if (!n) n = citations.push({ key, annotation: a });
-      // A marker (OpenAI's 【n†source】) is replaced; a cited span (assistd's) keeps its text.
+      // A marker (OpenAI's 【4:0†source】, assistd's 【0:1†notes.md】) becomes the number; a cited span
+      // (as older assistd replies stored them) keeps its text.
       text += value.slice(pos, marker ? a.start_index : a.end_index) + `\u0002c${n}\u0002`;
       pos = a.end_index;
     } else if (a.type === "file_path") {
