@@ -58,16 +58,7 @@ def build_providers(settings: Settings) -> ProviderRegistry:
                 max_tokens=settings.local_max_tokens,
             ),
         )
-    return ProviderRegistry(upstream=upstream, local=local)
-
-
-def default_model(settings: Settings, providers: ProviderRegistry) -> str | None:
-    """The model of an assistant created without one."""
-    if settings.default_model:
-        return settings.default_model
-    if providers.upstream is None and providers.local is not None and providers.local.model_ids:
-        return providers.local.model_ids[0]
-    return None
+    return ProviderRegistry(upstream=upstream, local=local, default_model=settings.default_model)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,7 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = Engine(settings, db, providers, retriever, app.state.storage, sandbox)
         app.state.db, app.state.providers, app.state.engine = db, providers, engine
         app.state.retriever, app.state.ingest_worker = retriever, ingest_worker
-        app.state.default_model = default_model(settings, providers)
         await engine.start()
         await ingest_worker.start()
         app.state.ready = True

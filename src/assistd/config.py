@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     upstream_api_key: SecretStr | None = None
     api_keys: str = ""
     cors_origins: str = ""
-    # The model a new assistant gets when it names none; unset: the first local model when no upstream is set.
+    # The default model: of an assistant created without one and of /ask's default assistant. Unset: the
+    # upstream's first listed model, else the first local model (the rule is ProviderRegistry.default_model).
     default_model: str | None = None
     # Local GGUF models: "/path/a.gguf,/path/b.gguf=my-id". The bundled SmolLM2 is served unless disabled.
     local_models: str = ""
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     upstream_max_concurrency: int = Field(default=32, ge=1)
 
     # The assistant /ask uses when a request names none and its session has none yet: a name or an id.
+    # Unset, or absent from the tenant: the tenant's built-in default assistant.
     ask_default_assistant: str | None = None
 
     # Files and retrieval

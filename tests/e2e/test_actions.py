@@ -16,13 +16,15 @@ from openai.types.beta.threads import Message, Run
 from conftest import Databases, start_server
 from fake_upstream import Error, FakeUpstream, Hang, Text, ToolCalls
 from samples import WEATHER_TOOL
-from server import KEYS, AssistdServer
+from server import KEYS, AssistdServer, free_port
 from wire import check
 
 # How a request carries its parameters: all in the query (the original function's GET), all in a JSON
 # body, or the action in the query and the rest in the body.
 TRANSPORTS = ("get", "post-body", "post-mixed")
 FORM = "application/x-www-form-urlencoded"
+# The bundled local model, the default of last resort.
+LOCAL_MODEL = "smollm2-135m-instruct"
 
 
 class Actions:
@@ -50,9 +52,11 @@ class Actions:
         assert set(body) == {"success", "data", "error"}, body
         return response.status_code, body
 
-    def ok(self, action: str, status: int = 200, **params: Any) -> Any:
+    def ok(self, action: str, **params: Any) -> Any:
+        # 200 for every success, the creating actions too: the original function's front ends test
+        # ``res.ok`` or ``status === 200``.
         code, body = self.call(action, **params)
-        assert (code, body["success"], body["error"]) == (status, True, None), body
+        assert (code, body["success"], body["error"]) == (200, True, None), body
         return body["data"]
 
     def fails(self, action: str | None, status: int, **params: Any) -> str:
@@ -77,7 +81,6 @@ def _page(data: Any, item: type[Assistant] | type[Message]) -> list[Any]:
 def test_ten_actions_from_assistant_to_deleted_thread(actions: Actions, fake: FakeUpstream) -> None:
     created = actions.ok(
         "create-assistant",
-        201,
         name="Property Assistant",
         instructions="You are a property expert",
         model="fake-model",
@@ -111,11 +114,11 @@ def test_ten_actions_from_assistant_to_deleted_thread(actions: Actions, fake: Fa
         "fake-model",
     )
 
-    thread_data = actions.ok("create-thread", 201)
+    thread_data = actions.ok("create-thread")
     thread = check(Thread, thread_data, "ThreadObject")
     assert thread.id.startswith("thread_")
 
-    sent = check(Message, actions.ok("send-message", 201, threadId=thread.id, message="Is rent due?"))
+    sent = check(Message, actions.ok("send-message", threadId=thread.id, message="Is rent due?"))
     assert (sent.thread_id, sent.role) == (thread.id, "user")
     assert sent.content[0].type == "text" and sent.content[0].text.value == "Is rent due?"
 
@@ -182,8 +185,8 @@ def test_missing_parameter_is_named(
 
 
 def test_unknown_ids_are_404(actions: Actions) -> None:
-    assistant_id = actions.ok("create-assistant", 201, model="fake-model")["id"]
-    thread_id = actions.ok("create-thread", 201)["id"]
+    assistant_id = actions.ok("create-assistant", model="fake-model")["id"]
+    thread_id = actions.ok("create-thread")["id"]
     assert "asst_nope" in actions.fails("get-assistant", 404, assistantId="asst_nope")
     assert "asst_nope" in actions.fails("update-assistant", 404, assistantId="asst_nope", name="x")
     assert "thread_nope" in actions.fails("send-message", 404, threadId="thread_nope", message="hi")
@@ -198,8 +201,8 @@ def test_unknown_ids_are_404(actions: Actions) -> None:
 def test_objects_of_another_key_are_not_found(server: AssistdServer) -> None:
     mine = Actions(server, "get")
     theirs = Actions(server, "get", KEYS[1])
-    assistant_id = mine.ok("create-assistant", 201, model="fake-model")["id"]
-    thread_id = mine.ok("create-thread", 201)["id"]
+    assistant_id = mine.ok("create-assistant", model="fake-model")["id"]
+    thread_id = mine.ok("create-thread")["id"]
     theirs.fails("get-assistant", 404, assistantId=assistant_id)
     theirs.fails("get-thread", 404, threadId=thread_id)
     theirs.fails("send-message", 404, threadId=thread_id, message="hi")
@@ -227,9 +230,26 @@ def test_invalid_values_are_refused_naming_the_parameter(actions: Actions) -> No
         assert "'threadId'" in actions.fails("get-thread", 400, threadId="thread_\x00")
 
 
-def test_a_server_without_default_model_asks_for_one(actions: Actions) -> None:
-    # The session server talks to an upstream and sets no ASSISTD_DEFAULT_MODEL.
-    assert "'model'" in actions.fails("create-assistant", 400, name="No model")
+def v1_create_without_model(server: AssistdServer) -> Assistant:
+    """``POST /v1/assistants`` with no ``model``: the SDK's types require one, the HTTP API does not."""
+    response = httpx.post(
+        f"{server.base_url}/assistants",
+        json={"name": "No model named"},
+        headers={"Authorization": f"Bearer {KEYS[0]}", "OpenAI-Beta": "assistants=v2"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return check(Assistant, response.json(), "AssistantObject")
+
+
+def test_without_default_model_the_upstreams_first_model_is_taken(
+    actions: Actions, server: AssistdServer
+) -> None:
+    # The session server talks to the fake upstream, which lists ["fake-model", "fake-model-large"], and
+    # sets no ASSISTD_DEFAULT_MODEL.
+    data = actions.ok("create-assistant", name="No model", instructions="Hi")
+    assert check(Assistant, data, "AssistantObject").model == "fake-model"
+    assert v1_create_without_model(server).model == "fake-model"
 
 
 @pytest.fixture(scope="module")
@@ -241,10 +261,35 @@ def defaulted(
     srv.stop()
 
 
-def test_create_assistant_without_model_takes_the_default(defaulted: AssistdServer) -> None:
+def test_create_assistant_without_model_takes_the_configured_default(defaulted: AssistdServer) -> None:
+    # ASSISTD_DEFAULT_MODEL wins over the upstream's first listed model, on /actions and /v1 alike.
     for transport in TRANSPORTS:
-        data = Actions(defaulted, transport).ok("create-assistant", 201, name="Helper", instructions="Hi")
+        data = Actions(defaulted, transport).ok("create-assistant", name="Helper", instructions="Hi")
         assert check(Assistant, data, "AssistantObject").model == "fake-model-large"
+    assert v1_create_without_model(defaulted).model == "fake-model-large"
+
+
+def test_an_unreachable_upstream_falls_back_to_the_local_model(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases
+) -> None:
+    # Nothing listens on this port: listing the upstream's models fails at once.
+    dead = {"ASSISTD_UPSTREAM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
+    srv = AssistdServer(tmp_path_factory.mktemp("dead-upstream"), databases.new(), dead).start()
+    try:
+        data = Actions(srv, "post-body").ok("create-assistant", name="Fallback")
+        assert check(Assistant, data, "AssistantObject").model == LOCAL_MODEL
+        assert v1_create_without_model(srv).model == LOCAL_MODEL
+    finally:
+        srv.stop()
+    # Without the bundled model either, nothing is left to default to: the client must name a model.
+    srv = AssistdServer(
+        tmp_path_factory.mktemp("no-model"), databases.new(), dead | {"ASSISTD_LOCAL_DEFAULT_MODEL": "false"}
+    ).start()
+    try:
+        error = Actions(srv, "get").fails("create-assistant", 400, name="No model anywhere")
+        assert "'model'" in error and "ASSISTD_DEFAULT_MODEL" in error
+    finally:
+        srv.stop()
 
 
 def test_post_body_values_win_and_must_have_their_type(server: AssistdServer) -> None:
@@ -256,11 +301,11 @@ def test_post_body_values_win_and_must_have_their_type(server: AssistdServer) ->
         json={"action": "create-assistant", "name": "From the body", "model": "fake-model"},
         headers=headers,
     )
-    assert response.status_code == 201 and response.json()["data"]["name"] == "From the body"
+    assert response.status_code == 200 and response.json()["data"]["name"] == "From the body"
 
     # URL-encoded, as an HTML form or ``curl -d`` posts.
     response = httpx.post(url, content=b"action=create-thread", headers=headers | {"Content-Type": FORM})
-    assert response.status_code == 201 and response.json()["data"]["object"] == "thread"
+    assert response.status_code == 200 and response.json()["data"]["object"] == "thread"
 
     for content, needle in [(b"{not json", "JSON"), (b"[1, 2]", "JSON"), (b'{"name": 5}', "'name'")]:
         response = httpx.post(
@@ -275,9 +320,9 @@ def test_post_body_values_win_and_must_have_their_type(server: AssistdServer) ->
 
 
 def test_failed_run_is_502_with_the_reason(actions: Actions, fake: FakeUpstream) -> None:
-    assistant_id = actions.ok("create-assistant", 201, model="fake-model")["id"]
-    thread_id = actions.ok("create-thread", 201)["id"]
-    actions.ok("send-message", 201, threadId=thread_id, message="hi")
+    assistant_id = actions.ok("create-assistant", model="fake-model")["id"]
+    thread_id = actions.ok("create-thread")["id"]
+    actions.ok("send-message", threadId=thread_id, message="hi")
     fake.push(Error(400, "This model does not support that."))
     code, body = actions.call("run-assistant", threadId=thread_id, assistantId=assistant_id)
     assert (code, body["success"]) == (502, False)
@@ -299,9 +344,9 @@ def test_run_past_its_timeout_is_504_and_goes_on(
     server: AssistdServer, client: OpenAI, fake: FakeUpstream
 ) -> None:
     actions = Actions(server, "get")
-    assistant_id = actions.ok("create-assistant", 201, model="fake-model")["id"]
-    thread_id = actions.ok("create-thread", 201)["id"]
-    actions.ok("send-message", 201, threadId=thread_id, message="Take your time.")
+    assistant_id = actions.ok("create-assistant", model="fake-model")["id"]
+    thread_id = actions.ok("create-thread")["id"]
+    actions.ok("send-message", threadId=thread_id, message="Take your time.")
     fake.push(Hang(1.5, then=Text("Late, but here.")))
     started = time.monotonic()
     code, body = actions.call("run-assistant", threadId=thread_id, assistantId=assistant_id, timeout="0.3")
@@ -322,11 +367,11 @@ def test_function_call_cancels_the_run_and_frees_the_thread(
 ) -> None:
     actions = Actions(server, "post-body")
     assistant = client.beta.assistants.create(model="fake-model", tools=[WEATHER_TOOL])
-    thread_id = actions.ok("create-thread", 201)["id"]
-    actions.ok("send-message", 201, threadId=thread_id, message="Weather in Paris?")
+    thread_id = actions.ok("create-thread")["id"]
+    actions.ok("send-message", threadId=thread_id, message="Weather in Paris?")
     fake.push(ToolCalls([("get_weather", {"city": "Paris"})]))
     code, body = actions.call("run-assistant", threadId=thread_id, assistantId=assistant.id)
     assert (code, body["success"]) == (409, False)
     assert "function" in body["error"] and "/v1" in body["error"]
     assert body["data"]["status"] == "cancelled"
-    actions.ok("send-message", 201, threadId=thread_id, message="Never mind.")
+    actions.ok("send-message", threadId=thread_id, message="Never mind.")

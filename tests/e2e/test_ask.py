@@ -1,5 +1,5 @@
 """The /ask session service: sessions as threads kept per tenant, turns in order, private assistants,
-named tenants of several keys, streaming; and ``assistd keys``."""
+named tenants of several keys, streaming, the built-in default assistant; and ``assistd keys``."""
 
 from __future__ import annotations
 
@@ -15,14 +15,21 @@ from typing import Any
 
 import httpx
 import pytest
+from openai.types.beta import Assistant
 
 import assistd
 from conftest import Databases, make_client
 from fake_upstream import Echo, FakeUpstream, Text
 from server import AssistdServer
+from wire import check
 
 ADMIN, PUBLIC, OTHER = "sk-ask-admin", "sk-ask-public", "sk-other"
 KEYS_ENV = f"acme:{ADMIN},acme:{PUBLIC},{OTHER}"
+# Plain keys, each a tenant of its own that no other test touches: where the built-in default is made.
+FRESH_SOLO, FRESH_RACE, FRESH_MANY = "sk-ask-fresh-solo", "sk-ask-fresh-race", "sk-ask-fresh-many"
+# What the built-in default assistant is made with (README, "The session service").
+DEFAULT_MARK = {"assistd_default": "ask"}
+NEUTRAL = "You are a helpful assistant."
 
 
 def fingerprint(key: str) -> str:
@@ -33,7 +40,8 @@ def fingerprint(key: str) -> str:
 def acme(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
 ) -> Iterator[AssistdServer]:
-    srv = own_server(tmp_path_factory, databases, fake, api_keys=KEYS_ENV)
+    keys = ",".join([KEYS_ENV, FRESH_SOLO, FRESH_RACE, FRESH_MANY])
+    srv = own_server(tmp_path_factory, databases, fake, api_keys=keys)
     yield srv
     srv.stop()
 
@@ -68,6 +76,23 @@ def ask_ok(server: AssistdServer, key: str, **body: Any) -> dict[str, Any]:
 def assistant(server: AssistdServer, key: str = ADMIN, **params: Any) -> str:
     with make_client(server, key) as client:
         return client.beta.assistants.create(model="fake-model", **params).id
+
+
+def listed_assistants(server: AssistdServer, key: str) -> list[Assistant]:
+    """The tenant's assistants as /v1 lists them, each checked against the SDK's type."""
+    with http(server, key) as client:
+        page = client.get("/v1/assistants", params={"limit": 100, "order": "asc"})
+    assert page.status_code == 200, page.text
+    return [check(Assistant, item, "AssistantObject") for item in page.json()["data"]]
+
+
+def defaults_of(server: AssistdServer, key: str) -> list[Assistant]:
+    return [a for a in listed_assistants(server, key) if a.metadata == DEFAULT_MARK]
+
+
+def session_assistant(server: AssistdServer, key: str, sid: str) -> str:
+    with http(server, key) as client:
+        return str(client.get(f"/ask/sessions/{sid}").json()["assistant_id"])
 
 
 def session_id() -> str:
@@ -253,7 +278,6 @@ def test_session_whose_thread_was_deleted_starts_over(acme: AssistdServer, fake:
 
 def test_bad_requests_name_their_parameter(acme: AssistdServer) -> None:
     helper = assistant(acme, name="helper-bad-requests")
-    assistant(acme, name="helper-bad-requests-too")
     sid = session_id()
     assert error_of(ask(acme, ADMIN, session_id=sid), 400)["param"] == "user_input"
     assert error_of(ask(acme, ADMIN, user_input="hi"), 400)["param"] == "session_id"
@@ -262,8 +286,6 @@ def test_bad_requests_name_their_parameter(acme: AssistdServer) -> None:
     assert error["param"] == "assistant" and "nobody" in error["message"]
     error = error_of(ask(acme, ADMIN, session_id=sid, user_input="hi", assistant=helper, colour="red"), 400)
     assert error["param"] == "colour"
-    # Several assistants and none named: the caller must choose.
-    assert error_of(ask(acme, ADMIN, session_id=sid, user_input="hi"), 400)["param"] == "assistant"
     with httpx.Client(base_url=acme.url, timeout=30) as anonymous:
         assert anonymous.post("/ask", json={"session_id": sid, "user_input": "hi"}).status_code == 401
         assert anonymous.get("/ask/sessions").status_code == 401
@@ -298,33 +320,134 @@ def test_stream_sends_deltas_then_the_answer(acme: AssistdServer, fake: FakeUpst
     assert "Streaming works fine." in json.dumps(fake.requests[-1]["messages"])
 
 
+def test_a_fresh_tenant_is_answered_by_its_default_assistant(acme: AssistdServer, fake: FakeUpstream) -> None:
+    assert listed_assistants(acme, FRESH_SOLO) == []
+    sid = session_id()
+    fake.push(Text("Hello from the default."))
+    first = ask_ok(acme, FRESH_SOLO, session_id=sid, user_input="Hi there")
+    assert first["response"] == "Hello from the default."
+
+    # Made on first use: a normal assistant of the tenant, marked, with the server's default model (the
+    # upstream's first listed one: no ASSISTD_DEFAULT_MODEL here) and neutral instructions.
+    (made,) = listed_assistants(acme, FRESH_SOLO)
+    assert (made.name, made.model, made.instructions, made.metadata) == (
+        "Default assistant",
+        "fake-model",
+        NEUTRAL,
+        DEFAULT_MARK,
+    )
+    assert made.tools == []
+    assert session_assistant(acme, FRESH_SOLO, sid) == made.id
+    (request,) = fake.requests
+    assert request["model"] == "fake-model"
+    assert request["messages"] == [
+        {"role": "system", "content": NEUTRAL},
+        {"role": "user", "content": "Hi there"},
+    ]
+
+    # A second turn and a second session use it again: still exactly one.
+    ask_ok(acme, FRESH_SOLO, session_id=sid, user_input="Again")
+    other = session_id()
+    ask_ok(acme, FRESH_SOLO, session_id=other, user_input="Someone else")
+    assert [a.id for a in listed_assistants(acme, FRESH_SOLO)] == [made.id]
+    assert session_assistant(acme, FRESH_SOLO, other) == made.id
+
+    # Deleted by the tenant: the next call makes a new one (and the session moves to it).
+    with make_client(acme, FRESH_SOLO) as client:
+        assert client.beta.assistants.delete(made.id).deleted
+    ask_ok(acme, FRESH_SOLO, session_id=sid, user_input="Still there?")
+    (remade,) = listed_assistants(acme, FRESH_SOLO)
+    assert remade.id != made.id and remade.metadata == DEFAULT_MARK and remade.model == "fake-model"
+    assert session_assistant(acme, FRESH_SOLO, sid) == remade.id
+    # Other tenants have their own, or none yet: the default is per tenant.
+    assert not {a.id for a in listed_assistants(acme, OTHER)} & {made.id, remade.id}
+
+
+def test_concurrent_first_calls_make_one_default(acme: AssistdServer) -> None:
+    assert listed_assistants(acme, FRESH_RACE) == []
+    sids = [session_id() for _ in range(6)]
+    start = threading.Barrier(len(sids))
+    results: dict[str, httpx.Response] = {}
+
+    def send(sid: str) -> None:
+        start.wait(timeout=30)
+        results[sid] = ask(acme, FRESH_RACE, session_id=sid, user_input="first words")
+
+    workers = [threading.Thread(target=send, args=(sid,)) for sid in sids]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert all(results[sid].status_code == 200 for sid in sids), [r.text for r in results.values()]
+    (made,) = listed_assistants(acme, FRESH_RACE)
+    assert made.metadata == DEFAULT_MARK
+    assert {session_assistant(acme, FRESH_RACE, sid) for sid in sids} == {made.id}
+
+
+def test_the_tenants_own_assistants_are_never_guessed(acme: AssistdServer, fake: FakeUpstream) -> None:
+    alpha = assistant(acme, FRESH_MANY, name="alpha", instructions="You are Alpha.")
+    # Even the tenant's only assistant is not taken for one nobody named.
+    one = session_id()
+    ask_ok(acme, FRESH_MANY, session_id=one, user_input="who answers?")
+    beta = assistant(acme, FRESH_MANY, name="beta", instructions="You are Beta.")
+    several = session_id()
+    ask_ok(acme, FRESH_MANY, session_id=several, user_input="who answers now?")
+
+    (made,) = defaults_of(acme, FRESH_MANY)
+    assert made.id not in (alpha, beta)
+    assert {a.id for a in listed_assistants(acme, FRESH_MANY)} == {alpha, beta, made.id}
+    assert session_assistant(acme, FRESH_MANY, one) == session_assistant(acme, FRESH_MANY, several) == made.id
+    assert [r["messages"][0] for r in fake.requests] == [{"role": "system", "content": NEUTRAL}] * 2
+    # Named, the tenant's own answers, and the session keeps it.
+    ask_ok(acme, FRESH_MANY, session_id=several, user_input="alpha?", assistant="alpha")
+    ask_ok(acme, FRESH_MANY, session_id=several, user_input="still alpha?")
+    assert [r["messages"][0]["content"] for r in fake.requests[2:]] == ["You are Alpha."] * 2
+
+
 def test_default_assistant_rules(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
 ) -> None:
     keys = "team:sk-def-a,team:sk-def-b"
-    srv = own_server(tmp_path_factory, databases, fake, api_keys=keys, ask_default_assistant="helper")
+    srv = own_server(
+        tmp_path_factory,
+        databases,
+        fake,
+        api_keys=keys,
+        ask_default_assistant="helper",
+        default_model="fake-model-large",
+    )
     try:
+        # The configured default does not exist in this tenant yet: the built-in one answers, with
+        # ASSISTD_DEFAULT_MODEL's model.
         sid = session_id()
-        assert error_of(ask(srv, "sk-def-a", session_id=sid, user_input="hi"), 400)["param"] == "assistant"
-        assistant(srv, "sk-def-a", name="private", metadata={"ask_allowed_keys": fingerprint("sk-def-a")})
+        ask_ok(srv, "sk-def-a", session_id=sid, user_input="hi")
+        (built_in,) = defaults_of(srv, "sk-def-a")
+        assert built_in.model == "fake-model-large"
+        assert session_assistant(srv, "sk-def-b", sid) == built_in.id
+
+        # Made private by the tenant, the built-in default refuses other keys like any private one.
+        private_meta = DEFAULT_MARK | {"ask_allowed_keys": fingerprint("sk-def-a")}
+        with make_client(srv, "sk-def-a") as a:
+            a.beta.assistants.update(built_in.id, metadata=private_meta)
+        error = error_of(ask(srv, "sk-def-b", session_id=session_id(), user_input="hi"), 404)
+        assert error["param"] == "assistant" and "key_" not in error["message"]
+        with make_client(srv, "sk-def-a") as a:
+            a.beta.assistants.update(built_in.id, metadata=DEFAULT_MARK)
+
         solo = assistant(srv, "sk-def-a", name="solo")
-        # Key b may use only "solo": it is the one; key a may use two, and neither is the default.
-        assert ask_ok(srv, "sk-def-b", session_id=session_id(), user_input="hi")["response"]
-        with http(srv, "sk-def-b") as b:  # the refused call opened no session
-            assert b.get(f"/ask/sessions/{sid}").status_code == 404
-        error = error_of(ask(srv, "sk-def-a", session_id=sid, user_input="hi"), 400)
-        assert error["param"] == "assistant"
         helper = assistant(srv, "sk-def-a", name="helper")
-        answered = ask_ok(srv, "sk-def-a", session_id=sid, user_input="hi")
-        with http(srv, "sk-def-b") as b:
-            assert b.get(f"/ask/sessions/{sid}").json()["assistant_id"] == helper
-            listed = b.get("/ask/sessions").json()["data"]
-        assert sid in {s["id"] for s in listed}
-        assert answered["thread_id"]
+        # Once it exists, ASSISTD_ASK_DEFAULT_ASSISTANT wins over the built-in default for new sessions...
+        fresh = session_id()
+        ask_ok(srv, "sk-def-b", session_id=fresh, user_input="hi")
+        assert session_assistant(srv, "sk-def-a", fresh) == helper
+        assert fake.requests[-1]["model"] == "fake-model"
+        # ...while a session keeps the assistant it has.
+        ask_ok(srv, "sk-def-a", session_id=sid, user_input="hi again")
+        assert session_assistant(srv, "sk-def-a", sid) == built_in.id
         # Naming another assistant switches the session to it.
         ask_ok(srv, "sk-def-a", session_id=sid, user_input="hi", assistant="solo")
-        with http(srv, "sk-def-a") as a:
-            assert a.get(f"/ask/sessions/{sid}").json()["assistant_id"] == solo
+        assert session_assistant(srv, "sk-def-a", sid) == solo
+        assert [a.id for a in defaults_of(srv, "sk-def-b")] == [built_in.id]
     finally:
         srv.stop()
 

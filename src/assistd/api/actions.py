@@ -1,8 +1,9 @@
 """/actions: the ``?action=`` function that front ends built on the Assistants API call.
 
 One URL, the action named by a parameter, every answer ``{"success", "data", "error"}``: the shape of the
-serverless function those front ends were written against. GET with side effects is kept only because
-they send it; the Bearer key is required as everywhere else.
+serverless function those front ends were written against. Every success answers 200, creations too:
+the function did, and its front ends test ``res.ok`` or ``status === 200``. GET with side effects is kept
+only because they send it; the Bearer key is required as everywhere else.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pydantic import BaseModel, ValidationError
 
 from ..engine.engine import POLL_WAIT_STATUSES, Engine
 from ..errors import AssistdError, ConflictError, InvalidRequestError
+from ..llm.registry import ProviderRegistry
 from ..protocol.actions import ActionResult, RunReply
 from ..protocol.assistants import AssistantCreateParams, AssistantUpdateParams
-from ..protocol.common import ParamValueError
+from ..protocol.common import ParamValueError, unstorable_reason
 from ..protocol.messages import Message, MessageCreateParams, TextContent
 from ..protocol.runs import Run, RunCreateParams
 from ..protocol.threads import ThreadCreateParams
@@ -110,11 +112,9 @@ class Params:
             return None
         if not isinstance(value, str):
             raise InvalidRequestError(f"Invalid '{name}': expected a string.", param=name)
-        if "\x00" in value:
-            # PostgreSQL text cannot hold NUL: refuse it on every backend alike.
-            raise InvalidRequestError(
-                f"Invalid '{name}': NUL (\\u0000) characters are not allowed.", param=name
-            )
+        if (reason := unstorable_reason(value)) is not None:
+            # NUL (PostgreSQL) or a lone surrogate (UTF-8) cannot be stored: refused on every backend alike.
+            raise InvalidRequestError(f"Invalid '{name}': {reason}", param=name)
         return value
 
     def required(self, name: str) -> str:
@@ -138,7 +138,7 @@ class Params:
             if isinstance(value, bool):
                 raise ValueError
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer past float's range
             number = math.nan
         if not low < number <= high:
             raise InvalidRequestError(
@@ -191,15 +191,11 @@ Action = Callable[[Call], Awaitable[Response]]
 async def create_assistant(call: Call) -> Response:
     values: dict[str, Any] = call.params.given("name", "instructions", "model")
     if not values.get("model"):
-        model = call.request.app.state.default_model
-        if model is None:
-            raise InvalidRequestError(
-                "Missing required parameter: 'model' (this server has no default model).", param="model"
-            )
-        values["model"] = model
+        providers: ProviderRegistry = call.request.app.state.providers
+        values["model"] = await providers.require_default_model()
     params = build(AssistantCreateParams, values)
     async with call.db.write() as session:
-        return envelope(201, await assistant_store.create(session, call.tenant, params))
+        return envelope(200, await assistant_store.create(session, call.tenant, params))
 
 
 async def list_assistants(call: Call) -> Response:
@@ -225,7 +221,7 @@ async def update_assistant(call: Call) -> Response:
 
 async def create_thread(call: Call) -> Response:
     async with call.db.write() as session:
-        return envelope(201, await thread_store.create(session, call.tenant, ThreadCreateParams()))
+        return envelope(200, await thread_store.create(session, call.tenant, ThreadCreateParams()))
 
 
 async def send_message(call: Call) -> Response:
@@ -236,7 +232,7 @@ async def send_message(call: Call) -> Response:
         thread = await thread_store.get_row(session, call.tenant, thread_id)
         await thread_store.ensure_no_active_run(session, thread)
         row = await message_store.insert(session, call.tenant, thread.id, params)
-        return envelope(201, message_store.to_wire(row))
+        return envelope(200, message_store.to_wire(row))
 
 
 def reply_text(messages: list[Message]) -> str:

@@ -25,6 +25,7 @@ from .. import __version__
 from ..engine.engine import Engine
 from ..engine.events import Subscription
 from ..errors import AssistdError, ConflictError, NotFoundError, UpstreamError
+from ..llm.registry import ProviderRegistry
 from ..protocol.ask import AskAnswer, AskDelta, AskParams
 from ..protocol.messages import MessageCreateParams
 from ..protocol.runs import Run, RunCreateParams
@@ -109,7 +110,7 @@ def _remaining(deadline: float) -> float:
 
 
 async def _session_thread(
-    db: Database, caller: Caller, params: AskParams, default: str | None
+    db: Database, caller: Caller, params: AskParams, default: str | None, providers: ProviderRegistry
 ) -> tuple[str, str]:
     """The session's thread (made on its first turn, or again if its thread was deleted) and this turn's
     assistant, both recorded on the session."""
@@ -122,6 +123,11 @@ async def _session_thread(
             params.assistant,
             row.assistant_id if row is not None else None,
             default,
+        )
+    if assistant is None:
+        # Nothing names one: the tenant's built-in default answers, so /ask works with nothing configured.
+        assistant = await store.default_assistant(
+            db, caller.tenant, caller.fingerprint, providers.default_model
         )
     try:
         async with db.write() as session:
@@ -189,9 +195,10 @@ async def _begin(request: Request, caller: Caller, params: AskParams) -> _Turn:
     engine: Engine = request.app.state.engine
     deadline = asyncio.get_running_loop().time() + ANSWER_TIMEOUT_SECONDS
     default = request.app.state.settings.ask_default_assistant
+    providers: ProviderRegistry = request.app.state.providers
 
     async def work() -> _Turn:
-        thread_id, assistant_id = await _session_thread(engine.db, caller, params, default)
+        thread_id, assistant_id = await _session_thread(engine.db, caller, params, default, providers)
         run_params = RunCreateParams(
             assistant_id=assistant_id,
             additional_messages=[MessageCreateParams(role="user", content=params.user_input)],

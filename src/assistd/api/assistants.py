@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ..errors import InvalidRequestError
+from ..llm.registry import ProviderRegistry
 from ..protocol.assistants import AssistantCreateParams, AssistantUpdateParams
 from ..store import assistants as store
 from ..store.pagination import PageQuery
@@ -22,10 +22,8 @@ async def create_assistant(
     params: AssistantCreateParams, request: Request, tenant: Tenant, db: Db
 ) -> Response:
     if params.model is None:
-        model = request.app.state.default_model
-        if model is None:
-            raise InvalidRequestError("Missing required parameter: 'model'.", param="model")
-        params = params.model_copy(update={"model": model})
+        providers: ProviderRegistry = request.app.state.providers
+        params = params.model_copy(update={"model": await providers.require_default_model()})
     async with db.write() as session:
         return json_response(await store.create(session, tenant, params))
 

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from ..errors import InvalidRequestError
 from .local import LocalProvider
 from .types import ChatProvider, ModelInfo
 
+# After the upstream failed to list its models, how long the default falls back to a local model before
+# the upstream is asked again: a down upstream must not cost every assistant created meanwhile a timeout.
+UPSTREAM_DEFAULT_RETRY_SECONDS = 30.0
+
 
 class ProviderRegistry:
     """Routes a model id to its provider: local models by their ids, anything else to the upstream."""
 
-    def __init__(self, upstream: ChatProvider | None = None, local: LocalProvider | None = None) -> None:
+    def __init__(
+        self,
+        upstream: ChatProvider | None = None,
+        local: LocalProvider | None = None,
+        default_model: str | None = None,
+    ) -> None:
         self.upstream = upstream
         self.local = local
+        self._configured_default = default_model or None
+        # The upstream's first listed model, kept once read: assistants created without a model should
+        # not change model because the upstream reordered its list.
+        self._upstream_default: str | None = None
+        self._upstream_retry_at = 0.0
+        self._default_lock = asyncio.Lock()
 
     @property
     def _providers(self) -> list[ChatProvider]:
@@ -42,6 +59,45 @@ class ProviderRegistry:
         if self.local is not None and self.local.serves(model):
             return await self.local.count_tokens(model, messages)
         return None
+
+    async def default_model(self) -> str | None:
+        """The model of an assistant created without one, on every surface (``/v1``, ``/actions``, the
+        ``/ask`` default assistant): ``ASSISTD_DEFAULT_MODEL``, else the upstream's first listed model,
+        else the first local model (the bundled one unless it is turned off); None when there is none."""
+        if self._configured_default is not None:
+            return self._configured_default
+        if self.upstream is not None:
+            upstream_default = await self._upstream_first_model()
+            if upstream_default is not None:
+                return upstream_default
+        if self.local is not None and self.local.model_ids:
+            return self.local.model_ids[0]
+        return None
+
+    async def require_default_model(self) -> str:
+        """``default_model``, or the refusal that asks the client to name a model."""
+        model = await self.default_model()
+        if model is None:
+            raise InvalidRequestError(
+                "Missing required parameter: 'model' (this server has no default model: set "
+                "ASSISTD_DEFAULT_MODEL, an upstream that lists its models, or a local model).",
+                param="model",
+            )
+        return model
+
+    async def _upstream_first_model(self) -> str | None:
+        if self._upstream_default is not None or self.upstream is None:
+            return self._upstream_default
+        # One listing at a time: concurrent first creations wait for it rather than each asking.
+        async with self._default_lock:
+            if self._upstream_default is None and time.monotonic() >= self._upstream_retry_at:
+                models = await self.upstream.list_models()
+                if models:
+                    self._upstream_default = models[0].id
+                else:
+                    # Unreachable, or it lists nothing: fall back for a while, then ask again.
+                    self._upstream_retry_at = time.monotonic() + UPSTREAM_DEFAULT_RETRY_SECONDS
+        return self._upstream_default
 
     async def list_models(self) -> list[ModelInfo]:
         models: list[ModelInfo] = []

@@ -12,7 +12,8 @@ from .common import RequestModel, WireModel
 class AskParams(RequestModel):
     session_id: str = Field(min_length=1, max_length=256)
     user_input: str = Field(min_length=1, max_length=256_000)
-    # An assistant's name or id; unset: the session's assistant, else the configured default.
+    # An assistant's name or id; unset: the session's assistant, else ASSISTD_ASK_DEFAULT_ASSISTANT, else
+    # the tenant's built-in default assistant.
     assistant: str | None = Field(default=None, min_length=1, max_length=256)
     stream: bool | None = None
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.ask import AskMessage, AskSession, AskSessionDetail
+from ..protocol.assistants import AssistantCreateParams
 from ..protocol.common import DeletedObject, ListPage
-from . import messages
+from . import assistants, messages
 from .clock import now
-from .models import AskSessionRow, AssistantRow, MessageRow
+from .database import Database
+from .models import AskDefaultRow, AskSessionRow, AssistantRow, MessageRow
 from .pagination import PageQuery, fetch_page, page_of
 
 
@@ -130,9 +135,11 @@ async def choose_assistant(
     requested: str | None,
     current: str | None,
     default: str | None,
-) -> AssistantRow:
-    """The assistant of one /ask turn: the one requested, else the session's, else the configured default,
-    else the tenant's only assistant the key may use."""
+) -> AssistantRow | None:
+    """The assistant of one /ask turn: the one requested, else the session's, else the configured default
+    (``ASSISTD_ASK_DEFAULT_ASSISTANT``); None when it is the tenant's built-in default
+    (``default_assistant``). The tenant's own assistants are never guessed at, however few: which one
+    answers must not change because an assistant was created or deleted elsewhere."""
     if requested is not None:
         return await find_assistant(session, tenant, key_fingerprint, requested)
     if current is not None:
@@ -149,21 +156,103 @@ async def choose_assistant(
             return await find_assistant(session, tenant, key_fingerprint, default)
         except NotFoundError:
             pass  # a default shared by several tenants need not exist in each of them
-    usable: list[AssistantRow] = []
-    for row in await session.scalars(
-        select(AssistantRow).where(AssistantRow.tenant == tenant).order_by(AssistantRow.pk)
-    ):
-        if usable_by(row, key_fingerprint):
-            usable.append(row)
-            if len(usable) > 1:
+    return None
+
+
+# The built-in default assistant -----------------------------------------------------------------
+
+# Marks the assistant in its metadata, for people reading /v1/assistants; the ask_defaults row, not this
+# marker, is what says which assistant it is (metadata can be edited).
+DEFAULT_METADATA = {"assistd_default": "ask"}
+DEFAULT_NAME = "Default assistant"
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+# Tries to find or make the default before giving up; a try is lost only to a call that made or replaced
+# the default meanwhile, whose assistant the next try reads.
+_DEFAULT_TRIES = 3
+
+
+class _ReplacedMeanwhile(Exception):
+    """Another call replaced the tenant's deleted default first."""
+
+
+async def _recorded_default(session: AsyncSession, tenant: str) -> AssistantRow | None:
+    return await session.scalar(
+        select(AssistantRow)
+        .join(AskDefaultRow, AskDefaultRow.assistant_id == AssistantRow.id)
+        .where(AskDefaultRow.tenant == tenant, AssistantRow.tenant == tenant)
+    )
+
+
+async def _make_default(session: AsyncSession, tenant: str, model: str) -> AssistantRow:
+    """In a write transaction: the tenant's default, made (or remade, if it was deleted) unless another
+    call made it since it was last read."""
+    recorded = await session.scalar(select(AskDefaultRow).where(AskDefaultRow.tenant == tenant))
+    if recorded is not None:
+        existing = await session.scalar(
+            select(AssistantRow).where(
+                AssistantRow.tenant == tenant, AssistantRow.id == recorded.assistant_id
+            )
+        )
+        if existing is not None:
+            return existing
+    made = await assistants.create(
+        session,
+        tenant,
+        AssistantCreateParams(
+            model=model, name=DEFAULT_NAME, instructions=DEFAULT_INSTRUCTIONS, metadata=dict(DEFAULT_METADATA)
+        ),
+    )
+    if recorded is None:
+        # A concurrent first call inserting the same tenant fails here (IntegrityError) on every backend.
+        session.add(AskDefaultRow(tenant=tenant, assistant_id=made.id))
+        await session.flush()
+    else:
+        # Conditional, so that of two calls replacing the same deleted default only one succeeds: the
+        # other's UPDATE matches no row once the first has committed (PostgreSQL re-reads it after the
+        # first's lock; SQLite writers take turns).
+        result = await session.execute(
+            update(AskDefaultRow)
+            .where(AskDefaultRow.tenant == tenant, AskDefaultRow.assistant_id == recorded.assistant_id)
+            .values(assistant_id=made.id)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _ReplacedMeanwhile
+    return await assistants.get_row(session, tenant, made.id)
+
+
+async def default_assistant(
+    db: Database,
+    tenant: str,
+    key_fingerprint: str | None,
+    default_model: Callable[[], Awaitable[str | None]],
+) -> AssistantRow:
+    """The tenant's built-in /ask assistant, made on first use with the server's default model.
+
+    Exactly one per tenant, however many first calls arrive at once (the ``ask_defaults`` row decides);
+    a normal assistant otherwise, which the tenant may edit or delete (the next call then makes another).
+    """
+    for _ in range(_DEFAULT_TRIES):
+        async with db.read() as session:
+            row = await _recorded_default(session, tenant)
+        if row is None:
+            # Outside any transaction: finding the model may ask the upstream for its list.
+            model = await default_model()
+            if model is None:
                 raise InvalidRequestError(
-                    "Several assistants could answer: name one in 'assistant' (by name or id), "
-                    "or set ASSISTD_ASK_DEFAULT_ASSISTANT.",
+                    "No assistant can answer: this server has no default model for its built-in "
+                    "assistant (set ASSISTD_DEFAULT_MODEL); name an assistant in 'assistant'.",
                     param="assistant",
                 )
-    if not usable:
-        raise InvalidRequestError(
-            "No assistant can answer: create one with POST /v1/assistants, or name one in 'assistant'.",
-            param="assistant",
-        )
-    return usable[0]
+            try:
+                async with db.write() as session:
+                    row = await _make_default(session, tenant, model)
+            except (IntegrityError, _ReplacedMeanwhile):
+                continue  # another call made it first: read theirs
+        if not usable_by(row, key_fingerprint):
+            # The tenant made its default private; other keys get the answer of any private assistant.
+            raise _not_found(row.id)
+        return row
+    raise ConflictError(
+        "The default assistant was being replaced by other calls at the same time; try again.",
+        param="assistant",
+    )

@@ -261,3 +261,17 @@ class AskSessionRow(Base):
     assistant_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AskDefaultRow(Base):
+    """The tenant's built-in /ask assistant: the one it answers with when nothing names another.
+
+    The tenant is the primary key, so concurrent first calls cannot each record an assistant of their
+    own: the second insert fails and that call uses the first's. ``assistant_id`` may name a deleted
+    assistant (a user may delete it); the next call then replaces it.
+    """
+
+    __tablename__ = "ask_defaults"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assistant_id: Mapped[str] = mapped_column(String(64))
