@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -12,7 +13,9 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
+    with_config,
 )
+from typing_extensions import TypedDict
 
 T = TypeVar("T")
 
@@ -37,6 +40,17 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
 
 
+# Integers ---------------------------------------------------------------------------------------
+
+INT32_MAX = 2**31 - 1
+
+RequestInt = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+"""Every integer field of a request: a field narrows it to OpenAI's documented range with its own
+``Field(ge=..., le=...)``. Where OpenAI gives no bound this one stays, because JSON integers are unbounded
+and a value the database cannot hold (``Integer`` is 32-bit on PostgreSQL, SQLite stops at 64 bits) would
+fail as a server error after the request was accepted, instead of being refused with the field named."""
+
+
 class ParamValueError(ValueError):
     """A value refused for a reason that names its own parameter (validation locations cannot)."""
 
@@ -45,17 +59,35 @@ class ParamValueError(ValueError):
         self.param = param
 
 
-def _find_nul(value: Any, path: str) -> str | None:
+# What no text column can store: NUL (PostgreSQL's text refuses it) and UTF-16 surrogates, which JSON can
+# escape (``"\\ud800"``) but UTF-8 cannot encode (SQLite's driver and asyncpg fail on them). A pair of them is
+# one character once parsed, so any surrogate left in a parsed string is a lone one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable_reason(text: str) -> str | None:
+    """Why ``text`` cannot be stored, or None when it can."""
+    if "\x00" in text:
+        return "Strings may not contain NUL (\\u0000) characters."
+    if _SURROGATE.search(text):
+        return "Strings may not contain lone UTF-16 surrogates (\\ud800-\\udfff): they are not Unicode text."
+    return None
+
+
+def _find_unstorable(value: Any, path: str) -> tuple[str, str] | None:
+    """Where in ``value`` a string holds a character no text column can store, and why it cannot."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        reason = unstorable_reason(value)
+        return (path, reason) if reason is not None else None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _find_nul(key, path) or _find_nul(item, f"{path}.{key}" if path else str(key))
+            within = f"{path}.{key}" if path else str(key)
+            found = _find_unstorable(key, path) or _find_unstorable(item, within)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            if (found := _find_nul(item, f"{path}[{index}]")) is not None:
+            if (found := _find_unstorable(item, f"{path}[{index}]")) is not None:
                 return found
     return None
 
@@ -67,10 +99,12 @@ class RequestModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        # PostgreSQL text cannot store NUL; refuse it on every backend alike, naming where it was.
-        if (param := _find_nul(data, "")) is not None:
-            raise ParamValueError("Strings may not contain NUL (\\u0000) characters.", param or "body")
+    def _only_storable_text(cls, data: Any) -> Any:
+        # Refused on every backend alike (SQLite would store NUL), naming where it was. pydantic refuses a
+        # surrogate only in a string with constraints; anywhere else it reached the database, as a 500.
+        if (found := _find_unstorable(data, "")) is not None:
+            param, reason = found
+            raise ParamValueError(reason, param or "body")
         return data
 
 
@@ -124,7 +158,7 @@ class RankingOptions(SparseModel):
 
 
 class FileSearchOptions(SparseModel):
-    max_num_results: int | None = Field(default=None, ge=1, le=50)
+    max_num_results: Annotated[RequestInt, Field(ge=1, le=50)] | None = None
     ranking_options: RankingOptions | None = None
 
 
@@ -141,18 +175,82 @@ Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(disc
 Tools = Annotated[list[Tool], Field(max_length=128)]
 
 
+# Chunking (of vector store files; here because the vector_stores helper of tool resources takes one too)
+
+
+class StaticChunking(BaseModel):
+    max_chunk_size_tokens: Annotated[RequestInt, Field(ge=100, le=4096)]
+    chunk_overlap_tokens: Annotated[RequestInt, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _overlap_at_most_half(self) -> StaticChunking:
+        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
+            raise ParamValueError(
+                "chunk_overlap_tokens must not exceed half of max_chunk_size_tokens.",
+                "chunk_overlap_tokens",
+            )
+        return self
+
+
+class AutoChunkingParam(RequestModel):
+    type: Literal["auto"]
+
+
+class StaticChunkingParam(RequestModel):
+    type: Literal["static"]
+    static: StaticChunking
+
+
+ChunkingStrategyParam = Annotated[AutoChunkingParam | StaticChunkingParam, Field(discriminator="type")]
+
+
+# Tool resources ---------------------------------------------------------------------------------
+
+MAX_CODE_INTERPRETER_FILES = 20
+MAX_VECTOR_STORES = 1
+# The most file ids one request may name for a new vector store (``file_ids`` of vector store creation).
+MAX_NEW_STORE_FILES = 500
+
+
 class CodeInterpreterResources(SparseModel):
-    file_ids: list[str] = Field(default_factory=list, max_length=20)
+    file_ids: list[str] = Field(default_factory=list, max_length=MAX_CODE_INTERPRETER_FILES)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class VectorStoreHelper(TypedDict, total=False):
+    """One store the ``vector_stores`` helper is asked to make: validated with the request, so that a bad
+    one is refused, with its field named, before anything is written. A dict rather than a model because
+    the store code reads it as the body of a vector store creation."""
+
+    file_ids: Annotated[list[str], Field(max_length=MAX_NEW_STORE_FILES)]
+    chunking_strategy: ChunkingStrategyParam
+    metadata: Metadata
 
 
 class FileSearchResources(SparseModel):
-    vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
-    vector_stores: list[dict[str, Any]] | None = Field(default=None, max_length=1, exclude=True)
+    vector_store_ids: list[str] = Field(default_factory=list, max_length=MAX_VECTOR_STORES)
+    vector_stores: list[VectorStoreHelper] | None = Field(
+        default=None, max_length=MAX_VECTOR_STORES, exclude=True
+    )
 
 
 class ToolResources(SparseModel):
     code_interpreter: CodeInterpreterResources | None = None
     file_search: FileSearchResources | None = None
+
+    @model_validator(mode="after")
+    def _one_vector_store_in_all(self) -> ToolResources:
+        # Each list alone is checked by its max_length; ids and helper together would attach two stores,
+        # which OpenAI (and the response's own schema) does not allow.
+        search = self.file_search
+        attached = len(search.vector_store_ids) + len(search.vector_stores or []) if search else 0
+        if attached > MAX_VECTOR_STORES:
+            raise ParamValueError(
+                f"There can be a maximum of {MAX_VECTOR_STORES} vector store attached: give either "
+                "'vector_store_ids' or 'vector_stores', not both.",
+                "file_search",
+            )
+        return self
 
 
 # Model options ----------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .common import RequestModel, SparseModel, WireModel
+from .common import RequestInt, RequestModel, SparseModel, WireModel
 
 # The purposes an upload may name (the SDK's ``FilePurpose``); ``*_output`` purposes are only ever
 # given by the server to files it makes itself.
@@ -37,7 +37,7 @@ class FileDeleted(WireModel):
 
 class ExpiresAfter(RequestModel):
     anchor: Literal["created_at"]
-    seconds: int = Field(ge=3600, le=2_592_000)
+    seconds: Annotated[RequestInt, Field(ge=3600, le=2_592_000)]
 
 
 class FileCreateFields(RequestModel):

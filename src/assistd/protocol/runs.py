@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from .common import (
     Metadata,
     ReasoningEffort,
+    RequestInt,
     RequestModel,
     ResponseFormat,
     ToolResources,
@@ -32,8 +33,14 @@ RunStatus = Literal[
 
 
 class TruncationStrategy(BaseModel):
+    """As a run shows it: unbounded, so that no stored value can fail the response."""
+
     type: Literal["auto", "last_messages"]
-    last_messages: int | None = Field(default=None, ge=1)
+    last_messages: int | None = None
+
+
+class TruncationStrategyParam(TruncationStrategy):
+    last_messages: Annotated[RequestInt, Field(ge=1)] | None = None
 
 
 class ToolChoiceFunctionName(BaseModel):
@@ -132,9 +139,10 @@ class _RunOptions(RequestModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stream: bool | None = None
-    max_prompt_tokens: int | None = Field(default=None, ge=256)
-    max_completion_tokens: int | None = Field(default=None, ge=256)
-    truncation_strategy: TruncationStrategy | None = None
+    # Bounded above by RequestInt: their columns are 32-bit on PostgreSQL.
+    max_prompt_tokens: Annotated[RequestInt, Field(ge=256)] | None = None
+    max_completion_tokens: Annotated[RequestInt, Field(ge=256)] | None = None
+    truncation_strategy: TruncationStrategyParam | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, FiniteFloat, model_validator
 
-from .common import Metadata, ParamValueError, RequestModel, SparseModel, WireModel
+from .common import (
+    MAX_NEW_STORE_FILES,
+    AutoChunkingParam,
+    Metadata,
+    ParamValueError,
+    RequestInt,
+    RequestModel,
+    SparseModel,
+    StaticChunkingParam,
+    WireModel,
+)
+from .common import ChunkingStrategyParam as ChunkingStrategyParam
 
 MAX_ATTRIBUTES = 16
 MAX_FILES_PER_STORE = 10_000
 MAX_BATCH_FILES = 2_000
 
 AttributeValue = str | float | bool
+# Finite: JSON bodies may carry NaN and Infinity, which PostgreSQL's json type refuses (a server error).
+# Only requests are held to it, so a value stored before is still shown.
+AttributeParam = str | FiniteFloat | bool
 
 
-def _check_attributes(value: dict[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
+def _check_attributes(value: dict[str, AttributeParam] | None) -> dict[str, AttributeParam] | None:
     if value is None:
         return None
     if len(value) > MAX_ATTRIBUTES:
@@ -28,39 +42,13 @@ def _check_attributes(value: dict[str, AttributeValue] | None) -> dict[str, Attr
     return value
 
 
-Attributes = Annotated[dict[str, AttributeValue] | None, AfterValidator(_check_attributes)]
+Attributes = Annotated[dict[str, AttributeParam] | None, AfterValidator(_check_attributes)]
 
 
-# Chunking ---------------------------------------------------------------------------------------
+# Chunking (the strategies' models are in ``common``: tool resources' vector_stores helper takes one too) ---
 
 AUTO_MAX_TOKENS = 800
 AUTO_OVERLAP_TOKENS = 400
-
-
-class StaticChunking(BaseModel):
-    max_chunk_size_tokens: int = Field(ge=100, le=4096)
-    chunk_overlap_tokens: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _overlap_at_most_half(self) -> StaticChunking:
-        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
-            raise ParamValueError(
-                "chunk_overlap_tokens must not exceed half of max_chunk_size_tokens.",
-                "chunk_overlap_tokens",
-            )
-        return self
-
-
-class AutoChunkingParam(RequestModel):
-    type: Literal["auto"]
-
-
-class StaticChunkingParam(RequestModel):
-    type: Literal["static"]
-    static: StaticChunking
-
-
-ChunkingStrategyParam = Annotated[AutoChunkingParam | StaticChunkingParam, Field(discriminator="type")]
 
 
 def resolved_chunking(param: AutoChunkingParam | StaticChunkingParam | None) -> dict[str, Any]:
@@ -78,7 +66,7 @@ def resolved_chunking(param: AutoChunkingParam | StaticChunkingParam | None) -> 
 
 class ExpiresAfter(BaseModel):
     anchor: Literal["last_active_at"]
-    days: int = Field(ge=1, le=365)
+    days: Annotated[RequestInt, Field(ge=1, le=365)]
 
 
 class FileCounts(WireModel):
@@ -105,7 +93,7 @@ class VectorStore(WireModel):
 
 
 class VectorStoreCreateParams(RequestModel):
-    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    file_ids: list[str] = Field(default_factory=list, max_length=MAX_NEW_STORE_FILES)
     name: str | None = Field(default=None, max_length=256)
     description: str | None = Field(default=None, max_length=512)
     expires_after: ExpiresAfter | None = None
@@ -226,7 +214,7 @@ SearchMode = Literal["hybrid", "dense", "keyword"]
 
 class VectorStoreSearchParams(RequestModel):
     query: str | list[str]
-    max_num_results: int = Field(default=10, ge=1, le=50)
+    max_num_results: Annotated[RequestInt, Field(ge=1, le=50)] = 10
     filters: Filter | None = None
     ranking_options: SearchRankingOptions | None = None
     rewrite_query: bool = False
