@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import openai
@@ -34,7 +35,14 @@ JSON_SCHEMA_FORMAT: dict[str, Any] = {
 }
 
 
+def _upload(client: OpenAI, name: str) -> str:
+    return client.files.create(file=(name, io.BytesIO(b"notes")), purpose="assistants").id
+
+
 def test_create_with_every_documented_parameter(client: OpenAI) -> None:
+    # Files and a store that exist: ids that name nothing are refused (tests/e2e/test_referenced_ids.py).
+    file_ids = [_upload(client, "a.txt"), _upload(client, "b.txt")]
+    store_id = client.vector_stores.create().id
     response = client.beta.assistants.with_raw_response.create(
         model="fake-model",
         name="Weather bot",
@@ -54,8 +62,8 @@ def test_create_with_every_documented_parameter(client: OpenAI) -> None:
             {"type": "code_interpreter"},
         ],
         tool_resources={
-            "code_interpreter": {"file_ids": ["file-abc", "file-def"]},
-            "file_search": {"vector_store_ids": ["vs_123"]},
+            "code_interpreter": {"file_ids": file_ids},
+            "file_search": {"vector_store_ids": [store_id]},
         },
         metadata={"team": "weather", "tier": "gold"},
         temperature=0.4,
@@ -86,8 +94,8 @@ def test_create_with_every_documented_parameter(client: OpenAI) -> None:
     assert search_tool["type"] == "file_search"
     assert search_tool["file_search"]["max_num_results"] == 7
     assert code_tool == {"type": "code_interpreter"}
-    assert body["tool_resources"]["code_interpreter"]["file_ids"] == ["file-abc", "file-def"]
-    assert body["tool_resources"]["file_search"]["vector_store_ids"] == ["vs_123"]
+    assert body["tool_resources"]["code_interpreter"]["file_ids"] == file_ids
+    assert body["tool_resources"]["file_search"]["vector_store_ids"] == [store_id]
     assert body["metadata"] == {"team": "weather", "tier": "gold"}
     assert body["temperature"] == pytest.approx(0.4)
     assert body["top_p"] == pytest.approx(0.9)

@@ -50,9 +50,9 @@ def test_create_string_message(client: OpenAI) -> None:
 
 def test_create_content_parts_and_attachments(client: OpenAI) -> None:
     thread = client.beta.threads.create()
-    data, doc = (
+    data, doc, image = (
         client.files.create(file=(name, io.BytesIO(b"a,b\n1,2\n")), purpose="assistants").id
-        for name in ("data.csv", "doc.csv")
+        for name in ("data.csv", "doc.csv", "b.png")
     )
     body = raw(
         client.beta.threads.messages.with_raw_response.create(
@@ -61,7 +61,7 @@ def test_create_content_parts_and_attachments(client: OpenAI) -> None:
             content=[
                 {"type": "text", "text": "Compare these"},
                 {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
-                {"type": "image_file", "image_file": {"file_id": "file-b", "detail": "auto"}},
+                {"type": "image_file", "image_file": {"file_id": image, "detail": "auto"}},
             ],
             attachments=[
                 {"file_id": data, "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]},
@@ -73,7 +73,7 @@ def test_create_content_parts_and_attachments(client: OpenAI) -> None:
     assert [part["type"] for part in body["content"]] == ["text", "image_url", "image_file"]
     assert body["content"][0]["text"]["value"] == "Compare these"
     assert body["content"][1]["image_url"]["url"] == "https://example.com/a.png"
-    assert body["content"][2]["image_file"] == {"file_id": "file-b", "detail": "auto"}
+    assert body["content"][2]["image_file"] == {"file_id": image, "detail": "auto"}
     assert body["attachments"] == [
         {"file_id": data, "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]},
         {"file_id": doc, "tools": [{"type": "file_search"}]},

@@ -3,6 +3,7 @@ and the list-threads extension ``GET /v1/threads``."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
@@ -43,7 +44,17 @@ def test_create_empty_thread(client: OpenAI) -> None:
     assert client.beta.threads.messages.list(thread.id).data == []
 
 
+def _upload(client: OpenAI, name: str) -> str:
+    return client.files.create(file=(name, io.BytesIO(b"notes")), purpose="assistants").id
+
+
 def test_create_with_messages_metadata_and_tool_resources(client: OpenAI) -> None:
+    # Files and a store that exist: ids that name nothing are refused (tests/e2e/test_referenced_ids.py).
+    image, notes, store = (
+        _upload(client, "cat.png"),
+        _upload(client, "notes.txt"),
+        client.vector_stores.create(),
+    )
     body = raw(
         client.beta.threads.with_raw_response.create(
             messages=[
@@ -53,27 +64,27 @@ def test_create_with_messages_metadata_and_tool_resources(client: OpenAI) -> Non
                     "content": [
                         {"type": "text", "text": "Look:"},
                         {"type": "image_url", "image_url": {"url": IMAGE_URL, "detail": "low"}},
-                        {"type": "image_file", "image_file": {"file_id": "file-img", "detail": "high"}},
+                        {"type": "image_file", "image_file": {"file_id": image, "detail": "high"}},
                     ],
                     "metadata": {"part": "2"},
                 },
                 {
                     "role": "assistant",
                     "content": "A cat.",
-                    "attachments": [{"file_id": "file-1", "tools": [{"type": "code_interpreter"}]}],
+                    "attachments": [{"file_id": notes, "tools": [{"type": "code_interpreter"}]}],
                 },
             ],
             metadata={"user": "u-1"},
             tool_resources={
-                "code_interpreter": {"file_ids": ["file-1"]},
-                "file_search": {"vector_store_ids": ["vs_1"]},
+                "code_interpreter": {"file_ids": [notes]},
+                "file_search": {"vector_store_ids": [store.id]},
             },
         )
     )
     thread = check(Thread, body, "ThreadObject")
     assert body["metadata"] == {"user": "u-1"}
-    assert body["tool_resources"]["code_interpreter"]["file_ids"] == ["file-1"]
-    assert body["tool_resources"]["file_search"]["vector_store_ids"] == ["vs_1"]
+    assert body["tool_resources"]["code_interpreter"]["file_ids"] == [notes]
+    assert body["tool_resources"]["file_search"]["vector_store_ids"] == [store.id]
 
     listed = raw(client.beta.threads.messages.with_raw_response.list(thread.id, order="asc"))
     check(SyncCursorPage[Message], listed, "ListMessagesResponse")
@@ -92,32 +103,33 @@ def test_create_with_messages_metadata_and_tool_resources(client: OpenAI) -> Non
     assert second["content"][1] == {"type": "image_url", "image_url": {"url": IMAGE_URL, "detail": "low"}}
     assert second["content"][2] == {
         "type": "image_file",
-        "image_file": {"file_id": "file-img", "detail": "high"},
+        "image_file": {"file_id": image, "detail": "high"},
     }
     assert second["metadata"] == {"part": "2"}
     assert third["role"] == "assistant"
-    assert third["attachments"] == [{"file_id": "file-1", "tools": [{"type": "code_interpreter"}]}]
+    assert third["attachments"] == [{"file_id": notes, "tools": [{"type": "code_interpreter"}]}]
 
 
 def test_retrieve_and_modify(client: OpenAI) -> None:
     thread = client.beta.threads.create(metadata={"a": "1"})
+    notes = _upload(client, "notes.txt")
     body = raw(client.beta.threads.with_raw_response.retrieve(thread.id))
     check(Thread, body, "ThreadObject")
     assert body["id"] == thread.id and body["metadata"] == {"a": "1"}
 
     body = raw(
         client.beta.threads.with_raw_response.update(
-            thread.id, tool_resources={"code_interpreter": {"file_ids": ["file-9"]}}
+            thread.id, tool_resources={"code_interpreter": {"file_ids": [notes]}}
         )
     )
     check(Thread, body, "ThreadObject")
     assert body["metadata"] == {"a": "1"}, "metadata was not given, so it must not change"
-    assert body["tool_resources"]["code_interpreter"]["file_ids"] == ["file-9"]
+    assert body["tool_resources"]["code_interpreter"]["file_ids"] == [notes]
 
     body = raw(client.beta.threads.with_raw_response.update(thread.id, metadata={"b": "2"}))
     check(Thread, body, "ThreadObject")
     assert body["metadata"] == {"b": "2"}
-    assert body["tool_resources"]["code_interpreter"]["file_ids"] == ["file-9"]
+    assert body["tool_resources"]["code_interpreter"]["file_ids"] == [notes]
 
     body = raw(client.beta.threads.with_raw_response.update(thread.id, metadata=None))
     check(Thread, body, "ThreadObject")

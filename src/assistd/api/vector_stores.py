@@ -241,7 +241,8 @@ async def create_file_batch(
     async with db.write() as session:
         row = await store.get_row(session, tenant, vector_store_id)
         batch = await store.create_batch(session, tenant, row)
-        field = "files" if params.files is not None else "file_ids"
+        # The param names the id itself: ``file_ids[2]``, or ``files[2].file_id``.
+        field = "files[{}].file_id" if params.files is not None else "file_ids[{}]"
         for index, entry in enumerate(params.entries()):
             await store.attach_file(
                 session,
@@ -251,7 +252,7 @@ async def create_file_batch(
                 entry.attributes,
                 entry.chunking_strategy,
                 batch_id=batch.id,
-                param=f"{field}[{index}]",
+                param=field.format(index),
             )
         wire = await store.render_batch(session, batch)
     ingestion.wake()

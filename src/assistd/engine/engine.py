@@ -18,7 +18,7 @@ from ..retrieval.search import Retriever
 from ..sandbox.base import Sandbox
 from ..storage import FileStorage
 from ..store import assistants as assistant_store
-from ..store import jobs
+from ..store import jobs, references
 from ..store import messages as message_store
 from ..store import runs as run_store
 from ..store import threads as thread_store
@@ -104,8 +104,10 @@ class Engine:
         async with self._creating() as (session, new):
             thread = await thread_store.read_row(session, tenant, thread_id)
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
-            for message in params.additional_messages or []:
-                await message_store.insert(session, tenant, thread.id, message)
+            for index, message in enumerate(params.additional_messages or []):
+                await message_store.insert(
+                    session, tenant, thread.id, message, at=f"additional_messages[{index}]"
+                )
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
         return wire
 
@@ -166,9 +168,16 @@ class Engine:
         async with self._creating() as (session, new):
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
             thread_params = params.thread or ThreadCreateParams()
+            resources_at = "thread.tool_resources"
             if params.tool_resources is not None and thread_params.tool_resources is None:
                 thread_params = thread_params.model_copy(update={"tool_resources": params.tool_resources})
-            thread = await thread_store.create(session, tenant, thread_params)
+                resources_at = "tool_resources"
+            elif params.tool_resources is not None:
+                # Not used (the thread's own win), but a foreign or unknown id in them is still refused.
+                await references.check_tool_resources(session, tenant, params.tool_resources)
+            thread = await thread_store.create(
+                session, tenant, thread_params, messages_at="thread.messages", resources_at=resources_at
+            )
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
         return thread, wire
 

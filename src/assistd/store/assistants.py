@@ -9,7 +9,7 @@ from ..errors import NotFoundError
 from ..ids import new_id
 from ..protocol.assistants import Assistant, AssistantCreateParams, AssistantUpdateParams
 from ..protocol.common import DeletedObject, ListPage
-from . import vector_stores
+from . import references, vector_stores
 from .clock import now
 from .detached import fetch_owned, owned
 from .jsonable import dump
@@ -56,6 +56,7 @@ async def get_row(session: AsyncSession, tenant: str, assistant_id: str) -> Assi
 
 
 async def create(session: AsyncSession, tenant: str, params: AssistantCreateParams) -> Assistant:
+    await references.check_tool_resources(session, tenant, params.tool_resources)
     await vector_stores.create_requested_stores(session, tenant, params.tool_resources)
     row = AssistantRow(
         id=new_id("asst"),
@@ -91,6 +92,7 @@ async def update(
     if "tools" in given:
         row.tools = dump(params.tools or [])
     if "tool_resources" in given:
+        await references.check_tool_resources(session, tenant, params.tool_resources)
         await vector_stores.create_requested_stores(session, tenant, params.tool_resources)
         row.tool_resources = dump(params.tool_resources)
     if "response_format" in given:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -20,6 +20,7 @@ from . import vector_stores
 from .clock import now
 from .models import FileRow
 from .pagination import PageQuery, fetch_page, page_of
+from .references import visible_files
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -43,13 +44,8 @@ def to_wire(row: FileRow) -> FileObject:
     )
 
 
-def _visible(tenant: str) -> list[ColumnElement[bool]]:
-    # An expired file is gone for its owner at once, whether or not its bytes have been cleared yet.
-    return [FileRow.tenant == tenant, or_(FileRow.expires_at.is_(None), FileRow.expires_at > now())]
-
-
 async def get_row(session: AsyncSession, tenant: str, file_id: str) -> FileRow:
-    row = await session.scalar(select(FileRow).where(FileRow.id == file_id, *_visible(tenant)))
+    row = await session.scalar(select(FileRow).where(FileRow.id == file_id, *visible_files(tenant)))
     if row is None:
         raise NotFoundError(f"No file found with id '{file_id}'.", param="file_id")
     return row
@@ -110,8 +106,7 @@ async def remove(session: AsyncSession, tenant: str, file_id: str) -> FileRow:
 async def list_page(
     session: AsyncSession, tenant: str, query: PageQuery, purpose: str | None = None
 ) -> ListPage[FileObject]:
-    filters = _visible(tenant)
-    if purpose is not None:
-        filters.append(FileRow.purpose == purpose)
-    rows, has_more = await fetch_page(session, FileRow, filters, query)
+    # ``purpose`` narrows the page only: a cursor may be any of the tenant's files.
+    narrowing = [] if purpose is None else [FileRow.purpose == purpose]
+    rows, has_more = await fetch_page(session, FileRow, visible_files(tenant), query, narrowing=narrowing)
     return page_of([to_wire(row) for row in rows], has_more)

@@ -9,7 +9,7 @@ from ..errors import NotFoundError
 from ..ids import new_id
 from ..protocol.common import DeletedObject, ListPage
 from ..protocol.messages import Message, MessageCreateParams, MessageUpdateParams, content_from_param
-from . import vector_stores
+from . import references, vector_stores
 from .clock import now
 from .detached import fetch_all, insert_rows, table_of
 from .jsonable import dump
@@ -45,8 +45,11 @@ async def insert(
     *,
     run_id: str | None = None,
     assistant_id: str | None = None,
+    at: str = "",
 ) -> MessageRow:
-    """Add a client-written message, complete as posted."""
+    """Add a client-written message, complete as posted (``at``: where the message is in the request body,
+    e.g. ``messages[0]``, to name the param of a file it names that is not the tenant's)."""
+    await references.check_message(session, tenant, params, at)
     created = now()
     row = MessageRow(
         id=new_id("msg"),
@@ -116,10 +119,10 @@ async def remove(session: AsyncSession, tenant: str, thread_id: str, message_id:
 async def list_page(
     session: AsyncSession, tenant: str, thread_id: str, query: PageQuery, run_id: str | None = None
 ) -> ListPage[Message]:
-    filters = [MessageRow.thread_id == thread_id, MessageRow.tenant == tenant]
-    if run_id is not None:
-        filters.append(MessageRow.run_id == run_id)
-    rows, has_more = await fetch_page(session, MessageRow, filters, query)
+    scope = [MessageRow.thread_id == thread_id, MessageRow.tenant == tenant]
+    # ``run_id`` narrows the page only: a cursor may be any message of the thread.
+    narrowing = [] if run_id is None else [MessageRow.run_id == run_id]
+    rows, has_more = await fetch_page(session, MessageRow, scope, query, narrowing=narrowing)
     return page_of([to_wire(row) for row in rows], has_more)
 
 

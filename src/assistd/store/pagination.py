@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -31,26 +32,39 @@ class PageQuery:
 
 
 async def _cursor_pk(
-    session: AsyncSession, model: Any, filters: list[ColumnElement[bool]], cursor: str, param: str
+    session: AsyncSession, model: Any, scope: Sequence[ColumnElement[bool]], cursor: str, param: str
 ) -> int:
-    pk = await session.scalar(select(model.pk).where(model.id == cursor, *filters))
+    pk = await session.scalar(select(model.pk).where(model.id == cursor, *scope))
     if pk is None:
         raise InvalidRequestError(f"No object found for cursor '{cursor}'.", param=param)
     return int(pk)
 
 
 async def fetch_page(
-    session: AsyncSession, model: type[RowT], filters: list[ColumnElement[bool]], query: PageQuery
+    session: AsyncSession,
+    model: type[RowT],
+    scope: Sequence[ColumnElement[bool]],
+    query: PageQuery,
+    *,
+    narrowing: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[RowT], bool]:
-    """Rows of ``model`` matching ``filters`` in list order, and whether more follow in that direction."""
+    """Rows of ``model`` in ``scope`` matching ``narrowing``, in list order, and whether more follow in
+    that direction.
+
+    ``scope`` is the collection itself (the tenant, the parent: a thread, a vector store, a batch): a
+    cursor must name one of its rows. ``narrowing`` are the list's filters (a run id, a purpose, a status):
+    they choose the page's rows but not the cursor's, because OpenAI pages from any object of the
+    collection; a client holding the id of a message outside ``run_id`` still gets the run's messages
+    after it.
+    """
     column: Any = model.pk  # type: ignore[attr-defined]
-    conditions = list(filters)
+    conditions = [*scope, *narrowing]
     descending = query.order == "desc"
     if query.after:
-        pk = await _cursor_pk(session, model, filters, query.after, "after")
+        pk = await _cursor_pk(session, model, scope, query.after, "after")
         conditions.append(column < pk if descending else column > pk)
     if query.before:
-        pk = await _cursor_pk(session, model, filters, query.before, "before")
+        pk = await _cursor_pk(session, model, scope, query.before, "before")
         conditions.append(column > pk if descending else column < pk)
     # With only ``before`` the page is the rows nearest that cursor: walk towards it, then flip.
     walk_back = bool(query.before) and not query.after

@@ -111,8 +111,8 @@ async def get_row_by_id(session: AsyncSession, run_id: str) -> RunRow | None:
 
 
 async def list_page(session: AsyncSession, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:
-    filters = [RunRow.thread_id == thread_id, RunRow.tenant == tenant]
-    rows, has_more = await fetch_page(session, RunRow, filters, query)
+    scope = [RunRow.thread_id == thread_id, RunRow.tenant == tenant]
+    rows, has_more = await fetch_page(session, RunRow, scope, query)
     return page_of([to_wire(row) for row in rows], has_more)
 
 
@@ -192,8 +192,8 @@ async def steps_of(session: AsyncSession, run_id: str) -> list[RunStepRow]:
 async def list_steps_page(
     session: AsyncSession, tenant: str, run_id: str, query: PageQuery, include_content: bool
 ) -> ListPage[RunStep]:
-    filters = [RunStepRow.run_id == run_id, RunStepRow.tenant == tenant]
-    rows, has_more = await fetch_page(session, RunStepRow, filters, query)
+    scope = [RunStepRow.run_id == run_id, RunStepRow.tenant == tenant]
+    rows, has_more = await fetch_page(session, RunStepRow, scope, query)
     return page_of([step_to_wire(row, include_content) for row in rows], has_more)
 
 

@@ -10,7 +10,7 @@ from ..errors import ConflictError, NotFoundError
 from ..ids import new_id
 from ..protocol.common import DeletedObject, ListPage, ToolResources
 from ..protocol.threads import Thread, ThreadCreateParams, ThreadUpdateParams
-from . import messages, vector_stores
+from . import messages, references, vector_stores
 from .clock import now
 from .detached import fetch_owned, insert_rows, owned, table_of
 from .jsonable import dump
@@ -43,8 +43,18 @@ async def get_row(session: AsyncSession, tenant: str, thread_id: str) -> ThreadR
     return row
 
 
-async def create(session: AsyncSession, tenant: str, params: ThreadCreateParams) -> Thread:
-    await vector_stores.create_requested_stores(session, tenant, params.tool_resources)
+async def create(
+    session: AsyncSession,
+    tenant: str,
+    params: ThreadCreateParams,
+    *,
+    messages_at: str = "messages",
+    resources_at: str = "tool_resources",
+) -> Thread:
+    """A thread with its messages; ``messages_at`` and ``resources_at`` say where those are in the request
+    body (create_and_run nests them in ``thread``), to name the param of an id that is not the tenant's."""
+    await references.check_tool_resources(session, tenant, params.tool_resources, resources_at)
+    await vector_stores.create_requested_stores(session, tenant, params.tool_resources, resources_at)
     row = ThreadRow(
         id=new_id("thread"),
         tenant=tenant,
@@ -53,14 +63,15 @@ async def create(session: AsyncSession, tenant: str, params: ThreadCreateParams)
         meta=params.metadata or {},
     )
     await insert_rows(session, row)
-    for message in params.messages:
-        await messages.insert(session, tenant, row.id, message)
+    for index, message in enumerate(params.messages):
+        await messages.insert(session, tenant, row.id, message, at=f"{messages_at}[{index}]")
     return to_wire(row)
 
 
 async def update(session: AsyncSession, tenant: str, thread_id: str, params: ThreadUpdateParams) -> Thread:
     row = await get_row(session, tenant, thread_id)
     if "tool_resources" in params.model_fields_set:
+        await references.check_tool_resources(session, tenant, params.tool_resources)
         await vector_stores.create_requested_stores(session, tenant, params.tool_resources)
         row.tool_resources = dump(params.tool_resources)
     if "metadata" in params.model_fields_set:

@@ -24,12 +24,12 @@ from ..protocol.vector_stores import (
     VectorStoreUpdateParams,
     resolved_chunking,
 )
+from . import references
 from .clock import now
 from .jobs import INGESTION
 from .models import (
     ChunkRow,
     FileBatchRow,
-    FileRow,
     IngestJobRow,
     ThreadRow,
     VectorStoreFileRow,
@@ -118,7 +118,11 @@ def _expiry(expires_after: dict[str, Any] | None, last_active_at: int) -> int | 
     return last_active_at + int(expires_after["days"]) * DAY if expires_after else None
 
 
-async def create(session: AsyncSession, tenant: str, params: VectorStoreCreateParams) -> VectorStoreRow:
+async def create(
+    session: AsyncSession, tenant: str, params: VectorStoreCreateParams, at: str = "file_ids"
+) -> VectorStoreRow:
+    """A store with ``params.file_ids`` queued for ingestion (``at``: where those are in the body)."""
+    await references.require_files(session, tenant, references.indexed(params.file_ids, at))
     created = now()
     expires_after = params.expires_after.model_dump() if params.expires_after else None
     row = VectorStoreRow(
@@ -136,7 +140,7 @@ async def create(session: AsyncSession, tenant: str, params: VectorStoreCreatePa
     session.add(row)
     await session.flush()
     for file_id in dict.fromkeys(params.file_ids):
-        await attach_file(session, tenant, row, file_id, None, params.chunking_strategy, param="file_ids")
+        await attach_file(session, tenant, row, file_id, None, params.chunking_strategy, param=at)
     return row
 
 
@@ -225,9 +229,7 @@ async def attach_file(
     param: str = "file_id",
 ) -> VectorStoreFileRow:
     """Add an uploaded file to a store and queue its ingestion; a file already there is returned as is."""
-    found = await session.scalar(select(FileRow.id).where(FileRow.id == file_id, FileRow.tenant == tenant))
-    if found is None:
-        raise InvalidRequestError(f"No file found with id '{file_id}'.", param=param)
+    await references.require_files(session, tenant, [(file_id, param)])
     existing = await session.scalar(
         select(VectorStoreFileRow).where(
             VectorStoreFileRow.vector_store_id == store.id, VectorStoreFileRow.file_id == file_id
@@ -282,12 +284,13 @@ async def list_files(
     status: str | None,
     batch_id: str | None = None,
 ) -> ListPage[VectorStoreFile]:
-    filters = [VectorStoreFileRow.vector_store_id == vector_store_id]
-    if status is not None:
-        filters.append(VectorStoreFileRow.status == status)
+    # The collection is the store's files, or a batch's: a cursor must be one of them. ``status`` (the
+    # ``filter`` parameter) narrows the page only.
+    scope = [VectorStoreFileRow.vector_store_id == vector_store_id]
     if batch_id is not None:
-        filters.append(VectorStoreFileRow.batch_id == batch_id)
-    rows, has_more = await fetch_page(session, VectorStoreFileRow, filters, query)
+        scope.append(VectorStoreFileRow.batch_id == batch_id)
+    narrowing = [] if status is None else [VectorStoreFileRow.status == status]
+    rows, has_more = await fetch_page(session, VectorStoreFileRow, scope, query, narrowing=narrowing)
     return page_of([file_to_wire(row) for row in rows], has_more)
 
 
@@ -420,9 +423,10 @@ async def attach_to_thread(session: AsyncSession, tenant: str, thread_id: str, f
 
 
 async def create_requested_stores(
-    session: AsyncSession, tenant: str, resources: ToolResources | None
+    session: AsyncSession, tenant: str, resources: ToolResources | None, at: str = "tool_resources"
 ) -> None:
-    """``tool_resources.file_search.vector_stores``: stores to make from files, named by their new ids."""
+    """``tool_resources.file_search.vector_stores``: stores to make from files, named by their new ids
+    (``at``: where ``resources`` are in the request body)."""
     search = resources.file_search if resources is not None else None
     if search is None or not search.vector_stores:
         return
@@ -431,9 +435,9 @@ async def create_requested_stores(
             params = VectorStoreCreateParams.model_validate(spec)
         except ValidationError as exc:
             raise InvalidRequestError(
-                f"Invalid vector store in 'tool_resources.file_search.vector_stores[{index}]'.",
-                param=f"tool_resources.file_search.vector_stores[{index}]",
+                f"Invalid vector store in '{at}.file_search.vector_stores[{index}]'.",
+                param=f"{at}.file_search.vector_stores[{index}]",
             ) from exc
-        row = await create(session, tenant, params)
+        row = await create(session, tenant, params, at=f"{at}.file_search.vector_stores[{index}].file_ids")
         search.vector_store_ids.append(row.id)
     search.vector_stores = None
