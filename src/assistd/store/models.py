@@ -275,3 +275,29 @@ class AskDefaultRow(Base):
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     assistant_id: Mapped[str] = mapped_column(String(64))
+
+
+class RunEventRow(Base):
+    """One event of a run's stream, in the order its ``seq`` gives: the log every replica reads a run's
+    events from, so a stream or a long poll can be served by a process other than the one executing the
+    run, and a client that reconnects can resume after the last ``seq`` it saw."""
+
+    __tablename__ = "run_events"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    event: Mapped[str] = mapped_column(String(64))
+    # The event's JSON as the stream sends it: written once, never parsed on the way out.
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class RunEventHeadRow(Base):
+    """The last ``seq`` given out for a run. Its row lock is what orders two writers of one run's events
+    (the worker executing it, a replica cancelling it): the second waits for the first to commit, then
+    numbers after it, so a reader never sees a later seq before an earlier one."""
+
+    __tablename__ = "run_event_heads"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)

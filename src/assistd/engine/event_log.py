@@ -1,0 +1,280 @@
+"""The run event bus over the database's event log: one mechanism for one process, several processes and
+several hosts.
+
+A writer appends a run's events to ``run_events`` in its transaction (``record``) and, once that commits,
+hands them to this process's listeners at once (``deliver``). Every other process learns of them by a
+wake-up: a PostgreSQL NOTIFY carrying only the run id and the new seq (see ``store.run_events``), or, on
+SQLite, a look at the log's heads every ``poll_seconds``. A woken process reads the events it has not
+delivered yet, in seq order, once for all of its listeners of that run.
+
+A listener attached with ``after=N`` first gets the run's events after seq N from the log: a stream that
+reconnects to another replica resumes where it stopped.
+
+LISTEN needs a connection of its own for as long as the process runs: through PgBouncer that must be a
+direct or session-pooled connection (transaction pooling drops LISTEN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..store import run_events
+from ..store.database import Database
+from ..store.run_events import LoggedEvent
+from .events import StreamEvent
+
+log = logging.getLogger(__name__)
+
+# How often the LISTEN connection is checked (a dead one is replaced, and every followed run read).
+_LISTEN_CHECK_SECONDS = 2.0
+
+# One event of a run as a listener receives it: its place in the run's log, and the event.
+Sequenced = tuple[int, StreamEvent]
+
+
+def encode(event: StreamEvent) -> tuple[str, str]:
+    data = event.data
+    return event.event, data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data)
+
+
+class LogSubscription:
+    """A listener's queue of the events of the runs it is attached to, each run's in seq order."""
+
+    def __init__(self, bus: LogBus) -> None:
+        self._bus = bus
+        self._runs: dict[str, int] = {}  # run id → the last seq handed to this listener
+        self.queue: asyncio.Queue[Sequenced] = asyncio.Queue()
+
+    async def attach(self, run_id: str, after: int | None = None) -> None:
+        """Listen to ``run_id`` from the event after seq ``after``; None: from the events written after
+        this call (the head is read first)."""
+        if after is None:
+            async with self._bus.db.read() as session:
+                after = (await run_events.heads(session, [run_id])).get(run_id, 0)
+        self._runs[run_id] = after
+        self._bus._follow(run_id, self)
+
+    def last_seq(self, run_id: str) -> int:
+        return self._runs.get(run_id, 0)
+
+    def _offer(self, run_id: str, events: Sequence[Sequenced]) -> bool:
+        """Take the events that continue this listener's run gaplessly; False when a gap came first
+        (another process wrote the seqs between, not read yet), so the log must be read."""
+        last = self._runs.get(run_id)
+        if last is None:
+            return True
+        for seq, event in events:
+            if seq <= last:
+                continue
+            if seq != last + 1:
+                self._runs[run_id] = last
+                return False
+            self.queue.put_nowait((seq, event))
+            last = seq
+        self._runs[run_id] = last
+        return True
+
+    def close(self) -> None:
+        for run_id in self._runs:
+            self._bus._unfollow(run_id, self)
+        self._runs.clear()
+
+    async def get(self) -> Sequenced:
+        return await self.queue.get()
+
+
+@dataclass
+class _Followed:
+    """A run this process has listeners for, and its reader's state."""
+
+    listeners: set[LogSubscription] = field(default_factory=set)
+    head: int = 0  # the highest seq known to exist (from wake-ups and this process's writes)
+    reading: asyncio.Task[None] | None = None
+    again: bool = False  # a wake-up came while reading: read once more after
+
+
+class LogBus:
+    """Run events through the database (see the module's docstring)."""
+
+    def __init__(self, db: Database, *, poll_seconds: float = 0.05, safety_poll_seconds: float = 1.0) -> None:
+        self.db = db
+        self._followed: dict[str, _Followed] = {}
+        self._poll_seconds = poll_seconds
+        # PostgreSQL: a slow look at the heads as well, for a wake-up missed while LISTEN reconnected.
+        self._safety_poll_seconds = safety_poll_seconds
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listen_connection: Any = None
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.db.is_sqlite:
+            self._tasks.append(asyncio.create_task(self._poll_heads(self._poll_seconds)))
+        else:
+            self._tasks.append(asyncio.create_task(self._listen()))
+            self._tasks.append(asyncio.create_task(self._poll_heads(self._safety_poll_seconds)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for followed in self._followed.values():
+            if followed.reading is not None:
+                followed.reading.cancel()
+                self._tasks.append(followed.reading)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # Writing ------------------------------------------------------------------------------------
+
+    async def record(
+        self, session: AsyncSession, run_id: str, events: Sequence[StreamEvent]
+    ) -> list[Sequenced]:
+        """Append ``events`` to ``run_id``'s log in ``session``'s transaction; pass what this returns to
+        ``deliver`` once the transaction has committed (not before: a rollback would have listeners see
+        events that never happened)."""
+        logged = await run_events.append(session, run_id, [encode(event) for event in events])
+        return [(entry.seq, event) for entry, event in zip(logged, events, strict=True)]
+
+    def deliver(self, run_id: str, events: Sequence[Sequenced]) -> None:
+        """Hand committed events to this process's listeners, without reading them back."""
+        followed = self._followed.get(run_id)
+        if followed is None or not events:
+            return
+        followed.head = max(followed.head, events[-1][0])
+        gapped = False
+        for listener in list(followed.listeners):
+            gapped = not listener._offer(run_id, events) or gapped
+        if gapped:
+            self._wake(run_id, None)
+
+    async def publish(self, run_id: str, *events: StreamEvent) -> None:
+        """Append and deliver ``events`` in a transaction of their own."""
+        async with self.db.write() as session:
+            sequenced = await self.record(session, run_id, events)
+        self.deliver(run_id, sequenced)
+
+    # Listening ----------------------------------------------------------------------------------
+
+    def subscription(self) -> LogSubscription:
+        return LogSubscription(self)
+
+    def listened(self, run_id: str) -> bool:
+        followed = self._followed.get(run_id)
+        return followed is not None and bool(followed.listeners)
+
+    def _follow(self, run_id: str, listener: LogSubscription) -> None:
+        followed = self._followed.setdefault(run_id, _Followed())
+        followed.listeners.add(listener)
+        # It may start behind the others (a resume): read what it lacks.
+        self._wake(run_id, None)
+
+    def _unfollow(self, run_id: str, listener: LogSubscription) -> None:
+        followed = self._followed.get(run_id)
+        if followed is None:
+            return
+        followed.listeners.discard(listener)
+        if not followed.listeners:
+            if followed.reading is not None:
+                followed.reading.cancel()
+            del self._followed[run_id]
+
+    def _wake(self, run_id: str, seq: int | None) -> None:
+        """``run_id``'s log has grown to ``seq`` (None: it may have): read it if a listener lacks events."""
+        followed = self._followed.get(run_id)
+        if followed is None:
+            return
+        if seq is not None:
+            if seq <= min((listener.last_seq(run_id) for listener in followed.listeners), default=seq):
+                return  # an echo of this process's own write, or a wake-up already read
+            followed.head = max(followed.head, seq)
+        if followed.reading is not None and not followed.reading.done():
+            followed.again = True
+            return
+        followed.reading = asyncio.create_task(self._read(run_id, followed))
+
+    async def _read(self, run_id: str, followed: _Followed) -> None:
+        while True:
+            followed.again = False
+            after = min((listener.last_seq(run_id) for listener in followed.listeners), default=None)
+            if after is None:
+                return
+            try:
+                async with self.db.read() as session:
+                    logged = await run_events.read_after(session, run_id, after)
+            except Exception:
+                log.warning("could not read the events of run %s; retrying", run_id, exc_info=True)
+                await asyncio.sleep(self._poll_seconds)
+                continue
+            if logged:
+                self.deliver(run_id, [(entry.seq, decode(entry)) for entry in logged])
+                if len(logged) == 1000:
+                    continue  # a page: there may be more
+            if not followed.again:
+                return
+
+    async def _poll_heads(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            if not self._followed:
+                continue
+            try:
+                async with self.db.read() as session:
+                    found = await run_events.heads(session, list(self._followed))
+            except Exception:
+                log.warning("could not read the run event heads", exc_info=True)
+                continue
+            for run_id, seq in found.items():
+                self._wake(run_id, seq)
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection, reconnecting after a failure; after each (re)connect every followed
+        run is read, for the wake-ups sent while no connection listened."""
+        import asyncpg  # type: ignore[import-untyped]
+
+        url = make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        delay = 0.1
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(url, timeout=10)
+                await connection.add_listener(run_events.CHANNEL, self._notified)
+                self._listen_connection = connection
+                delay = 0.1
+                for run_id in list(self._followed):
+                    self._wake(run_id, None)
+                # An idle connection whose peer vanished is only noticed by using it.
+                while True:
+                    await asyncio.sleep(_LISTEN_CHECK_SECONDS)
+                    await connection.fetchval("SELECT 1", timeout=_LISTEN_CHECK_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("run event LISTEN connection failed; reconnecting in %.1fs", delay, exc_info=True)
+            finally:
+                self._listen_connection = None
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=1)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        run_id, _, seq = payload.partition(" ")
+        try:
+            self._wake(run_id, int(seq))
+        except ValueError:
+            log.warning("unreadable run event wake-up %r", payload)
+
+
+def decode(entry: LoggedEvent) -> StreamEvent:
+    return StreamEvent(entry.event, json.loads(entry.data))

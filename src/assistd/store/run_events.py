@@ -1,0 +1,120 @@
+"""The run event log: append a run's events with gap-free, per-run sequence numbers, read them back after
+a given one, and prune runs that ended long ago.
+
+On PostgreSQL each append also queues a NOTIFY on ``CHANNEL`` carrying ``"<run_id> <last seq>"``, sent by
+the server when the transaction commits. It is only a wake-up: readers fetch the events themselves, so a
+payload never nears NOTIFY's 8,000-byte limit, and a lost wake-up delays a reader, it does not lose it
+events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import RunEventHeadRow, RunEventRow, RunRow
+
+CHANNEL = "assistd_run_events"
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    seq: int
+    event: str
+    data: str  # the event's JSON
+
+
+def _upsert(dialect: str) -> Any:
+    # Both dialects' INSERT ... ON CONFLICT DO UPDATE ... RETURNING; SQLAlchemy has it per dialect only.
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def allocate(session: AsyncSession, run_id: str, count: int) -> int:
+    """Reserve ``count`` seqs for ``run_id``; the first of them. The head row stays locked until the
+    transaction ends, so a second writer of the same run numbers after this one commits."""
+    dialect = session.get_bind().dialect.name
+    statement = (
+        _upsert(dialect)(RunEventHeadRow)
+        .values(run_id=run_id, seq=count)
+        .on_conflict_do_update(index_elements=["run_id"], set_={"seq": RunEventHeadRow.seq + count})
+        .returning(RunEventHeadRow.seq)
+    )
+    last = int((await session.execute(statement)).scalar_one())
+    return last - count + 1
+
+
+async def append(session: AsyncSession, run_id: str, events: Sequence[tuple[str, str]]) -> list[LoggedEvent]:
+    """Write ``events`` (name, JSON) as the next of ``run_id``'s log, in the session's transaction; what
+    was written, with seqs. Readers see them, and are woken, when the transaction commits."""
+    if not events:
+        return []
+    first = await allocate(session, run_id, len(events))
+    logged = [LoggedEvent(first + n, name, data) for n, (name, data) in enumerate(events)]
+    at = time.time()
+    await session.execute(
+        insert(RunEventRow),
+        [
+            {"run_id": run_id, "seq": e.seq, "event": e.event, "data": e.data, "created_at": at}
+            for e in logged
+        ],
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": f"{run_id} {logged[-1].seq}"},
+        )
+    return logged
+
+
+async def read_after(session: AsyncSession, run_id: str, after: int, limit: int = 1000) -> list[LoggedEvent]:
+    """``run_id``'s events with seq above ``after``, oldest first, at most ``limit``."""
+    rows = await session.execute(
+        select(RunEventRow.seq, RunEventRow.event, RunEventRow.data)
+        .where(RunEventRow.run_id == run_id, RunEventRow.seq > after)
+        .order_by(RunEventRow.seq)
+        .limit(limit)
+    )
+    return [LoggedEvent(int(seq), event, data) for seq, event, data in rows.all()]
+
+
+async def heads(session: AsyncSession, run_ids: Collection[str]) -> dict[str, int]:
+    """The last seq written for each of ``run_ids`` that has any (one query, for pollers)."""
+    if not run_ids:
+        return {}
+    rows = await session.execute(
+        select(RunEventHeadRow.run_id, RunEventHeadRow.seq).where(RunEventHeadRow.run_id.in_(run_ids))
+    )
+    return {run_id: int(seq) for run_id, seq in rows.all()}
+
+
+async def prune(session: AsyncSession, older_than: float, terminal: Collection[str]) -> int:
+    """Delete the logs of runs whose last event is older than ``older_than`` (a time.time()) and that
+    have ended (their status is in ``terminal``) or are gone (their thread was deleted); how many events
+    went. A run waiting for tool outputs keeps its log however old, since its stream is not over."""
+    quiet = (
+        select(RunEventRow.run_id)
+        .group_by(RunEventRow.run_id)
+        .having(func.max(RunEventRow.created_at) < older_than)
+    )
+    ended = or_(
+        exists().where(and_(RunRow.id == RunEventRow.run_id, RunRow.status.in_(terminal))),
+        ~exists().where(RunRow.id == RunEventRow.run_id),
+    )
+    stale = list(
+        (
+            await session.scalars(
+                select(RunEventRow.run_id).where(RunEventRow.run_id.in_(quiet), ended).distinct()
+            )
+        ).all()
+    )
+    if not stale:
+        return 0
+    result = await session.execute(delete(RunEventRow).where(RunEventRow.run_id.in_(stale)))
+    await session.execute(delete(RunEventHeadRow).where(RunEventHeadRow.run_id.in_(stale)))
+    return int(result.rowcount)  # type: ignore[attr-defined]

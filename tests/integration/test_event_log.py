@@ -1,0 +1,178 @@
+"""The run event log and the bus over it, on the real database (SQLite, or PostgreSQL in the PG pass).
+
+Two ``LogBus`` instances on two ``Database`` engines stand for two processes: nothing passes between them
+but the database (NOTIFY on PostgreSQL, polled heads on SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from assistd.engine.event_log import LogBus, LogSubscription, Sequenced
+from assistd.engine.events import StreamEvent
+from assistd.store import run_events
+from assistd.store.database import Database
+from assistd.store.models import RunRow
+from conftest import Databases
+
+
+def _delta(n: int) -> StreamEvent:
+    return StreamEvent("thread.message.delta", {"id": "msg_x", "delta": {"n": n}})
+
+
+async def _take(listener: LogSubscription, count: int, seconds: float = 10.0) -> list[Sequenced]:
+    got: list[Sequenced] = []
+    async with asyncio.timeout(seconds):
+        while len(got) < count:
+            got.append(await listener.get())
+    return got
+
+
+def _numbers(events: list[Sequenced]) -> list[int]:
+    return [int(event.data["delta"]["n"]) for _, event in events]  # type: ignore[index]
+
+
+@pytest.fixture
+def url(databases: Databases) -> str:
+    url = databases.new()
+
+    async def migrate() -> None:
+        db = Database(url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(migrate())
+    return url
+
+
+def _run(scenario: Callable[..., Coroutine[Any, Any, None]], url: str) -> None:
+    async def main() -> None:
+        dbs = [Database(url), Database(url)]
+        buses = [LogBus(db) for db in dbs]
+        for bus in buses:
+            await bus.start()
+        try:
+            await scenario(*buses)
+        finally:
+            for bus in buses:
+                await bus.close()
+            for db in dbs:
+                await db.close()
+
+    asyncio.run(main())
+
+
+def test_events_written_by_one_process_reach_another_in_order(url: str) -> None:
+    async def scenario(writer: LogBus, reader: LogBus) -> None:
+        listener = reader.subscription()
+        await listener.attach("run_a", after=0)
+        for n in range(0, 60, 3):
+            await writer.publish("run_a", _delta(n), _delta(n + 1), _delta(n + 2))
+        got = await _take(listener, 60)
+        assert [seq for seq, _ in got] == list(range(1, 61))
+        assert _numbers(got) == list(range(60))
+        listener.close()
+
+    _run(scenario, url)
+
+
+def test_a_listener_attached_without_a_seq_gets_only_what_comes_after(url: str) -> None:
+    async def scenario(writer: LogBus, reader: LogBus) -> None:
+        await writer.publish("run_b", _delta(0), _delta(1))
+        listener = reader.subscription()
+        await listener.attach("run_b")
+        await writer.publish("run_b", _delta(2))
+        assert _numbers(await _take(listener, 1)) == [2]
+        await asyncio.sleep(0.3)
+        assert listener.queue.empty()
+        listener.close()
+
+    _run(scenario, url)
+
+
+def test_a_resumed_listener_gets_the_events_after_its_seq_then_live_ones(url: str) -> None:
+    async def scenario(writer: LogBus, reader: LogBus) -> None:
+        await writer.publish("run_c", *[_delta(n) for n in range(10)])
+        early = reader.subscription()
+        await early.attach("run_c", after=0)
+        assert _numbers(await _take(early, 10)) == list(range(10))
+        resumed = reader.subscription()
+        await resumed.attach("run_c", after=7)  # it saw seqs 1..7 elsewhere
+        await writer.publish("run_c", _delta(10))
+        assert _numbers(await _take(resumed, 4)) == [7, 8, 9, 10]
+        assert _numbers(await _take(early, 1)) == [10]
+        early.close()
+        resumed.close()
+
+    _run(scenario, url)
+
+
+def test_two_writers_of_one_run_never_share_or_skip_a_seq(url: str) -> None:
+    async def scenario(one: LogBus, two: LogBus) -> None:
+        listener = one.subscription()
+        await listener.attach("run_d", after=0)
+
+        async def write(bus: LogBus, start: int) -> None:
+            for n in range(start, start + 40):
+                await bus.publish("run_d", _delta(n))
+
+        await asyncio.gather(write(one, 0), write(two, 1000))
+        got = await _take(listener, 80)
+        assert [seq for seq, _ in got] == list(range(1, 81))
+        numbers = _numbers(got)
+        # Each writer's own events stay in its order.
+        assert [n for n in numbers if n < 1000] == list(range(40))
+        assert [n for n in numbers if n >= 1000] == list(range(1000, 1040))
+        listener.close()
+
+    _run(scenario, url)
+
+
+def _run_row(run_id: str, status: str) -> RunRow:
+    return RunRow(
+        id=run_id,
+        tenant="t",
+        created_at=0,
+        meta={},
+        thread_id="thread_x",
+        assistant_id="asst_x",
+        status=status,
+        model="m",
+        instructions="",
+        tools=[],
+        truncation_strategy={"type": "auto"},
+        tool_choice="auto",
+        parallel_tool_calls=True,
+        response_format="auto",
+    )
+
+
+def test_prune_drops_ended_and_orphaned_runs_logs_past_retention_only(url: str) -> None:
+    async def scenario(bus: LogBus, _other: LogBus) -> None:
+        async with bus.db.write() as session:
+            session.add_all([_run_row("run_done", "completed"), _run_row("run_waiting", "requires_action")])
+        for run_id in ("run_done", "run_waiting", "run_gone"):
+            await bus.publish(run_id, _delta(0), _delta(1))
+        async with bus.db.write() as session:
+            assert await run_events.prune(session, time.time() - 60, {"completed"}) == 0
+            pruned = await run_events.prune(session, time.time() + 1, {"completed"})
+        assert pruned == 4
+        async with bus.db.read() as session:
+            left = {
+                run_id: await run_events.read_after(session, run_id, 0)
+                for run_id in ("run_done", "run_waiting", "run_gone")
+            }
+        assert {run_id: len(events) for run_id, events in left.items()} == {
+            "run_done": 0,
+            "run_waiting": 2,
+            "run_gone": 0,
+        }
+
+    _run(scenario, url)
