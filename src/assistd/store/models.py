@@ -301,3 +301,26 @@ class RunEventHeadRow(Base):
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
+
+
+class BlobRow(Base):
+    """A file's bytes kept in the database (``DatabaseFileStorage``), so every host can read them. The
+    row is written first, ``complete`` false; its chunks follow in transactions of their own (an upload
+    never holds one transaction open); ``complete`` turns true with the last. Readers only see complete
+    blobs; an upload that died leaves an incomplete one for the maintenance sweep."""
+
+    __tablename__ = "blobs"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class BlobChunkRow(Base):
+    __tablename__ = "blob_chunks"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
