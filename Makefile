@@ -30,7 +30,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test-sqlite: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not postgres_only" $(PYTEST_ARGS)
 
 # The same suite on PostgreSQL when a server answers at PG_URL; reported, not failed, when none does.
 test-postgres: install

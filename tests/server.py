@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from hosts import Host
+
 KEYS = ("sk-test-alpha", "sk-test-beta")
 
 
@@ -22,17 +24,28 @@ def free_port() -> int:
 
 
 class AssistdServer:
-    def __init__(self, data_dir: Path, database_url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        *,
+        host: Host | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.extra_env = env or {}
-        self.port = free_port()
+        # On a test host (a network namespace): reached at its address, any port is free there.
+        self.host = host
+        self.args = args
+        self.port = free_port() if host is None else 8000
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host.address if self.host else '127.0.0.1'}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -49,8 +62,11 @@ class AssistdServer:
             **self.extra_env,
         }
         log = self.log_path.open("ab")
+        argv = [sys.executable, "-m", "assistd", "serve", "--port", str(self.port), "--log-level", "warning"]
+        if self.host is not None:
+            argv = self.host.command([*argv, "--host", self.host.address])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "assistd", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [*argv, *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
