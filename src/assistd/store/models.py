@@ -324,3 +324,16 @@ class BlobChunkRow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RateBucketRow(Base):
+    """A token bucket of the request rate limit, shared by every replica: one row per limited key, read
+    and refilled in the same UPSERT that spends from it."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    # Whether the last request got a token: the UPSERT's RETURNING cannot tell it from ``tokens`` alone.
+    granted: Mapped[bool] = mapped_column(Boolean)
