@@ -337,3 +337,18 @@ class RateBucketRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     # Whether the last request got a token: the UPSERT's RETURNING cannot tell it from ``tokens`` alone.
     granted: Mapped[bool] = mapped_column(Boolean)
+
+
+class ProcessRow(Base):
+    """A live assistd process (an API replica, a worker, or both), refreshed by its heartbeat: what lets
+    the others see who is there, share what must be shared (the upstream's concurrency), and notice who
+    is gone (a row not seen for a lease time)."""
+
+    __tablename__ = "processes"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # "api", "worker" or "both"
+    started_at: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[float] = mapped_column(Float)
