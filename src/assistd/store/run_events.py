@@ -49,9 +49,13 @@ async def allocate(session: AsyncSession, run_id: str, count: int) -> int:
     return last - count + 1
 
 
-async def append(session: AsyncSession, run_id: str, events: Sequence[tuple[str, str]]) -> list[LoggedEvent]:
+async def append(
+    session: AsyncSession, run_id: str, events: Sequence[tuple[str, str]], *, wake: bool = True
+) -> list[LoggedEvent]:
     """Write ``events`` (name, JSON) as the next of ``run_id``'s log, in the session's transaction; what
-    was written, with seqs. Readers see them, and are woken, when the transaction commits."""
+    was written, with seqs. Readers see them, and are woken, when the transaction commits. ``wake=False``
+    leaves out the NOTIFY: for measuring what it costs (bench/event_log.py), and for writers whose readers
+    poll."""
     if not events:
         return []
     first = await allocate(session, run_id, len(events))
@@ -64,7 +68,7 @@ async def append(session: AsyncSession, run_id: str, events: Sequence[tuple[str,
             for e in logged
         ],
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if wake and session.get_bind().dialect.name == "postgresql":
         await session.execute(
             text("SELECT pg_notify(:channel, :payload)"),
             {"channel": CHANNEL, "payload": f"{run_id} {logged[-1].seq}"},
