@@ -176,3 +176,30 @@ def test_prune_drops_ended_and_orphaned_runs_logs_past_retention_only(url: str) 
         }
 
     _run(scenario, url)
+
+
+def test_queued_deltas_are_batched_and_stay_before_what_follows_a_settle(url: str) -> None:
+    async def scenario(writer: LogBus, reader: LogBus) -> None:
+        runs = [f"run_soon_{n}" for n in range(5)]
+        listeners = {}
+        for run_id in runs:
+            listeners[run_id] = reader.subscription()
+            await listeners[run_id].attach(run_id, after=0)
+        for n in range(50):
+            for run_id in runs:
+                writer.soon(run_id, _delta(n))
+            if n % 10 == 0:
+                await asyncio.sleep(0)  # let a flush start while more are queued
+        for run_id in runs:
+            await writer.settle(run_id)
+            await writer.publish(run_id, StreamEvent("thread.run.completed", {"id": run_id}))
+        for run_id in runs:
+            got = await _take(listeners[run_id], 51)
+            assert [seq for seq, _ in got] == list(range(1, 52))
+            assert _numbers(got[:50]) == list(range(50))
+            assert got[50][1].event == "thread.run.completed"
+            listeners[run_id].close()
+        async with writer.db.read() as session:
+            assert len(await run_events.read_after(session, runs[0], 0)) == 51
+
+    _run(scenario, url)

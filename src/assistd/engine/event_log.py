@@ -106,8 +106,21 @@ class _Followed:
 class LogBus:
     """Run events through the database (see the module's docstring)."""
 
-    def __init__(self, db: Database, *, poll_seconds: float = 0.05, safety_poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_seconds: float = 0.05,
+        safety_poll_seconds: float = 1.0,
+        flush_seconds: float = 0.005,
+    ) -> None:
         self.db = db
+        self._pending: dict[str, list[StreamEvent]] = {}
+        self._flushing: dict[str, list[StreamEvent]] = {}
+        self._flush_wanted = asyncio.Event()
+        self._flushed = asyncio.Event()
+        # How long a flush waits for more deltas to join it once one is queued.
+        self._flush_seconds = flush_seconds
         self._followed: dict[str, _Followed] = {}
         self._poll_seconds = poll_seconds
         # PostgreSQL: a slow look at the heads as well, for a wake-up missed while LISTEN reconnected.
@@ -118,6 +131,7 @@ class LogBus:
     # Lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._flush_loop()))
         if self.db.is_sqlite:
             self._tasks.append(asyncio.create_task(self._poll_heads(self._poll_seconds)))
         else:
@@ -127,6 +141,15 @@ class LogBus:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._pending:
+            # Deltas queued at shutdown are written once more, not retried: the run is handed back anyway.
+            taken, self._pending = self._pending, {}
+            try:
+                async with self.db.write() as session:
+                    for run_id in sorted(taken):
+                        await self.record(session, run_id, taken[run_id])
+            except Exception:
+                log.warning("run events queued at shutdown were not written", exc_info=True)
         for followed in self._followed.values():
             if followed.reading is not None:
                 followed.reading.cancel()
@@ -162,6 +185,54 @@ class LogBus:
         async with self.db.write() as session:
             sequenced = await self.record(session, run_id, events)
         self.deliver(run_id, sequenced)
+
+    def soon(self, run_id: str, *events: StreamEvent) -> None:
+        """Queue ``events`` (a run's text deltas) for the next flush, which writes what every run queued
+        meanwhile in one transaction: a transaction per delta would cap a database at a few hundred
+        deltas a second (bench/event_log.py). Before a writer records more of the run's events, it
+        ``settle``s the run, so the log keeps the order they were made in."""
+        self._pending.setdefault(run_id, []).extend(events)
+        self._flush_wanted.set()
+
+    async def settle(self, run_id: str) -> None:
+        """Until ``run_id``'s queued events are written and delivered."""
+        while run_id in self._pending or run_id in self._flushing:
+            self._flush_wanted.set()
+            await self._flushed.wait()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            # Deltas arriving while one flush runs wait for the next: batches grow with the load.
+            self._flush_wanted.clear()
+            await asyncio.sleep(self._flush_seconds)
+            taken, self._pending = self._pending, {}
+            if not taken:
+                continue
+            self._flushing = taken
+            try:
+                written = await self._write(taken)
+            finally:
+                self._flushing = {}
+                flushed, self._flushed = self._flushed, asyncio.Event()
+                flushed.set()
+            for run_id, sequenced in written.items():
+                self.deliver(run_id, sequenced)
+
+    async def _write(self, taken: dict[str, list[StreamEvent]]) -> dict[str, list[Sequenced]]:
+        """Write queued events, retrying after a failure (a delta is not dropped for a database hiccup);
+        runs in a fixed order, so two processes' flushes lock the runs' heads without deadlock."""
+        delay = 0.05
+        while True:
+            try:
+                async with self.db.write() as session:
+                    return {
+                        run_id: await self.record(session, run_id, taken[run_id]) for run_id in sorted(taken)
+                    }
+            except Exception:
+                log.warning("could not write run events; retrying in %.2fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     # Listening ----------------------------------------------------------------------------------
 
