@@ -67,3 +67,74 @@ def test_what_one_host_writes_another_serves(replicas: list[AssistdServer], fake
         assert Run.model_validate(done.model_dump()).status == "completed"
         messages = on_b.beta.threads.messages.list(thread.id, order="asc")
         assert [m.content[0].text.value for m in messages.data] == ["hello", "hi from the upstream"]  # type: ignore[union-attr]
+
+
+def test_many_runs_over_shared_threads_complete_exactly_once(
+    replicas: list[AssistdServer], fake: FakeUpstream
+) -> None:
+    """200 runs over 50 threads, created alternately on both hosts: every one completes, with exactly
+    one upstream request and one reply each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = replicas
+    with make_client(a) as on_a, make_client(b) as on_b:
+        assistant = on_a.beta.assistants.create(model="fake-model")
+        threads = [on_a.beta.threads.create().id for _ in range(50)]
+
+        def four_runs(n: int) -> list[str]:
+            client = (on_a, on_b)[n % 2]
+            done = []
+            for turn in range(4):
+                client.beta.threads.messages.create(threads[n], role="user", content=f"turn {turn}")
+                run = client.beta.threads.runs.create_and_poll(
+                    thread_id=threads[n], assistant_id=assistant.id, poll_interval_ms=50
+                )
+                assert run.status == "completed", run.last_error
+                done.append(run.id)
+            return done
+
+        served_before = fake.served
+        with ThreadPoolExecutor(16) as pool:
+            run_ids = [run_id for runs in pool.map(four_runs, range(50)) for run_id in runs]
+        assert len(set(run_ids)) == 200
+        assert fake.served - served_before == 200
+        for n, thread_id in enumerate(threads):
+            messages = (on_a, on_b)[n % 2].beta.threads.messages.list(thread_id, limit=100).data
+            replies = [m for m in messages if m.role == "assistant"]
+            assert len(replies) == 4
+            assert sorted(m.run_id or "" for m in replies) == sorted(run_ids[4 * n : 4 * n + 4])
+
+
+def test_concurrent_runs_on_one_thread_across_hosts_one_wins(replicas: list[AssistdServer]) -> None:
+    """20 create-run calls at once on one thread, half to each host: one run is created, the rest get
+    OpenAI's 400 for a thread with an active run."""
+    import threading
+
+    import openai
+
+    a, b = replicas
+    with make_client(a) as on_a, make_client(b) as on_b:
+        assistant = on_a.beta.assistants.create(model="fake-model")
+        thread = on_a.beta.threads.create(messages=[{"role": "user", "content": "race"}])
+        start = threading.Barrier(20)
+        outcomes: list[object] = []
+
+        def attempt(n: int) -> None:
+            client = (on_a, on_b)[n % 2]
+            start.wait(timeout=30)
+            try:
+                outcomes.append(client.beta.threads.runs.create(thread.id, assistant_id=assistant.id))
+            except openai.BadRequestError as exc:
+                outcomes.append(exc)
+
+        workers = [threading.Thread(target=attempt, args=(n,)) for n in range(20)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        runs = [o for o in outcomes if isinstance(o, Run)]
+        refused = [o for o in outcomes if isinstance(o, openai.BadRequestError)]
+        assert (len(runs), len(refused)) == (1, 19)
+        for error in refused:
+            assert "already has an active run" in error.message
+        on_a.beta.threads.runs.poll(runs[0].id, thread_id=thread.id, poll_interval_ms=50)
