@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from assistd.engine.event_log import LogBus, LogSubscription, Sequenced
+from assistd.engine.bus import Sequenced
+from assistd.engine.event_log import LogBus, LogSubscription
 from assistd.engine.events import StreamEvent
 from assistd.store import run_events
 from assistd.store.database import Database

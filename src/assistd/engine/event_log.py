@@ -31,15 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..store import run_events
 from ..store.database import Database
 from ..store.run_events import LoggedEvent
+from .bus import Sequenced
 from .events import StreamEvent
 
 log = logging.getLogger(__name__)
 
 # How often the LISTEN connection is checked (a dead one is replaced, and every followed run read).
 _LISTEN_CHECK_SECONDS = 2.0
-
-# One event of a run as a listener receives it: its place in the run's log, and the event.
-Sequenced = tuple[int, StreamEvent]
 
 
 def encode(event: StreamEvent) -> tuple[str, str]:
