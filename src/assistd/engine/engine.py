@@ -96,6 +96,8 @@ class Engine:
         async with self.db.read() as session:
             run = await run_store.get_row_by_id(session, run_id)
         if run is not None:
+            # Not a transition of this process: the relay carries only the name of the event another
+            # process's transition made, so its data is the run read again.
             self.bus.deliver(run_id, StreamEvent(event, run_store.to_wire(run)))
 
     async def create_run(
@@ -187,14 +189,11 @@ class Engine:
             if run.status in state.TERMINAL or run.status == "cancelling":
                 raise ConflictError(f"Cannot cancel run with status '{run.status}'.", param="run_id")
             final = run.status != "in_progress"
-            closed = await state.transition(session, run, "cancelled" if final else "cancelling")
-            wire = run_store.to_wire(run)
-        self.bus.publish(
-            run_id, *closed, StreamEvent("thread.run.cancelled" if final else "thread.run.cancelling", wire)
-        )
+            events = await state.transition(session, run, "cancelled" if final else "cancelling")
+        self.bus.publish(run_id, *events)
         if not final:
             self.pool.cancel(run_id)
-        return wire
+        return state.run_of(events)
 
     async def submit_tool_outputs(
         self,
@@ -230,7 +229,7 @@ class Engine:
                     f"Expected tool outputs for call_ids {expected}, got {list(outputs)}; missing {missing}.",
                     param="tool_outputs",
                 )
-            step_events: list[StreamEvent] = []
+            events: list[StreamEvent] = []
             for step in await state.open_steps(session, run.id):
                 if step.type != "tool_calls":
                     continue
@@ -244,15 +243,14 @@ class Engine:
                 step.step_details = details
                 step.status, step.completed_at = "completed", now()
                 await session.flush()
-                step_events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
-            await state.transition(session, run, "queued")
+                events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
+            events += await state.transition(session, run, "queued")
             await self._enqueue_here(session, run.id)
-            wire = run_store.to_wire(run)
             if listener is not None:
                 listener.attach(run.id)
-        self.bus.publish(run_id, *step_events, StreamEvent("thread.run.queued", wire))
+        self.bus.publish(run_id, *events)
         self.pool.adopt(run_id)
-        return wire
+        return state.run_of(events)
 
     def listen(self, run_id: str) -> Subscription:
         """A subscription to ``run_id``'s events from now on; the caller closes it."""
