@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..errors import ConflictError, InvalidRequestError
 from ..llm.registry import ProviderRegistry
-from ..protocol.runs import Run, RunCreateParams, SubmitToolOutputsParams, ThreadAndRunCreateParams
+from ..protocol.common import ListPage
+from ..protocol.runs import (
+    Run,
+    RunCreateParams,
+    RunUpdateParams,
+    SubmitToolOutputsParams,
+    ThreadAndRunCreateParams,
+)
 from ..protocol.threads import Thread, ThreadCreateParams
 from ..retrieval.search import Retriever
 from ..sandbox.base import Sandbox
@@ -24,8 +31,9 @@ from ..store import runs as run_store
 from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
-from ..store.detached import insert_rows
+from ..store.detached import insert_rows, save
 from ..store.models import AssistantRow
+from ..store.pagination import PageQuery
 from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
 from . import state
@@ -182,6 +190,42 @@ class Engine:
             )
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
         return thread, wire
+
+    async def retrieve_run(self, tenant: str, thread_id: str, run_id: str, *, hold: bool = False) -> Run:
+        """The run; with ``hold`` (the SDKs' poll helpers ask so) once it reaches a status that ends their
+        polling, or as it is after ``long_poll_seconds``: a long poll, so that create_and_poll sees the run
+        end at once instead of after its sleeps."""
+        wait = self.settings.long_poll_seconds
+        # Listening starts before the read, so a change between the read and the wait is not missed.
+        listener = self.listen(run_id) if hold and wait > 0 else None
+        try:
+            async with self.db.read() as session:
+                run = await run_store.get_row(session, tenant, thread_id, run_id)
+            if listener is None or run.status not in POLL_WAIT_STATUSES:
+                return run_store.to_wire(run)
+            ended = await self.wait_while(listener, POLL_WAIT_STATUSES, wait)
+            # The event carries the run as committed: the same answer as reading it again, one read less.
+            if ended is not None and isinstance(ended.data, Run):
+                return ended.data
+            async with self.db.read() as session:
+                return run_store.to_wire(await run_store.get_row(session, tenant, thread_id, run_id))
+        finally:
+            if listener is not None:
+                listener.close()
+
+    async def list_runs(self, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:
+        async with self.db.read() as session:
+            await thread_store.get_row(session, tenant, thread_id)  # an unknown thread is a 404
+            return await run_store.list_page(session, tenant, thread_id, query)
+
+    async def modify_run(self, tenant: str, thread_id: str, run_id: str, params: RunUpdateParams) -> Run:
+        """Change the run's metadata (the one field a client may change), whatever its status."""
+        async with self.db.write() as session:
+            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            if "metadata" in params.model_fields_set:
+                run.meta = params.metadata or {}
+                await save(session, run, "meta")
+            return run_store.to_wire(run)
 
     async def cancel_run(self, tenant: str, thread_id: str, run_id: str) -> Run:
         async with self.db.write() as session:
