@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ..engine.engine import POLL_WAIT_STATUSES, Engine
+from ..engine.engine import Engine
 from ..engine.events import StreamEvent, Subscription
 from ..errors import InvalidRequestError
 from ..protocol.run_steps import FILE_SEARCH_CONTENT_INCLUDE
@@ -20,8 +20,6 @@ from ..protocol.runs import (
 )
 from ..protocol.threads import Thread
 from ..store import runs as store
-from ..store import threads as thread_store
-from ..store.detached import save
 from ..store.pagination import PageQuery
 from .deps import Db, RunEngine, Tenant
 from .pagination import page_query
@@ -44,6 +42,9 @@ def _include_content(include: list[str] | None) -> bool:
 
 
 async def _opening(run: Run, thread: Thread | None = None) -> AsyncIterator[StreamEvent]:
+    """The first events of a new run's stream, for the client that created it alone (nobody else knows the
+    run yet). Neither is a transition's, so ``engine.state`` does not make them: a run is inserted queued,
+    not moved there, and ``run`` is it as inserted. The in_progress that follows does come from there."""
     if thread is not None:
         yield StreamEvent("thread.created", thread)
     yield StreamEvent("thread.run.created", run)
@@ -110,49 +111,28 @@ async def create_run(
 
 @router.get("/{thread_id}/runs")
 async def list_runs(
-    thread_id: str, tenant: Tenant, db: Db, query: Annotated[PageQuery, Depends(page_query)]
+    thread_id: str, tenant: Tenant, engine: RunEngine, query: Annotated[PageQuery, Depends(page_query)]
 ) -> Response:
-    async with db.read() as session:
-        await thread_store.get_row(session, tenant, thread_id)
-        return json_response(await store.list_page(session, tenant, thread_id, query))
+    return json_response(await engine.list_runs(tenant, thread_id, query))
 
 
 @router.get("/{thread_id}/runs/{run_id}")
 async def retrieve_run(
-    thread_id: str, run_id: str, request: Request, tenant: Tenant, db: Db, engine: RunEngine
+    thread_id: str, run_id: str, request: Request, tenant: Tenant, engine: RunEngine
 ) -> Response:
-    # The SDKs' poll helpers say so in a header: hold their request until the run reaches a status that ends
-    # their polling (a long poll), so create_and_poll sees completion at once instead of after its sleeps.
-    # Listening starts before the read, so a change between the read and the wait is not missed.
-    wait = engine.settings.long_poll_seconds
-    poll_helper = wait > 0 and request.headers.get("x-stainless-poll-helper") == "true"
-    listener = engine.listen(run_id) if poll_helper else None
-    try:
-        async with db.read() as session:
-            run = await store.get_row(session, tenant, thread_id, run_id)
-        if listener is not None and run.status in POLL_WAIT_STATUSES:
-            ended = await engine.wait_while(listener, POLL_WAIT_STATUSES, wait)
-            # The event carries the run as committed: the same answer as reading it again, one read less.
-            if ended is not None and isinstance(ended.data, Run):
-                return json_response(ended.data, headers=poll_headers(request))
-            async with db.read() as session:
-                run = await store.get_row(session, tenant, thread_id, run_id)
-    finally:
-        if listener is not None:
-            listener.close()
-    return json_response(store.to_wire(run), headers=poll_headers(request))
+    # The SDKs' poll helpers say so in a header: their request is held until the run reaches a status that
+    # ends their polling.
+    hold = request.headers.get("x-stainless-poll-helper") == "true"
+    run = await engine.retrieve_run(tenant, thread_id, run_id, hold=hold)
+    return json_response(run, headers=poll_headers(request))
 
 
 @router.post("/{thread_id}/runs/{run_id}")
 async def modify_run(
-    thread_id: str, run_id: str, params: RunUpdateParams, request: Request, tenant: Tenant, db: Db
+    thread_id: str, run_id: str, params: RunUpdateParams, request: Request, tenant: Tenant, engine: RunEngine
 ) -> Response:
-    async with db.write() as session:
-        run = await store.get_row(session, tenant, thread_id, run_id)
-        if "metadata" in params.model_fields_set:
-            run.meta = params.metadata or {}
-            await save(session, run, "meta")
-        return json_response(store.to_wire(run), headers=poll_headers(request))
+    run = await engine.modify_run(tenant, thread_id, run_id, params)
+    return json_response(run, headers=poll_headers(request))
 
 
 @router.post("/{thread_id}/runs/{run_id}/cancel")

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..errors import ConflictError, InvalidRequestError
 from ..llm.registry import ProviderRegistry
-from ..protocol.runs import Run, RunCreateParams, SubmitToolOutputsParams, ThreadAndRunCreateParams
+from ..protocol.common import ListPage
+from ..protocol.runs import (
+    Run,
+    RunCreateParams,
+    RunUpdateParams,
+    SubmitToolOutputsParams,
+    ThreadAndRunCreateParams,
+)
 from ..protocol.threads import Thread, ThreadCreateParams
 from ..retrieval.search import Retriever
 from ..sandbox.base import Sandbox
@@ -24,8 +31,9 @@ from ..store import runs as run_store
 from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
-from ..store.detached import insert_rows
+from ..store.detached import insert_rows, save
 from ..store.models import AssistantRow
+from ..store.pagination import PageQuery
 from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
 from . import state
@@ -96,6 +104,8 @@ class Engine:
         async with self.db.read() as session:
             run = await run_store.get_row_by_id(session, run_id)
         if run is not None:
+            # Not a transition of this process: the relay carries only the name of the event another
+            # process's transition made, so its data is the run read again.
             self.bus.deliver(run_id, StreamEvent(event, run_store.to_wire(run)))
 
     async def create_run(
@@ -181,20 +191,53 @@ class Engine:
             wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
         return thread, wire
 
+    async def retrieve_run(self, tenant: str, thread_id: str, run_id: str, *, hold: bool = False) -> Run:
+        """The run; with ``hold`` (the SDKs' poll helpers ask so) once it reaches a status that ends their
+        polling, or as it is after ``long_poll_seconds``: a long poll, so that create_and_poll sees the run
+        end at once instead of after its sleeps."""
+        wait = self.settings.long_poll_seconds
+        # Listening starts before the read, so a change between the read and the wait is not missed.
+        listener = self.listen(run_id) if hold and wait > 0 else None
+        try:
+            async with self.db.read() as session:
+                run = await run_store.get_row(session, tenant, thread_id, run_id)
+            if listener is None or run.status not in POLL_WAIT_STATUSES:
+                return run_store.to_wire(run)
+            ended = await self.wait_while(listener, POLL_WAIT_STATUSES, wait)
+            # The event carries the run as committed: the same answer as reading it again, one read less.
+            if ended is not None and isinstance(ended.data, Run):
+                return ended.data
+            async with self.db.read() as session:
+                return run_store.to_wire(await run_store.get_row(session, tenant, thread_id, run_id))
+        finally:
+            if listener is not None:
+                listener.close()
+
+    async def list_runs(self, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:
+        async with self.db.read() as session:
+            await thread_store.get_row(session, tenant, thread_id)  # an unknown thread is a 404
+            return await run_store.list_page(session, tenant, thread_id, query)
+
+    async def modify_run(self, tenant: str, thread_id: str, run_id: str, params: RunUpdateParams) -> Run:
+        """Change the run's metadata (the one field a client may change), whatever its status."""
+        async with self.db.write() as session:
+            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            if "metadata" in params.model_fields_set:
+                run.meta = params.metadata or {}
+                await save(session, run, "meta")
+            return run_store.to_wire(run)
+
     async def cancel_run(self, tenant: str, thread_id: str, run_id: str) -> Run:
         async with self.db.write() as session:
             run = await run_store.get_row(session, tenant, thread_id, run_id)
             if run.status in state.TERMINAL or run.status == "cancelling":
                 raise ConflictError(f"Cannot cancel run with status '{run.status}'.", param="run_id")
             final = run.status != "in_progress"
-            closed = await state.transition(session, run, "cancelled" if final else "cancelling")
-            wire = run_store.to_wire(run)
-        self.bus.publish(
-            run_id, *closed, StreamEvent("thread.run.cancelled" if final else "thread.run.cancelling", wire)
-        )
+            events = await state.transition(session, run, "cancelled" if final else "cancelling")
+        self.bus.publish(run_id, *events)
         if not final:
             self.pool.cancel(run_id)
-        return wire
+        return state.run_of(events)
 
     async def submit_tool_outputs(
         self,
@@ -230,7 +273,7 @@ class Engine:
                     f"Expected tool outputs for call_ids {expected}, got {list(outputs)}; missing {missing}.",
                     param="tool_outputs",
                 )
-            step_events: list[StreamEvent] = []
+            events: list[StreamEvent] = []
             for step in await state.open_steps(session, run.id):
                 if step.type != "tool_calls":
                     continue
@@ -244,15 +287,14 @@ class Engine:
                 step.step_details = details
                 step.status, step.completed_at = "completed", now()
                 await session.flush()
-                step_events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
-            await state.transition(session, run, "queued")
+                events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
+            events += await state.transition(session, run, "queued")
             await self._enqueue_here(session, run.id)
-            wire = run_store.to_wire(run)
             if listener is not None:
                 listener.attach(run.id)
-        self.bus.publish(run_id, *step_events, StreamEvent("thread.run.queued", wire))
+        self.bus.publish(run_id, *events)
         self.pool.adopt(run_id)
-        return wire
+        return state.run_of(events)
 
     def listen(self, run_id: str) -> Subscription:
         """A subscription to ``run_id``'s events from now on; the caller closes it."""

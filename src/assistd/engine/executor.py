@@ -30,6 +30,7 @@ from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
 from . import context, state
 from .events import EventBus, StreamEvent
+from .made_files import MadeFiles, take_made, with_made
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,6 @@ class _Turn:
             await asyncio.shield(self.saving)
 
 
-@dataclass
-class _Made:
-    """What code_interpreter made during a run, for the messages that follow: images not yet shown in a
-    message, and written files by their sandbox path (linked by ``file_path`` annotations)."""
-
-    images: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    attached: set[str] = field(default_factory=set)
-
-
 ToolOutcome = Outcome | CodeOutcome
 
 
@@ -90,6 +81,21 @@ class Started:
 
     run: RunRow | None
     events: list[StreamEvent]
+
+
+@dataclass
+class _Called:
+    """A turn's tool_calls step once stored: the function calls in it that await the client's outputs, and
+    the events that tell what the built-in calls found."""
+
+    step: RunStepRow
+    functions: list[_Call]
+    events: list[StreamEvent]
+
+
+def _required_action(functions: list[_Call]) -> dict[str, Any]:
+    calls = [{"id": call.id, "type": "function", "function": call.function()} for call in functions]
+    return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
 
 
 def _usage(usage: TokenUsage) -> dict[str, int]:
@@ -124,31 +130,15 @@ class RunExecutor:
             await jobs.finish(session, run_id)
             return Started(run=None, events=[])
         if run.status == "cancelling":
-            closed = await state.transition(session, run, "cancelled")
-            return Started(
-                run=None, events=[*closed, StreamEvent("thread.run.cancelled", run_store.to_wire(run))]
-            )
+            return Started(run=None, events=await state.transition(session, run, "cancelled"))
         if attempts > MAX_ATTEMPTS:
-            closed = await state.transition(
-                session,
-                run,
-                "failed",
-                last_error={"code": "server_error", "message": "The run was interrupted too many times."},
-            )
-            return Started(
-                run=None, events=[*closed, StreamEvent("thread.run.failed", run_store.to_wire(run))]
-            )
-        closed = []
+            error = {"code": "server_error", "message": "The run was interrupted too many times."}
+            return Started(run=None, events=await state.transition(session, run, "failed", last_error=error))
         if run.status == "in_progress":
             # Claimed again after a crash or a shutdown: the attempt before may have left a half-written
-            # step and message. Close them and start the turn over.
-            interrupted = {"code": "server_error", "message": "Interrupted by a server restart."}
-            closed = await state.close_leftovers(session, run_id, "failed", interrupted)
-        if run.status == "queued":
-            await state.transition(session, run, "in_progress")
-        return Started(
-            run=run, events=[*closed, StreamEvent("thread.run.in_progress", run_store.to_wire(run))]
-        )
+            # step and message. They are closed and the turn starts over.
+            return Started(run=run, events=await state.resume(session, run))
+        return Started(run=run, events=await state.transition(session, run, "in_progress"))
 
     def publish(self, run_id: str, events: list[StreamEvent]) -> None:
         self._bus.publish(run_id, *events)
@@ -156,7 +146,7 @@ class RunExecutor:
     async def execute(self, run: RunRow) -> None:
         """Run a started run until it completes, fails or awaits tool outputs; never raises for run errors."""
         run_id = run.id
-        made = _Made()
+        made = MadeFiles()
         try:
             for number in range(MAX_TOOL_TURNS + 1):
                 if not await self._turn(run, made, last=number == MAX_TOOL_TURNS):
@@ -173,7 +163,7 @@ class RunExecutor:
             log.exception("run %s failed on an internal error", run_id)
             await self.fail(run_id, "server_error", "The server had an error while processing the run.")
 
-    async def _turn(self, run: RunRow, made: _Made, *, last: bool = False) -> bool:
+    async def _turn(self, run: RunRow, made: MadeFiles, *, last: bool = False) -> bool:
         """One model call and what follows from it; True when built-in tools ran and the model goes on."""
         async with self._db.read() as session:
             built = await context.build(session, run, self._providers, self._code.data_path)
@@ -374,133 +364,136 @@ class RunExecutor:
         )
 
     async def _finish_turn(
-        self, run_id: str, turn: _Turn, outcomes: dict[int, ToolOutcome], made: _Made
+        self, run_id: str, turn: _Turn, outcomes: dict[int, ToolOutcome], made: MadeFiles
     ) -> bool:
         """Store what the turn produced and move the run on; True when the model takes another turn."""
         assert turn.usage is not None
         usage = _usage(turn.usage)
-        events: list[StreamEvent] = []
+        truncated = turn.finish_reason == "length"
         go_on = False
         await turn.saved()
         async with self._db.write() as session:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or run.status not in ("in_progress", "cancelling"):
                 return False
+            events = await self._close_message(session, turn, usage, made, truncated)
+            called = None
+            if turn.tool_step is not None and turn.calls and not truncated:
+                called = await self._close_tool_step(session, run, turn, usage, outcomes, made)
+                events += called.events
             # Written with the run's transition below, or alone when the run goes on without one.
             total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
-            truncated = turn.finish_reason == "length"
-            if turn.message is not None and turn.message_step is not None:
-                message, step = turn.message, turn.message_step
-                made_parts = _take_made(turn.citations.text, made, len(turn.citations.annotations))
-                message.content = _with_made(
-                    [
-                        {
-                            "type": "text",
-                            "text": {"value": turn.citations.text, "annotations": turn.citations.annotations},
-                        }
-                    ],
-                    made_parts,
-                )
-                message.attachments = [*(message.attachments or []), *made_parts.attachments]
-                if truncated:
-                    message.status, message.incomplete_at = "incomplete", now()
-                    message.incomplete_details = {"reason": "max_tokens"}
-                else:
-                    message.status, message.completed_at = "completed", now()
-                step.status, step.completed_at = "completed", now()
-                step.usage = usage if turn.tool_step is None else None
-                await save(
-                    session,
-                    message,
-                    "content",
-                    "attachments",
-                    "status",
-                    "incomplete_at",
-                    "incomplete_details",
-                    "completed_at",
-                )
-                await save(session, step, "status", "completed_at", "usage")
-                name = "thread.message.incomplete" if truncated else "thread.message.completed"
-                if made_parts.delta:
-                    events.append(_message_delta(message.id, made_parts.delta))
-                events += [
-                    StreamEvent(name, message_store.to_wire(message)),
-                    StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)),
-                ]
-            if turn.tool_step is not None and turn.calls and not truncated:
-                step = turn.tool_step
-                ordered = sorted(turn.calls.items())
-                functions = [call for index, call in ordered if index not in outcomes]
-                step.step_details = {
-                    "type": "tool_calls",
-                    "tool_calls": [
-                        self._call_details(run, call, outcomes.get(index)) for index, call in ordered
-                    ],
-                }
-                for outcome in outcomes.values():
-                    if isinstance(outcome, CodeOutcome):
-                        made.images += outcome.images
-                        made.files.update(outcome.files)
-                step.tool_io = {
-                    call.id: {
-                        "name": call.name,
-                        "arguments": call.arguments,
-                        "output": outcomes[index].output,
-                        "sources": {str(n): source.stored() for n, source in outcomes[index].sources.items()},
-                    }
-                    for index, call in ordered
-                    if index in outcomes
-                } or None
-                step.usage = usage
-                fields = ["step_details", "usage", "tool_io"]
-                if not functions:
-                    step.status, step.completed_at = "completed", now()
-                    fields += ["status", "completed_at"]
-                await save(session, step, *fields)
-                if outcomes:
-                    # Built-in calls are done: show their results as a step delta before what follows.
-                    events.append(self._results_delta(step))
-                required = {
-                    "type": "submit_tool_outputs",
-                    "submit_tool_outputs": {
-                        "tool_calls": [
-                            {"id": c.id, "type": "function", "function": c.function()} for c in functions
-                        ]
-                    },
-                }
-                if run.status == "cancelling":
-                    events += await state.transition(session, run, "cancelled", usage=total)
-                    events.append(StreamEvent("thread.run.cancelled", run_store.to_wire(run)))
-                elif not functions:
-                    events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
-                    go_on = True
-                    run.usage = total
-                    await save(session, run, "usage")
-                else:
-                    await state.transition(
-                        session,
-                        run,
-                        "requires_action",
-                        required_action=required,
-                        expires_in=self._settings.requires_action_expiry_seconds,
-                        usage=total,
+            if called is None:
+                if truncated and run.max_completion_tokens is not None:
+                    reason = {"reason": "max_completion_tokens"}
+                    events += await state.transition(
+                        session, run, "incomplete", incomplete_details=reason, usage=total
                     )
-                    await jobs.finish(session, run_id)
-                    events.append(StreamEvent("thread.run.requires_action", run_store.to_wire(run)))
-            elif truncated and run.max_completion_tokens is not None:
+                else:
+                    events += await state.transition(session, run, "completed", usage=total)
+            elif run.status == "cancelling":
+                events += await state.transition(session, run, "cancelled", usage=total)
+            elif called.functions:
                 events += await state.transition(
                     session,
                     run,
-                    "incomplete",
-                    incomplete_details={"reason": "max_completion_tokens"},
+                    "requires_action",
+                    required_action=_required_action(called.functions),
+                    expires_in=self._settings.requires_action_expiry_seconds,
                     usage=total,
                 )
-                events.append(StreamEvent("thread.run.incomplete", run_store.to_wire(run)))
             else:
-                events += await state.transition(session, run, "completed", usage=total)
-                events.append(StreamEvent("thread.run.completed", run_store.to_wire(run)))
+                # Only built-in tools were called, and they ran: the model answers with their results.
+                events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(called.step)))
+                run.usage = total
+                await save(session, run, "usage")
+                go_on = True
         self._bus.publish(run_id, *events)
         return go_on
+
+    @staticmethod
+    async def _close_message(
+        session: AsyncSession, turn: _Turn, usage: dict[str, int], made: MadeFiles, truncated: bool
+    ) -> list[StreamEvent]:
+        """Store the turn's message, with what code_interpreter made that no message showed yet, and complete
+        its message_creation step (which carries the turn's usage unless a tool_calls step follows it);
+        the events that tell both."""
+        if turn.message is None or turn.message_step is None:
+            return []
+        message, step = turn.message, turn.message_step
+        parts = take_made(turn.citations.text, made, len(turn.citations.annotations))
+        text = {"value": turn.citations.text, "annotations": turn.citations.annotations}
+        message.content = with_made([{"type": "text", "text": text}], parts)
+        message.attachments = [*(message.attachments or []), *parts.attachments]
+        if truncated:
+            message.status, message.incomplete_at = "incomplete", now()
+            message.incomplete_details = {"reason": "max_tokens"}
+        else:
+            message.status, message.completed_at = "completed", now()
+        step.status, step.completed_at = "completed", now()
+        step.usage = usage if turn.tool_step is None else None
+        await save(
+            session,
+            message,
+            "content",
+            "attachments",
+            "status",
+            "incomplete_at",
+            "incomplete_details",
+            "completed_at",
+        )
+        await save(session, step, "status", "completed_at", "usage")
+        shown = [_message_delta(message.id, parts.delta)] if parts.delta else []
+        name = "thread.message.incomplete" if truncated else "thread.message.completed"
+        return [
+            *shown,
+            StreamEvent(name, message_store.to_wire(message)),
+            StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)),
+        ]
+
+    async def _close_tool_step(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        turn: _Turn,
+        usage: dict[str, int],
+        outcomes: dict[int, ToolOutcome],
+        made: MadeFiles,
+    ) -> _Called:
+        """Store the turn's tool_calls step with each call's details and the built-in calls' results (what
+        code_interpreter made is kept in ``made`` for the messages that follow). The step is completed when
+        no function call in it waits for the client's output."""
+        assert turn.tool_step is not None
+        step = turn.tool_step
+        ordered = sorted(turn.calls.items())
+        functions = [call for index, call in ordered if index not in outcomes]
+        step.step_details = {
+            "type": "tool_calls",
+            "tool_calls": [self._call_details(run, call, outcomes.get(index)) for index, call in ordered],
+        }
+        for outcome in outcomes.values():
+            if isinstance(outcome, CodeOutcome):
+                made.images += outcome.images
+                made.files.update(outcome.files)
+        step.tool_io = {
+            call.id: {
+                "name": call.name,
+                "arguments": call.arguments,
+                "output": outcomes[index].output,
+                "sources": {str(n): source.stored() for n, source in outcomes[index].sources.items()},
+            }
+            for index, call in ordered
+            if index in outcomes
+        } or None
+        step.usage = usage
+        fields = ["step_details", "usage", "tool_io"]
+        if not functions:
+            step.status, step.completed_at = "completed", now()
+            fields += ["status", "completed_at"]
+        await save(session, step, *fields)
+        # Built-in calls are done: their results are shown as a step delta before what follows.
+        events = [self._results_delta(step)] if outcomes else []
+        return _Called(step, functions, events)
 
     @staticmethod
     def _call_details(run: RunRow, call: _Call, outcome: ToolOutcome | None) -> dict[str, Any]:
@@ -570,69 +563,8 @@ class RunExecutor:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or not state.can_transition(run.status, status):
                 return
-            closed = await state.transition(session, run, status, **fields)
-            wire = run_store.to_wire(run)
-        self._bus.publish(run_id, *closed, StreamEvent(f"thread.run.{status}", wire))
-
-
-@dataclass
-class _MadeParts:
-    """What a message gains from code_interpreter: annotations, image parts, attachments, and the delta
-    that shows the first two to streaming clients."""
-
-    annotations: list[dict[str, Any]]
-    images: list[dict[str, Any]]
-    attachments: list[dict[str, Any]]
-    delta: list[dict[str, Any]]
-
-
-def _take_made(text: str, made: _Made, first_index: int) -> _MadeParts:
-    """What a message with ``text`` shows of what the run made; its images and new files are taken, so
-    that a later message of the run does not show them again. Its ``file_path`` annotations follow the
-    ``first_index`` annotations (citations) the text already has, in the order they appear in it."""
-    annotations: list[dict[str, Any]] = []
-    for path, file_id in made.files.items():
-        # Models link a file as sandbox:/mnt/data/NAME (as they were told) or name the bare path.
-        for shown in (f"sandbox:{path}", path):
-            start = text.find(shown)
-            if start >= 0:
-                annotations.append(
-                    {
-                        "type": "file_path",
-                        "text": shown,
-                        "start_index": start,
-                        "end_index": start + len(shown),
-                        "file_path": {"file_id": file_id},
-                    }
-                )
-                break
-    annotations.sort(key=lambda a: int(a["start_index"]))
-    images = [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in made.images]
-    made.images = []
-    attachments = [
-        {"file_id": file_id, "tools": [{"type": "code_interpreter"}]}
-        for file_id in made.files.values()
-        if file_id not in made.attached
-    ]
-    made.attached.update(made.files.values())
-    delta: list[dict[str, Any]] = []
-    if annotations:
-        # Each entry names its place in the message's list: the SDKs merge annotation deltas by index
-        # (and throw on an entry without one), so index i here is annotation i of the stored message.
-        indexed = [{"index": n, **a} for n, a in enumerate(annotations, start=first_index)]
-        delta.append({"index": 0, "type": "text", "text": {"annotations": indexed}})
-    delta += [{"index": n, **image} for n, image in enumerate(images, start=1)]
-    return _MadeParts(annotations, images, attachments, delta)
-
-
-def _with_made(content: list[dict[str, Any]], parts: _MadeParts) -> list[dict[str, Any]]:
-    if parts.annotations:
-        # Appended, not merged by position: the citations were streamed as annotations 0..n-1 already,
-        # and the stored list must keep the indexes the deltas gave.
-        text = content[0]["text"]
-        annotations = [*text["annotations"], *parts.annotations]
-        content[0] = {"type": "text", "text": {"value": text["value"], "annotations": annotations}}
-    return content + parts.images
+            events = await state.transition(session, run, status, **fields)
+        self._bus.publish(run_id, *events)
 
 
 def _message_delta(message_id: str, content: list[dict[str, Any]]) -> StreamEvent:

@@ -1,4 +1,5 @@
-"""The run state machine: the one place where a run's status changes.
+"""The run state machine: the one place where a run's status changes, and where the events telling it are
+made.
 
 queued → in_progress → requires_action ⇄ (queued →) in_progress → completed | incomplete | failed,
 any active status → cancelling → cancelled, and requires_action → expired when outputs never come.
@@ -6,12 +7,14 @@ any active status → cancelling → cancelled, and requires_action → expired 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import ConflictError
+from ..protocol.runs import Run
 from ..store import jobs, threads
 from ..store import messages as message_store
 from ..store import runs as run_store
@@ -51,10 +54,12 @@ async def transition(
     session: AsyncSession, run: RunRow, new: str, *, expires_in: float | None = None, **fields: Any
 ) -> list[StreamEvent]:
     """Move ``run`` to ``new`` and write what changed (``run`` is detached: see ``store.detached``); a run
-    that ends frees its thread, leaves the queue and closes its steps. ``fields`` are written with it.
+    that ends frees its thread, leaves the queue and closes its steps; one that awaits tool outputs leaves
+    the queue too (submitting them queues it again). ``fields`` are written with it.
 
-    Returns the events of the steps and messages that ending the run closed, for the caller to publish
-    (after its transaction commits) before the run's own event.
+    Returns the events to publish, in order, once the caller's transaction commits: those of the steps and
+    messages that ending the run closed, then ``thread.run.<new>`` with the run as the transition left it,
+    always last. What the caller tells of its own (a step it completed) goes before all of them.
     """
     if not can_transition(run.status, new):
         raise ConflictError(
@@ -75,14 +80,39 @@ async def transition(
     for name, value in changes.items():
         setattr(run, name, value)
     await save(session, run, *changes)
-    if new not in TERMINAL:
-        return []
-    await threads.release_run(session, run.thread_id, run.id)
-    await jobs.finish(session, run.id)
-    return await close_leftovers(session, run.id, new, run.last_error)
+    closed: list[StreamEvent] = []
+    if new in TERMINAL:
+        await threads.release_run(session, run.thread_id, run.id)
+        await jobs.finish(session, run.id)
+        closed = await _close_leftovers(session, run.id, new, run.last_error)
+    elif new == "requires_action":
+        await jobs.finish(session, run.id)
+    return [*closed, _status_event(run)]
 
 
-async def close_leftovers(
+async def resume(session: AsyncSession, run: RunRow) -> list[StreamEvent]:
+    """A run claimed again while ``in_progress`` (after a crash or a shutdown) starts its turn over: the
+    step and message the attempt before may have left half-written are failed. Not a transition (the
+    status stays), but its streams are told ``thread.run.in_progress`` again, after what was closed."""
+    assert run.status == "in_progress"
+    interrupted = {"code": "server_error", "message": "Interrupted by a server restart."}
+    closed = await _close_leftovers(session, run.id, "failed", interrupted)
+    return [*closed, _status_event(run)]
+
+
+def run_of(events: Sequence[StreamEvent]) -> Run:
+    """The run as ``transition`` (or ``resume``) left it: the data of the status event it puts last."""
+    run = events[-1].data
+    assert isinstance(run, Run)
+    return run
+
+
+def _status_event(run: RunRow) -> StreamEvent:
+    # The one place a run's status event is made: a bus that carries events further starts here.
+    return StreamEvent(f"thread.run.{run.status}", run_store.to_wire(run))
+
+
+async def _close_leftovers(
     session: AsyncSession, run_id: str, outcome: str, last_error: dict[str, Any] | None
 ) -> list[StreamEvent]:
     """Close the steps and messages a run left unfinished, as ending it with ``outcome`` requires."""

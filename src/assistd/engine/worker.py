@@ -19,7 +19,7 @@ from ..store.clock import now
 from ..store.database import Database
 from ..store.models import RunRow
 from . import state
-from .events import EventBus, StreamEvent
+from .events import EventBus
 from .executor import RunExecutor, Started
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,5 @@ class WorkerPool:
                 run = await run_store.get_row_by_id(session, run_id)
                 if run is None or run.status != "requires_action" or (run.expires_at or 0) > now():
                     continue
-                closed = await state.transition(session, run, "expired")
-                wire = run_store.to_wire(run)
-            self._bus.publish(run_id, *closed, StreamEvent("thread.run.expired", wire))
+                events = await state.transition(session, run, "expired")
+            self._bus.publish(run_id, *events)
