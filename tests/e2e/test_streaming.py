@@ -70,16 +70,24 @@ def validate_event(event: str, data: Any) -> BaseModel:
 
 
 def sse_frames(body: bytes) -> list[tuple[str, str]]:
-    """``(event, data)`` of each frame of a complete SSE body."""
+    """``(event, data)`` of each frame of a complete SSE body. The run's own events carry ``id``s, their
+    seqs in the run's stream, numbered 1, 2, 3, ... (what a reconnecting client resumes after); the
+    stream's other frames (thread.created, done, error) have none."""
     assert body.endswith(b"\n\n"), body[-200:]
     frames = []
+    ids = []
     for block in body.decode().split("\n\n")[:-1]:
         fields: dict[str, str] = {}
         for line in block.split("\n"):
             name, _, value = line.partition(": ")
             fields[name] = value
+        if "id" in fields:
+            ids.append(int(fields.pop("id")))
+        else:
+            assert fields.get("event") in ("thread.created", "done", "error"), block
         assert set(fields) == {"event", "data"}, block
         frames.append((fields["event"], fields["data"]))
+    assert ids == list(range(ids[0], ids[0] + len(ids))) if ids else True, ids
     return frames
 
 

@@ -30,7 +30,9 @@ async def _take(listener: LogSubscription, count: int, seconds: float = 10.0) ->
     got: list[Sequenced] = []
     async with asyncio.timeout(seconds):
         while len(got) < count:
-            got.append(await listener.get())
+            event = await listener.get()
+            assert event.seq is not None
+            got.append((event.seq, event))
     return got
 
 

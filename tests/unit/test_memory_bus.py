@@ -12,11 +12,11 @@ def _event(n: int) -> StreamEvent:
     return StreamEvent("thread.message.delta", {"n": n})
 
 
-def _drain(queue: asyncio.Queue[tuple[int, StreamEvent]]) -> list[tuple[int, int]]:
+def _drain(queue: asyncio.Queue[StreamEvent]) -> list[tuple[int | None, int]]:
     out = []
     while not queue.empty():
-        seq, event = queue.get_nowait()
-        out.append((seq, event.data["n"]))  # type: ignore[index]
+        event = queue.get_nowait()
+        out.append((event.seq, event.data["n"]))  # type: ignore[index]
     return out
 
 

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import __version__
+from ..engine.bus import RunSubscription as Subscription
 from ..engine.engine import Engine
-from ..engine.events import Subscription
 from ..errors import AssistdError, ConflictError, NotFoundError, UpstreamError
 from ..llm.registry import ProviderRegistry
 from ..protocol.ask import AskAnswer, AskDelta, AskParams
@@ -182,7 +182,7 @@ async def _start_run(
                 f"The session's previous run {active} did not end within "
                 f"{ANSWER_TIMEOUT_SECONDS:.0f} seconds."
             )
-        waiter = engine.listen(active)
+        waiter = await engine.listen(active)
         try:
             # Listening began before this read, so an end between the two is not missed.
             if await _active_run(engine.db, thread_id) == active:

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from ..engine.bus import RunSubscription
 from ..engine.engine import Engine
-from ..engine.events import StreamEvent, Subscription
+from ..engine.events import StreamEvent
 from ..errors import InvalidRequestError
 from ..protocol.run_steps import FILE_SEARCH_CONTENT_INCLUDE
 from ..protocol.runs import (
@@ -41,18 +42,14 @@ def _include_content(include: list[str] | None) -> bool:
     return bool(include)
 
 
-async def _opening(run: Run, thread: Thread | None = None) -> AsyncIterator[StreamEvent]:
-    """The first events of a new run's stream, for the client that created it alone (nobody else knows the
-    run yet). Neither is a transition's, so ``engine.state`` does not make them: a run is inserted queued,
-    not moved there, and ``run`` is it as inserted. The in_progress that follows does come from there."""
-    if thread is not None:
-        yield StreamEvent("thread.created", thread)
-    yield StreamEvent("thread.run.created", run)
-    yield StreamEvent("thread.run.queued", run)
+async def _thread_created(thread: Thread) -> AsyncIterator[StreamEvent]:
+    """create_and_run's stream opens with its new thread: the thread's event, not the run's, so the run's
+    log (from thread.run.created on) does not hold it."""
+    yield StreamEvent("thread.created", thread)
 
 
 async def _stream(
-    engine: RunEngine, listener: Subscription, *openings: AsyncIterator[StreamEvent]
+    engine: RunEngine, listener: RunSubscription, *openings: AsyncIterator[StreamEvent]
 ) -> AsyncIterator[StreamEvent]:
     for opening in openings:
         async for event in opening:
@@ -65,7 +62,7 @@ async def _run_response(
     request: Request,
     engine: Engine,
     stream: bool | None,
-    start: Callable[[Subscription | None], Awaitable[tuple[Run, list[AsyncIterator[StreamEvent]]]]],
+    start: Callable[[RunSubscription | None], Awaitable[tuple[Run, list[AsyncIterator[StreamEvent]]]]],
 ) -> Response:
     """The run as JSON, or with ``stream`` its events from the first (``openings``) to the last as SSE."""
     listener = engine.bus.subscription() if stream else None
@@ -84,9 +81,9 @@ async def _run_response(
 async def create_thread_and_run(
     params: ThreadAndRunCreateParams, request: Request, tenant: Tenant, engine: RunEngine
 ) -> Response:
-    async def start(listener: Subscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
+    async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
         thread, run = await engine.create_thread_and_run(tenant, params, listener)
-        return run, [_opening(run, thread)]
+        return run, [_thread_created(thread)]
 
     return await _run_response(request, engine, params.stream, start)
 
@@ -102,9 +99,8 @@ async def create_run(
 ) -> Response:
     _include_content(include)
 
-    async def start(listener: Subscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
-        run = await engine.create_run(tenant, thread_id, params, listener)
-        return run, [_opening(run)]
+    async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
+        return await engine.create_run(tenant, thread_id, params, listener), []
 
     return await _run_response(request, engine, params.stream, start)
 
@@ -151,10 +147,40 @@ async def submit_tool_outputs(
     tenant: Tenant,
     engine: RunEngine,
 ) -> Response:
-    async def start(listener: Subscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
+    async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
         return await engine.submit_tool_outputs(tenant, thread_id, run_id, params, listener), []
 
     return await _run_response(request, engine, params.stream, start)
+
+
+@router.get("/{thread_id}/runs/{run_id}/events")
+async def resume_run_stream(
+    thread_id: str,
+    run_id: str,
+    request: Request,
+    tenant: Tenant,
+    engine: RunEngine,
+    after: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+) -> Response:
+    """An assistd extension: the run's stream again, from the event after ``after`` (or the SSE
+    ``Last-Event-ID`` header a reconnecting client sends; 0, the default, is the whole stream), live until
+    the run ends or needs the client. Any replica serves it, whichever one executes the run."""
+    if after is None:
+        after = _last_event_id(request.headers.get("last-event-id"))
+    await engine.retrieve_run(tenant, thread_id, run_id)  # an unknown run is a 404 before the stream
+    listener = await engine.listen(run_id, after)
+    return event_stream(engine.follow(listener))
+
+
+def _last_event_id(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or int(value) > 2**31 - 1:
+        raise InvalidRequestError(
+            f"Invalid 'Last-Event-ID' header: {value!r}. Expected the id of an event of this stream.",
+            param="Last-Event-ID",
+        )
+    return int(value)
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps")

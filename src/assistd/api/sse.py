@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 def frame(event: StreamEvent) -> bytes:
     data = event.data.model_dump_json() if isinstance(event.data, BaseModel) else json.dumps(event.data)
-    return f"event: {event.event}\ndata: {data}\n\n".encode()
+    # The event's seq as its SSE id: a client that reconnects sends it back (Last-Event-ID) to resume
+    # after it, from any replica (GET .../runs/{run_id}/events).
+    ident = f"id: {event.seq}\n" if event.seq is not None else ""
+    return f"{ident}event: {event.event}\ndata: {data}\n\n".encode()
 
 
 DONE = b"event: done\ndata: [DONE]\n\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +28,10 @@ Sequenced = tuple[int, StreamEvent]
 
 
 class RunSubscription(Protocol):
-    queue: asyncio.Queue[Sequenced]
+    """A listener's queue of the events of the runs it is attached to, each numbered (``seq``), each
+    run's in order."""
+
+    queue: asyncio.Queue[StreamEvent]
 
     async def attach(self, run_id: str, after: int | None = None) -> None: ...
 
@@ -36,10 +39,13 @@ class RunSubscription(Protocol):
 
     def close(self) -> None: ...
 
-    async def get(self) -> Sequenced: ...
+    async def get(self) -> StreamEvent: ...
 
 
 class RunBus(Protocol):
+    # Whether other processes publish and listen too (so a cancel may arrive as an event).
+    shared: bool
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -76,7 +82,7 @@ class MemorySubscription:
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
         self._runs: dict[str, int] = {}
-        self.queue: asyncio.Queue[Sequenced] = asyncio.Queue()
+        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
     async def attach(self, run_id: str, after: int | None = None) -> None:
         history = self._bus._history(run_id)
@@ -94,7 +100,7 @@ class MemorySubscription:
             return
         for seq, event in events:
             if seq > last:
-                self.queue.put_nowait((seq, event))
+                self.queue.put_nowait(replace(event, seq=seq))
                 last = seq
         self._runs[run_id] = last
 
@@ -105,12 +111,14 @@ class MemorySubscription:
                 history.listeners.discard(self)
         self._runs.clear()
 
-    async def get(self) -> Sequenced:
+    async def get(self) -> StreamEvent:
         return await self.queue.get()
 
 
 class MemoryBus:
     """Run events within one process (see the module's docstring)."""
+
+    shared = False
 
     def __init__(self, retention_seconds: float = _MEMORY_RETENTION_SECONDS) -> None:
         self._runs: dict[str, _History] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,9 +37,10 @@ from ..store.pagination import PageQuery
 from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
 from . import state
-from .events import FINAL_RUN_EVENTS, EventBus, StreamEvent, Subscription
+from .bus import MemoryBus, RunBus, RunSubscription, Sequenced
+from .event_log import LogBus
+from .events import FINAL_RUN_EVENTS, StreamEvent
 from .executor import RunExecutor, Started
-from .relay import Relay
 from .worker import WorkerPool
 
 # The statuses the SDKs' poll helpers keep polling through; any other ends their loop.
@@ -52,6 +53,8 @@ class _NewRun:
 
     run_id: str = ""
     started: Started | None = None
+    # The run's first events (created, queued), recorded with it: delivered before ``started``'s.
+    opened: list[Sequenced] = field(default_factory=list)
 
 
 class Engine:
@@ -67,49 +70,24 @@ class Engine:
         self.settings = settings
         self.db = db
         self.providers = providers
-        self.bus = EventBus()
+        # One process on SQLite shares nothing: its bus stays in memory. Anything else (PostgreSQL, or
+        # several processes on one SQLite file) carries events through the database's log.
+        self.bus: RunBus = MemoryBus() if db.is_sqlite and settings.processes <= 1 else LogBus(db)
         self.sandbox = sandbox
         code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes)
         self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code)
         self.pool = WorkerPool(settings, db, self.bus, self.executor)
-        self._relay: Relay | None = None
-        self._relaying: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        if self.settings.processes > 1:
-            self._relay = Relay(self.settings.data_dir / "relay", self._on_remote_status)
-            self._relay.start()
-            self.bus.on_status = self._relay.tell
+        await self.bus.start()
         await self.pool.start()
 
     async def close(self) -> None:
         await self.pool.close()
-        if self._relay is not None:
-            self.bus.on_status = None
-            self._relay.close()
-        for task in list(self._relaying):
-            task.cancel()
-
-    def _on_remote_status(self, run_id: str, event: str) -> None:
-        """Another process changed the run's status: stop executing it here if it is being cancelled, and
-        show the change to this process's listeners, with the run as it is now."""
-        if event == "thread.run.cancelling":
-            self.pool.cancel(run_id)
-        if self.bus.listened(run_id):
-            task = asyncio.create_task(self._deliver_remote(run_id, event))
-            self._relaying.add(task)
-            task.add_done_callback(self._relaying.discard)
-
-    async def _deliver_remote(self, run_id: str, event: str) -> None:
-        async with self.db.read() as session:
-            run = await run_store.get_row_by_id(session, run_id)
-        if run is not None:
-            # Not a transition of this process: the relay carries only the name of the event another
-            # process's transition made, so its data is the run read again.
-            self.bus.deliver(run_id, StreamEvent(event, run_store.to_wire(run)))
+        await self.bus.close()
 
     async def create_run(
-        self, tenant: str, thread_id: str, params: RunCreateParams, listener: Subscription | None = None
+        self, tenant: str, thread_id: str, params: RunCreateParams, listener: RunSubscription | None = None
     ) -> Run:
         async with self._creating() as (session, new):
             thread = await thread_store.read_row(session, tenant, thread_id)
@@ -132,6 +110,7 @@ class Engine:
             if new.started is not None:
                 self.pool.unreserve()
             raise
+        self.bus.deliver(new.run_id, new.opened)
         self.pool.adopt(new.run_id, new.started)
 
     async def _start_here(self, session: AsyncSession, run_id: str) -> Started | None:
@@ -152,7 +131,7 @@ class Engine:
         thread_id: str,
         assistant: AssistantRow,
         params: RunCreateParams | ThreadAndRunCreateParams,
-        listener: Subscription | None,
+        listener: RunSubscription | None,
         new: _NewRun,
     ) -> Run:
         run = run_store.new_run_row(
@@ -162,9 +141,11 @@ class Engine:
         await insert_rows(session, run)
         await self._enqueue_here(session, run.id)
         if listener is not None:
-            listener.attach(run.id)
+            await listener.attach(run.id, after=0)
         wire = run_store.to_wire(run)
-        new.run_id, new.started = run.id, await self._start_here(session, run.id)
+        opening = [StreamEvent("thread.run.created", wire), StreamEvent("thread.run.queued", wire)]
+        new.run_id, new.opened = run.id, await self.bus.record(session, run.id, opening)
+        new.started = await self._start_here(session, run.id)
         return wire
 
     async def _enqueue_here(self, session: AsyncSession, run_id: str) -> None:
@@ -173,7 +154,7 @@ class Engine:
         await jobs.enqueue(session, run_id, held_by=self.pool.worker_id, lease_seconds=lease)
 
     async def create_thread_and_run(
-        self, tenant: str, params: ThreadAndRunCreateParams, listener: Subscription | None = None
+        self, tenant: str, params: ThreadAndRunCreateParams, listener: RunSubscription | None = None
     ) -> tuple[Thread, Run]:
         async with self._creating() as (session, new):
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
@@ -197,7 +178,7 @@ class Engine:
         end at once instead of after its sleeps."""
         wait = self.settings.long_poll_seconds
         # Listening starts before the read, so a change between the read and the wait is not missed.
-        listener = self.listen(run_id) if hold and wait > 0 else None
+        listener = await self.listen(run_id) if hold and wait > 0 else None
         try:
             async with self.db.read() as session:
                 run = await run_store.get_row(session, tenant, thread_id, run_id)
@@ -234,7 +215,8 @@ class Engine:
                 raise ConflictError(f"Cannot cancel run with status '{run.status}'.", param="run_id")
             final = run.status != "in_progress"
             events = await state.transition(session, run, "cancelled" if final else "cancelling")
-        self.bus.publish(run_id, *events)
+            sequenced = await self.bus.record(session, run_id, events)
+        self.bus.deliver(run_id, sequenced)
         if not final:
             self.pool.cancel(run_id)
         return state.run_of(events)
@@ -245,7 +227,7 @@ class Engine:
         thread_id: str,
         run_id: str,
         params: SubmitToolOutputsParams,
-        listener: Subscription | None = None,
+        listener: RunSubscription | None = None,
     ) -> Run:
         async with self.db.write() as session:
             run = await run_store.get_row(session, tenant, thread_id, run_id)
@@ -291,19 +273,21 @@ class Engine:
             events += await state.transition(session, run, "queued")
             await self._enqueue_here(session, run.id)
             if listener is not None:
-                listener.attach(run.id)
-        self.bus.publish(run_id, *events)
+                await listener.attach(run.id)
+            sequenced = await self.bus.record(session, run_id, events)
+        self.bus.deliver(run_id, sequenced)
         self.pool.adopt(run_id)
         return state.run_of(events)
 
-    def listen(self, run_id: str) -> Subscription:
-        """A subscription to ``run_id``'s events from now on; the caller closes it."""
+    async def listen(self, run_id: str, after: int | None = None) -> RunSubscription:
+        """A subscription to ``run_id``'s events after seq ``after`` (None: from now on); the caller
+        closes it."""
         listener = self.bus.subscription()
-        listener.attach(run_id)
+        await listener.attach(run_id, after)
         return listener
 
     async def wait_while(
-        self, listener: Subscription, statuses: frozenset[str], seconds: float
+        self, listener: RunSubscription, statuses: frozenset[str], seconds: float
     ) -> StreamEvent | None:
         """The event of the listened run's first status outside ``statuses``, or None after ``seconds``.
         Its data is the run as that status's transaction committed it."""
@@ -315,7 +299,7 @@ class Engine:
                         return event
         return None
 
-    async def follow(self, listener: Subscription) -> AsyncIterator[StreamEvent]:
+    async def follow(self, listener: RunSubscription) -> AsyncIterator[StreamEvent]:
         """The events of the attached run until it ends or needs the client; closes the listener."""
         try:
             while True:

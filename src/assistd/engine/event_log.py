@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -51,7 +51,7 @@ class LogSubscription:
     def __init__(self, bus: LogBus) -> None:
         self._bus = bus
         self._runs: dict[str, int] = {}  # run id → the last seq handed to this listener
-        self.queue: asyncio.Queue[Sequenced] = asyncio.Queue()
+        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
     async def attach(self, run_id: str, after: int | None = None) -> None:
         """Listen to ``run_id`` from the event after seq ``after``; None: from the events written after
@@ -77,7 +77,7 @@ class LogSubscription:
             if seq != last + 1:
                 self._runs[run_id] = last
                 return False
-            self.queue.put_nowait((seq, event))
+            self.queue.put_nowait(replace(event, seq=seq))
             last = seq
         self._runs[run_id] = last
         return True
@@ -87,7 +87,7 @@ class LogSubscription:
             self._bus._unfollow(run_id, self)
         self._runs.clear()
 
-    async def get(self) -> Sequenced:
+    async def get(self) -> StreamEvent:
         return await self.queue.get()
 
 
@@ -103,6 +103,8 @@ class _Followed:
 
 class LogBus:
     """Run events through the database (see the module's docstring)."""
+
+    shared = True
 
     def __init__(
         self,

@@ -29,7 +29,8 @@ from ..tools.citations import CitationFilter
 from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
 from . import context, state
-from .events import EventBus, StreamEvent
+from .bus import RunBus, Sequenced
+from .events import StreamEvent
 from .made_files import MadeFiles, take_made, with_made
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class Started:
     """A claimed run after ``start``: ``run`` is set when it is in progress and should be executed."""
 
     run: RunRow | None
-    events: list[StreamEvent]
+    # Recorded in the transaction that started it; delivered once that commits.
+    events: list[Sequenced]
 
 
 @dataclass
@@ -111,7 +113,7 @@ class RunExecutor:
         self,
         settings: Settings,
         db: Database,
-        bus: EventBus,
+        bus: RunBus,
         providers: ProviderRegistry,
         file_search: FileSearch,
         code: CodeInterpreter,
@@ -129,19 +131,23 @@ class RunExecutor:
         if run is None or run.status not in ("queued", "in_progress", "cancelling"):
             await jobs.finish(session, run_id)
             return Started(run=None, events=[])
+        started: RunRow | None = None
         if run.status == "cancelling":
-            return Started(run=None, events=await state.transition(session, run, "cancelled"))
-        if attempts > MAX_ATTEMPTS:
+            events = await state.transition(session, run, "cancelled")
+        elif attempts > MAX_ATTEMPTS:
             error = {"code": "server_error", "message": "The run was interrupted too many times."}
-            return Started(run=None, events=await state.transition(session, run, "failed", last_error=error))
-        if run.status == "in_progress":
+            events = await state.transition(session, run, "failed", last_error=error)
+        elif run.status == "in_progress":
             # Claimed again after a crash or a shutdown: the attempt before may have left a half-written
             # step and message. They are closed and the turn starts over.
-            return Started(run=run, events=await state.resume(session, run))
-        return Started(run=run, events=await state.transition(session, run, "in_progress"))
+            events, started = await state.resume(session, run), run
+        else:
+            events, started = await state.transition(session, run, "in_progress"), run
+        return Started(run=started, events=await self._bus.record(session, run_id, events))
 
-    def publish(self, run_id: str, events: list[StreamEvent]) -> None:
-        self._bus.publish(run_id, *events)
+    def deliver(self, run_id: str, events: list[Sequenced]) -> None:
+        """Hand the events ``start`` recorded to listeners, once its transaction has committed."""
+        self._bus.deliver(run_id, events)
 
     async def execute(self, run: RunRow) -> None:
         """Run a started run until it completes, fails or awaits tool outputs; never raises for run errors."""
@@ -260,7 +266,7 @@ class RunExecutor:
             turn.saving = asyncio.create_task(self._insert(message, step))
             step_wire = run_store.step_to_wire(step)
             message_wire = message_store.to_wire(message)
-            self._bus.publish(
+            self._bus.soon(
                 run.id,
                 StreamEvent("thread.run.step.created", step_wire),
                 StreamEvent("thread.run.step.in_progress", step_wire),
@@ -279,7 +285,7 @@ class RunExecutor:
             part["annotations"] = annotations
         else:
             part["annotations"] = []
-        self._bus.publish(
+        self._bus.soon(
             run_id,
             StreamEvent(
                 "thread.message.delta",
@@ -308,7 +314,7 @@ class RunExecutor:
                 await session.flush()
             turn.tool_step = step
             wire = run_store.step_to_wire(step)
-            self._bus.publish(
+            self._bus.soon(
                 run.id,
                 StreamEvent("thread.run.step.created", wire),
                 StreamEvent("thread.run.step.in_progress", wire),
@@ -351,7 +357,7 @@ class RunExecutor:
                 function["name"] = name
             function["arguments"] = arguments or ""
             function["output"] = None
-        self._bus.publish(
+        self._bus.soon(
             run.id,
             StreamEvent(
                 "thread.run.step.delta",
@@ -372,6 +378,8 @@ class RunExecutor:
         truncated = turn.finish_reason == "length"
         go_on = False
         await turn.saved()
+        # What the turn streamed is written before what ends it: the log keeps their order.
+        await self._bus.settle(run_id)
         async with self._db.write() as session:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or run.status not in ("in_progress", "cancelling"):
@@ -408,7 +416,8 @@ class RunExecutor:
                 run.usage = total
                 await save(session, run, "usage")
                 go_on = True
-        self._bus.publish(run_id, *events)
+            sequenced = await self._bus.record(session, run_id, events)
+        self._bus.deliver(run_id, sequenced)
         return go_on
 
     @staticmethod
@@ -559,12 +568,15 @@ class RunExecutor:
         await self._end(run_id, "cancelled")
 
     async def _end(self, run_id: str, status: str, **fields: Any) -> None:
+        await self._bus.settle(run_id)
         async with self._db.write() as session:
             run = await run_store.get_row_by_id(session, run_id)
             if run is None or not state.can_transition(run.status, status):
                 return
-            events = await state.transition(session, run, status, **fields)
-        self._bus.publish(run_id, *events)
+            sequenced = await self._bus.record(
+                session, run_id, await state.transition(session, run, status, **fields)
+            )
+        self._bus.deliver(run_id, sequenced)
 
 
 def _message_delta(message_id: str, content: list[dict[str, Any]]) -> StreamEvent:

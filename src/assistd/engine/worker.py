@@ -19,14 +19,14 @@ from ..store.clock import now
 from ..store.database import Database
 from ..store.models import RunRow
 from . import state
-from .events import EventBus
+from .bus import RunBus
 from .executor import RunExecutor, Started
 
 log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, settings: Settings, db: Database, bus: EventBus, executor: RunExecutor) -> None:
+    def __init__(self, settings: Settings, db: Database, bus: RunBus, executor: RunExecutor) -> None:
         self._settings = settings
         self._db = db
         self._bus = bus
@@ -118,7 +118,7 @@ class WorkerPool:
             run_id, _, more = claimed
             if more:
                 self._wake.set()  # another job was ready: claim again at once
-            self._executor.publish(run_id, started.events)
+            self._executor.deliver(run_id, started.events)
             if started.run is None:
                 self._slots.release()
                 continue
@@ -144,7 +144,7 @@ class WorkerPool:
 
     async def _adopted(self, run_id: str, started: Started | None) -> None:
         if started is not None:
-            self._executor.publish(run_id, started.events)
+            self._executor.deliver(run_id, started.events)
             if started.run is None:
                 self._slots.release()
             else:
@@ -156,7 +156,7 @@ class WorkerPool:
                 async with self._db.write() as session:
                     started = await self._executor.start(session, run_id, 1)
                 heartbeat.cancel()
-                self._executor.publish(run_id, started.events)
+                self._executor.deliver(run_id, started.events)
                 if started.run is not None:
                     await self._execute(started.run)
         except asyncio.CancelledError:
@@ -191,6 +191,9 @@ class WorkerPool:
         execution = asyncio.create_task(self._executor.execute(run))
         heartbeat = asyncio.create_task(self._heartbeat(run_id, cancel))
         waiter = asyncio.create_task(cancel.wait())
+        # A cancel made by another process reaches this one as the run's thread.run.cancelling event (the
+        # heartbeat's look at the status is the fallback); one made here calls ``cancel`` directly.
+        watcher = asyncio.create_task(self._watch_cancel(run_id, cancel)) if self._bus.shared else None
         try:
             await asyncio.wait({execution, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if not execution.done():
@@ -210,7 +213,19 @@ class WorkerPool:
         finally:
             waiter.cancel()
             heartbeat.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self._cancel_requests.pop(run_id, None)
+
+    async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:
+        listener = self._bus.subscription()
+        try:
+            await listener.attach(run_id)
+            while (await listener.get()).event != "thread.run.cancelling":
+                pass
+            cancel.set()
+        finally:
+            listener.close()
 
     async def _heartbeat(self, run_id: str, cancel: asyncio.Event) -> None:
         interval = self._settings.run_lease_seconds / 3
@@ -248,5 +263,7 @@ class WorkerPool:
                 run = await run_store.get_row_by_id(session, run_id)
                 if run is None or run.status != "requires_action" or (run.expires_at or 0) > now():
                     continue
-                events = await state.transition(session, run, "expired")
-            self._bus.publish(run_id, *events)
+                events = await self._bus.record(
+                    session, run_id, await state.transition(session, run, "expired")
+                )
+            self._bus.deliver(run_id, events)
