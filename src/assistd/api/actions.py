@@ -91,7 +91,7 @@ async def send_message(call: Call) -> Response:
         return envelope(200, message_store.to_wire(row))
 
 
-def refusal(outcome: TurnOutcome, timeout: float) -> tuple[int, str | None]:
+def reply_status(outcome: TurnOutcome, timeout: float) -> tuple[int, str | None]:
     """The HTTP status and error of a run that ``run-assistant`` stopped waiting for."""
     match outcome.status:
         case "completed":
@@ -132,7 +132,7 @@ async def run_assistant(call: Call) -> Response:
         # This function cannot carry tool outputs; left waiting, the run would hold the thread until it
         # expired, refusing every message meanwhile.
         run = await turn.cancel()
-    status, error = refusal(outcome, timeout)
+    status, error = reply_status(outcome, timeout)
     reply = RunReply(threadId=thread_id, runId=run.id, status=run.status, response=outcome.text, run=run)
     return envelope(status, reply, error)
 
