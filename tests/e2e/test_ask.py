@@ -16,10 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from openai.types.beta import Assistant
+from openai.types.beta.threads import Run
 
 import assistd
 from conftest import Databases, make_client
-from fake_upstream import Echo, FakeUpstream, Text
+from fake_upstream import Echo, Error, FakeUpstream, Text, ToolCalls
+from samples import WEATHER_TOOL
 from server import AssistdServer
 from wire import check
 
@@ -318,6 +320,86 @@ def test_stream_sends_deltas_then_the_answer(acme: AssistdServer, fake: FakeUpst
     fake.push(Text("Second."))
     ask_ok(acme, PUBLIC, session_id=sid, user_input="and now?")
     assert "Streaming works fine." in json.dumps(fake.requests[-1]["messages"])
+
+
+def stream_bytes(server: AssistdServer, key: str, **body: Any) -> bytes:
+    """The whole body of a streamed /ask answer."""
+    with (
+        http(server, key) as client,
+        client.stream("POST", "/ask", json={**body, "stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return b"".join(response.iter_bytes())
+
+
+def data_frame(body: dict[str, Any], compact: bool = True) -> bytes:
+    # Answers are written by pydantic (compact), errors by json.dumps (its default separators).
+    separators = (",", ":") if compact else None
+    return b"data: " + json.dumps(body, separators=separators).encode() + b"\n\n"
+
+
+def last_run(server: AssistdServer, key: str, sid: str) -> Run:
+    with http(server, key) as client:
+        thread_id = client.get(f"/ask/sessions/{sid}").json()["thread_id"]
+    with make_client(server, key) as client:
+        return client.beta.threads.runs.list(thread_id=thread_id, limit=1).data[0]
+
+
+def test_stream_frames_are_exactly_the_deltas_then_the_answer(
+    acme: AssistdServer, fake: FakeUpstream
+) -> None:
+    helper = assistant(acme, name="helper-stream-bytes")
+    sid = session_id()
+    fake.push(Text("Exact bytes.", chunks=["Exact", " bytes", "."]))
+    raw = stream_bytes(acme, PUBLIC, session_id=sid, user_input="bytes?", assistant=helper)
+    run = last_run(acme, PUBLIC, sid)
+    final = {"session_id": sid, "response": "Exact bytes.", "thread_id": run.thread_id, "run_id": run.id}
+    deltas = [data_frame({"delta": piece}) for piece in ("Exact", " bytes", ".")]
+    assert raw == b"".join([*deltas, data_frame(final)])
+
+
+def test_a_failed_run_answers_502_with_its_reason(acme: AssistdServer, fake: FakeUpstream) -> None:
+    helper = assistant(acme, name="helper-failing")
+    sid = session_id()
+    fake.push(Error(400, "This model does not support that."))
+    response = ask(acme, ADMIN, session_id=sid, user_input="hi", assistant=helper)
+    run = last_run(acme, ADMIN, sid)
+    assert run.status == "failed" and run.last_error is not None
+    assert "This model does not support that." in run.last_error.message
+    expected = {
+        "message": f"The run failed: {run.last_error.message}",
+        "type": "server_error",
+        "param": None,
+        "code": run.last_error.code,
+    }
+    assert error_of(response, 502) == expected
+
+    # Streamed, the same error is the one frame: the status line (200) was sent before the run failed.
+    fake.push(Error(400, "This model does not support that."))
+    raw = stream_bytes(acme, ADMIN, session_id=sid, user_input="again")
+    run = last_run(acme, ADMIN, sid)
+    assert run.status == "failed" and run.last_error is not None
+    expected["message"], expected["code"] = f"The run failed: {run.last_error.message}", run.last_error.code
+    assert raw == data_frame({"error": expected}, compact=False)
+
+
+def test_a_function_call_is_refused_and_its_run_cancelled(acme: AssistdServer, fake: FakeUpstream) -> None:
+    helper = assistant(acme, name="helper-functions", tools=[WEATHER_TOOL])
+    sid = session_id()
+    fake.push(ToolCalls([("get_weather", {"city": "Paris"})]))
+    response = ask(acme, ADMIN, session_id=sid, user_input="Weather in Paris?", assistant=helper)
+    assert error_of(response, 400) == {
+        "message": "The assistant called a function, and /ask has no way to supply its output: the run was "
+        "cancelled. Use an assistant without function tools, or the runs API.",
+        "type": "invalid_request_error",
+        "param": "assistant",
+        "code": "requires_action",
+    }
+    assert last_run(acme, ADMIN, sid).status == "cancelled"
+    # The thread was freed: the session goes on.
+    fake.push(Text("Sunny, probably."))
+    assert ask_ok(acme, ADMIN, session_id=sid, user_input="Never mind.")["response"] == "Sunny, probably."
 
 
 def test_a_fresh_tenant_is_answered_by_its_default_assistant(acme: AssistdServer, fake: FakeUpstream) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from ..llm.registry import ProviderRegistry
 from ..protocol.assistants import AssistantCreateParams, AssistantUpdateParams
 from ..store import assistants as store
 from ..store.pagination import PageQuery
-from .deps import Db, Tenant
+from .deps import Db, Providers, Tenant
 from .pagination import page_query
 from .render import json_response
 
@@ -19,10 +18,9 @@ router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
 
 @router.post("")
 async def create_assistant(
-    params: AssistantCreateParams, request: Request, tenant: Tenant, db: Db
+    params: AssistantCreateParams, tenant: Tenant, db: Db, providers: Providers
 ) -> Response:
     if params.model is None:
-        providers: ProviderRegistry = request.app.state.providers
         params = params.model_copy(update={"model": await providers.require_default_model()})
     async with db.write() as session:
         return json_response(await store.create(session, tenant, params))

@@ -11,12 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
-
-from fastapi import Depends, Request
 
 from ..errors import AuthenticationError
-from .rate_limit import RateLimiter
 
 NO_KEYS_TENANT = "default"
 
@@ -115,20 +111,3 @@ class KeyRing:
 
     def tenant_for(self, authorization: str | None) -> str:
         return self.identify(authorization).tenant
-
-
-async def caller(request: Request) -> Caller:
-    """FastAPI dependency: the request's tenant and key fingerprint, within its request rate limit."""
-    keyring: KeyRing = request.app.state.keyring
-    found = keyring.identify(request.headers.get("authorization"))
-    limiter: RateLimiter = request.app.state.limiter
-    limiter.check(found.tenant)
-    return found
-
-
-async def tenant(request: Request) -> str:
-    """FastAPI dependency: the tenant of the request's key, within its request rate limit."""
-    return (await caller(request)).tenant
-
-
-CallerKey = Annotated[Caller, Depends(caller)]

@@ -1,7 +1,8 @@
-"""Dependencies the routers share: the tenant, the database and the engine of the running app.
+"""Dependencies the routers share: who is calling, and the parts of the running app they need.
 
-They are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency in a worker
-thread, a thread hop per request for nothing.
+The app factory and its lifespan keep those parts in ``app.state``; routers take them from here, by type,
+rather than reading it. They are ``async def`` although they do not await: FastAPI runs a plain ``def``
+dependency in a worker thread, a thread hop per request for nothing.
 """
 
 from __future__ import annotations
@@ -10,13 +11,32 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..config import Settings
+from ..engine.ask_sessions import AskSessions, SessionLocks
 from ..engine.engine import Engine
+from ..llm.registry import ProviderRegistry
 from ..retrieval.ingest_worker import IngestWorker
 from ..retrieval.search import Retriever
+from ..storage import FileStorage
 from ..store.database import Database
-from .auth import tenant
+from .auth import Caller, KeyRing
+from .rate_limit import RateLimiter
+from .render import poll_after
 
-Tenant = Annotated[str, Depends(tenant)]
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
+async def get_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
 
 
 async def get_db(request: Request) -> Database:
@@ -29,6 +49,16 @@ async def get_engine(request: Request) -> Engine:
     return engine
 
 
+async def get_providers(request: Request) -> ProviderRegistry:
+    providers: ProviderRegistry = request.app.state.providers
+    return providers
+
+
+async def get_storage(request: Request) -> FileStorage:
+    storage: FileStorage = request.app.state.storage
+    return storage
+
+
 async def get_ingest_worker(request: Request) -> IngestWorker:
     worker: IngestWorker = request.app.state.ingest_worker
     return worker
@@ -39,7 +69,64 @@ async def get_retriever(request: Request) -> Retriever:
     return retriever
 
 
+AppSettings = Annotated[Settings, Depends(get_settings)]
 Db = Annotated[Database, Depends(get_db)]
 RunEngine = Annotated[Engine, Depends(get_engine)]
+Providers = Annotated[ProviderRegistry, Depends(get_providers)]
+Storage = Annotated[FileStorage, Depends(get_storage)]
 Ingestion = Annotated[IngestWorker, Depends(get_ingest_worker)]
 Search = Annotated[Retriever, Depends(get_retriever)]
+
+
+async def get_caller(
+    request: Request,
+    keyring: Annotated[KeyRing, Depends(get_keyring)],
+    limiter: Annotated[RateLimiter, Depends(get_limiter)],
+) -> Caller:
+    """The request's tenant and key fingerprint, within its request rate limit."""
+    found = keyring.identify(request.headers.get("authorization"))
+    limiter.check(found.tenant)
+    return found
+
+
+CallerKey = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_tenant(caller: CallerKey) -> str:
+    """The tenant of the request's key, within its request rate limit."""
+    return caller.tenant
+
+
+Tenant = Annotated[str, Depends(get_tenant)]
+
+
+async def get_poll_headers(settings: AppSettings) -> dict[str, str]:
+    return poll_after(settings)
+
+
+PollHeaders = Annotated[dict[str, str], Depends(get_poll_headers)]
+
+
+async def get_long_poll_seconds(request: Request, settings: AppSettings) -> float:
+    """How long the request may be held for its object to move on: the SDKs' poll helpers say they are
+    polling in a header, and a held request answers them as soon as it moves (0: not held)."""
+    if request.headers.get("x-stainless-poll-helper") != "true":
+        return 0.0
+    return settings.long_poll_seconds
+
+
+LongPoll = Annotated[float, Depends(get_long_poll_seconds)]
+
+
+async def get_ask_sessions(
+    request: Request, engine: RunEngine, settings: AppSettings, providers: Providers
+) -> AskSessions:
+    state = request.app.state
+    # Made on first use and kept with the app: the per-session locks must outlive each request.
+    locks: SessionLocks | None = getattr(state, "ask_locks", None)
+    if locks is None:
+        locks = state.ask_locks = SessionLocks()
+    return AskSessions(engine, locks, settings.ask_default_assistant, providers.default_model)
+
+
+AskService = Annotated[AskSessions, Depends(get_ask_sessions)]

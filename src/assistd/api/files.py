@@ -12,13 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from ..config import Settings
 from ..errors import InvalidRequestError, NotFoundError
 from ..protocol.files import FileCreateFields, FileDeleted
 from ..storage import FileStorage, StoredBlob, UploadTooLarge
 from ..store import files as store
 from ..store.pagination import PageQuery
-from .deps import Db, Tenant
+from .deps import AppSettings, Db, Storage, Tenant
 from .multipart import MultipartReader
 from .render import json_response
 
@@ -26,14 +25,6 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 
 MAX_FILENAME = 512  # the width of files.filename
 _NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
-
-
-async def get_storage(request: Request) -> FileStorage:
-    storage: FileStorage = request.app.state.storage
-    return storage
-
-
-Storage = Annotated[FileStorage, Depends(get_storage)]
 
 
 async def file_page_query(
@@ -127,8 +118,9 @@ def _content_disposition(filename: str) -> str:
 
 
 @router.post("")
-async def upload_file(request: Request, tenant: Tenant, db: Db, storage: Storage) -> Response:
-    settings: Settings = request.app.state.settings
+async def upload_file(
+    request: Request, tenant: Tenant, db: Db, storage: Storage, settings: AppSettings
+) -> Response:
     reader = await MultipartReader.of(request, "file")
     fields, filename, blob = await _receive(reader, storage, settings.max_upload_bytes)
     try:

@@ -1,28 +1,45 @@
-"""The one place run events become Server-Sent Events frames, ending with ``done`` / ``[DONE]``."""
+"""The one place events become Server-Sent Events frames.
+
+Two shapes: run streams (``/v1``) send ``event: NAME`` frames as OpenAI names them and end with ``done`` /
+``[DONE]``; the facades (``/ask``) send plain ``data: {...}`` frames, which a browser's EventSource or any
+SSE reader takes, and end with their last object. Either reports a failure after the first byte in-band
+and ends cleanly: the status line is sent by then.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ..engine.events import StreamEvent
+from ..errors import AssistdError
 
 log = logging.getLogger(__name__)
 
+DONE = b"event: done\ndata: [DONE]\n\n"
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_SERVER_ERROR = {"type": "server_error", "param": None, "code": None}
+
+
+def _json(data: BaseModel | dict[str, Any]) -> str:
+    return data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data)
+
 
 def frame(event: StreamEvent) -> bytes:
-    data = event.data.model_dump_json() if isinstance(event.data, BaseModel) else json.dumps(event.data)
     # The event's seq as its SSE id: a client that reconnects sends it back (Last-Event-ID) to resume
     # after it, from any replica (GET .../runs/{run_id}/events).
     ident = f"id: {event.seq}\n" if event.seq is not None else ""
-    return f"{ident}event: {event.event}\ndata: {data}\n\n".encode()
+    return f"{ident}event: {event.event}\ndata: {_json(event.data)}\n\n".encode()
 
 
-DONE = b"event: done\ndata: [DONE]\n\n"
+def data_frame(data: BaseModel | dict[str, Any]) -> bytes:
+    """A frame of data alone: ``data: {...}``."""
+    return f"data: {_json(data)}\n\n".encode()
 
 
 async def _frames(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
@@ -30,21 +47,28 @@ async def _frames(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
         async for event in events:
             yield frame(event)
     except Exception:
-        # After the first byte the status line is sent: report the failure in-band and end cleanly.
         log.exception("run stream failed")
-        error = {
-            "message": "The server had an error while streaming the run.",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        }
+        error = {"message": "The server had an error while streaming the run.", **_SERVER_ERROR}
         yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
     yield DONE
 
 
+async def _data_frames(items: AsyncIterator[BaseModel]) -> AsyncIterator[bytes]:
+    try:
+        async for item in items:
+            yield data_frame(item)
+    except AssistdError as exc:
+        yield data_frame(exc.body())
+    except Exception:
+        log.exception("stream failed")
+        yield data_frame({"error": {"message": "The server had an error while streaming.", **_SERVER_ERROR}})
+
+
 def event_stream(events: AsyncIterator[StreamEvent]) -> StreamingResponse:
-    return StreamingResponse(
-        _frames(events),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    """A run's events as ``event:`` frames, then ``done``."""
+    return StreamingResponse(_frames(events), media_type="text/event-stream", headers=_HEADERS)
+
+
+def data_stream(items: AsyncIterator[BaseModel]) -> StreamingResponse:
+    """Objects as ``data:`` frames; an error raised meanwhile becomes the last frame, ``{"error": {...}}``."""
+    return StreamingResponse(_data_frames(items), media_type="text/event-stream", headers=_HEADERS)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from ..errors import InvalidRequestError
 from ..protocol.vector_stores import (
@@ -29,10 +29,9 @@ from ..retrieval.search import Passage
 from ..store import files as file_store
 from ..store import vector_stores as store
 from ..store.pagination import PageQuery
-from .deps import Db, Ingestion, Search, Tenant
-from .files import Storage
+from .deps import Db, Ingestion, LongPoll, PollHeaders, Search, Storage, Tenant
 from .pagination import page_query
-from .render import json_response, poll_headers
+from .render import json_response
 
 router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"])
 
@@ -50,13 +49,10 @@ class _WithStatus(Protocol):
 W = TypeVar("W", bound=_WithStatus)
 
 
-async def _long_poll(request: Request, load: Callable[[], Awaitable[W]]) -> W:
-    """The object ``load`` reads; for the SDKs' poll helpers, read again until ingestion moved on or
-    ``long_poll_seconds`` passed."""
+async def _long_poll(seconds: float, load: Callable[[], Awaitable[W]]) -> W:
+    """The object ``load`` reads; read again while its ingestion is in progress, up to ``seconds``."""
     wire = await load()
-    if request.headers.get("x-stainless-poll-helper") != "true":
-        return wire
-    deadline = time.monotonic() + request.app.state.settings.long_poll_seconds
+    deadline = time.monotonic() + seconds
     while wire.status == "in_progress" and time.monotonic() < deadline:
         # Polled, not notified: ingestion may run in another process.
         await asyncio.sleep(0.02)
@@ -186,13 +182,13 @@ async def list_vector_store_files(
 
 @router.get("/{vector_store_id}/files/{file_id}")
 async def retrieve_vector_store_file(
-    vector_store_id: str, file_id: str, request: Request, tenant: Tenant, db: Db
+    vector_store_id: str, file_id: str, tenant: Tenant, db: Db, wait: LongPoll, headers: PollHeaders
 ) -> Response:
     async def load() -> VectorStoreFile:
         async with db.read() as session:
             return store.file_to_wire(await store.get_file_row(session, tenant, vector_store_id, file_id))
 
-    return json_response(await _long_poll(request, load), headers=poll_headers(request))
+    return json_response(await _long_poll(wait, load), headers=headers)
 
 
 @router.post("/{vector_store_id}/files/{file_id}")
@@ -261,7 +257,7 @@ async def create_file_batch(
 
 @router.get("/{vector_store_id}/file_batches/{batch_id}")
 async def retrieve_file_batch(
-    vector_store_id: str, batch_id: str, request: Request, tenant: Tenant, db: Db
+    vector_store_id: str, batch_id: str, tenant: Tenant, db: Db, wait: LongPoll, headers: PollHeaders
 ) -> Response:
     async def load() -> VectorStoreFileBatch:
         async with db.read() as session:
@@ -269,7 +265,7 @@ async def retrieve_file_batch(
                 session, await store.get_batch(session, tenant, vector_store_id, batch_id)
             )
 
-    return json_response(await _long_poll(request, load), headers=poll_headers(request))
+    return json_response(await _long_poll(wait, load), headers=headers)
 
 
 @router.post("/{vector_store_id}/file_batches/{batch_id}/cancel")

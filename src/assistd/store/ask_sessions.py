@@ -12,10 +12,11 @@ from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.ask import AskMessage, AskSession, AskSessionDetail
 from ..protocol.assistants import AssistantCreateParams
 from ..protocol.common import DeletedObject, ListPage
-from . import assistants, messages
+from ..protocol.threads import ThreadCreateParams
+from . import assistants, messages, threads
 from .clock import now
 from .database import Database
-from .models import AskDefaultRow, AskSessionRow, AssistantRow, MessageRow
+from .models import AskDefaultRow, AskSessionRow, AssistantRow
 from .pagination import PageQuery, fetch_page, page_of
 
 
@@ -27,11 +28,6 @@ def to_wire(row: AskSessionRow) -> AskSession:
         thread_id=row.thread_id,
         assistant_id=row.assistant_id,
     )
-
-
-def message_text(row: MessageRow) -> str:
-    """The text parts of a message, joined; images and other parts have no text to show."""
-    return "".join(part["text"]["value"] for part in row.content if part.get("type") == "text")
 
 
 async def find(session: AsyncSession, tenant: str, session_id: str) -> AskSessionRow | None:
@@ -59,6 +55,29 @@ def new_row(tenant: str, session_id: str, thread_id: str, assistant_id: str) -> 
     )
 
 
+async def open_thread(db: Database, tenant: str, session_id: str, assistant_id: str) -> str:
+    """The session's thread: made on its first turn (or again if its thread was deleted), with the session
+    then made or updated to name it and ``assistant_id``, the assistant of this turn."""
+    try:
+        async with db.write() as session:
+            row = await find(session, tenant, session_id)
+            if row is not None and await threads.exists(session, row.thread_id):
+                row.assistant_id, row.updated_at = assistant_id, now()
+                return row.thread_id
+            metadata = {"ask_session_id": session_id}
+            thread = await threads.create(session, tenant, ThreadCreateParams(metadata=metadata))
+            if row is None:
+                session.add(new_row(tenant, session_id, thread.id, assistant_id))
+            else:
+                row.thread_id, row.assistant_id, row.updated_at = thread.id, assistant_id, now()
+            await session.flush()
+            return thread.id
+    except IntegrityError:
+        # Another process opened the same session at the same moment: continue its thread.
+        async with db.read() as session:
+            return (await get_row(session, tenant, session_id)).thread_id
+
+
 async def detail(session: AsyncSession, row: AskSessionRow) -> AskSessionDetail:
     history = await messages.history(session, row.thread_id)
     return AskSessionDetail(
@@ -67,7 +86,7 @@ async def detail(session: AsyncSession, row: AskSessionRow) -> AskSessionDetail:
             AskMessage(
                 id=message.id,
                 role="assistant" if message.role == "assistant" else "user",
-                content=message_text(message),
+                content=messages.text_of(message),
                 created_at=message.created_at,
                 run_id=message.run_id,
             )

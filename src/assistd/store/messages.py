@@ -145,3 +145,20 @@ async def history(session: AsyncSession, thread_id: str, limit: int | None = Non
 
 async def by_ids(session: AsyncSession, message_ids: list[str]) -> list[MessageRow]:
     return list((await session.scalars(select(MessageRow).where(MessageRow.id.in_(message_ids)))).all())
+
+
+def text_of(row: MessageRow) -> str:
+    """The text parts of a message, joined; images and other parts have no text to show."""
+    return "".join(part["text"]["value"] for part in row.content if part.get("type") == "text")
+
+
+_WRITTEN_BY = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.run_id == bindparam("run"), _MESSAGES.c.role == "assistant")
+    .order_by(_MESSAGES.c.pk.asc())
+)
+
+
+async def written_by(session: AsyncSession, run_id: str) -> list[MessageRow]:
+    """The assistant messages the run wrote, oldest first (detached)."""
+    return await fetch_all(session, MessageRow, _WRITTEN_BY, {"run": run_id})

@@ -110,6 +110,15 @@ async def get_row_by_id(session: AsyncSession, run_id: str) -> RunRow | None:
     return await fetch_one(session, RunRow, _BY_ID, {"id": run_id})
 
 
+_STATUS = select(_RUNS.c.status).where(_RUNS.c.id == bindparam("id"))
+
+
+async def status_of(session: AsyncSession, run_id: str) -> str | None:
+    """The run's status; None when there is no such run (its thread was deleted)."""
+    status: str | None = (await session.execute(_STATUS, {"id": run_id})).scalar()
+    return status
+
+
 async def list_page(session: AsyncSession, tenant: str, thread_id: str, query: PageQuery) -> ListPage[Run]:
     scope = [RunRow.thread_id == thread_id, RunRow.tenant == tenant]
     rows, has_more = await fetch_page(session, RunRow, scope, query)

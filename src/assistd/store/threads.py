@@ -126,3 +126,17 @@ async def ensure_no_active_run(session: AsyncSession, row: ThreadRow) -> None:
         raise ConflictError(
             f"Can't add messages to {row.id} while a run {row.active_run_id} is active.", param="thread_id"
         )
+
+
+_ACTIVE_RUN = select(_THREADS.c.active_run_id).where(_THREADS.c.id == bindparam("thread"))
+_EXISTS = select(_THREADS.c.id).where(_THREADS.c.id == bindparam("thread"))
+
+
+async def active_run_of(session: AsyncSession, thread_id: str) -> str | None:
+    """The id of the run that holds the thread now, if any (None too when there is no such thread)."""
+    active: str | None = (await session.execute(_ACTIVE_RUN, {"thread": thread_id})).scalar()
+    return active
+
+
+async def exists(session: AsyncSession, thread_id: str) -> bool:
+    return (await session.execute(_EXISTS, {"thread": thread_id})).scalar() is not None
