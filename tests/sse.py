@@ -32,3 +32,16 @@ def stream_events(
 def delta_text(data: dict[str, Any]) -> str:
     """The text of a ``thread.message.delta`` event."""
     return str(data["delta"]["content"][0]["text"]["value"])
+
+
+def frames_of(body: str) -> list[dict[str, str]]:
+    """The fields (``id``, ``event``, ``data``) of each frame of a complete SSE body, in order."""
+    assert body.endswith("\n\n"), body[-200:]
+    frames = []
+    for block in body.split("\n\n")[:-1]:
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        frames.append(fields)
+    return frames

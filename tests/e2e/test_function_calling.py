@@ -17,6 +17,7 @@ from typing_extensions import override
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from samples import WEATHER_TOOL
 from server import KEYS, AssistdServer
+from sse import frames_of
 from wire import check, check_schema, raw
 
 
@@ -341,11 +342,14 @@ def test_submit_tool_outputs_raw_stream_ends_with_done(
         body = response.read()
     assert body.endswith(b"\n\nevent: done\ndata: [DONE]\n\n")
     assert body.count(b"data: [DONE]") == 1
-    frames = [block.split("\n") for block in body.decode().split("\n\n")[:-1]]
-    names = [lines[0].removeprefix("event: ") for lines in frames]
+    frames = frames_of(body.decode())
+    # The run's events carry ids that go on from its first stream's (its seqs in one log); done has none.
+    ids = [int(frame["id"]) for frame in frames if "id" in frame]
+    assert len(ids) == len(frames) - 1 and ids == list(range(ids[0], ids[0] + len(ids))) and ids[0] > 1
+    names = [frame["event"] for frame in frames]
     assert names[0] == "thread.run.step.completed"
     assert names[-2:] == ["thread.run.completed", "done"]
-    completed = json.loads(frames[-2][1].removeprefix("data: "))
+    completed = json.loads(frames[-2]["data"])
     assert check(Run, completed, "RunObject").status == "completed"
     assert completed["id"] == run.id
 

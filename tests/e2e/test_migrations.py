@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from openai.types.beta import Assistant, Thread
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select
 
+from assistd import store as store_package
 from assistd.store.database import Database
 from assistd.store.models import AssistantRow, ThreadRow
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream
 
 
+def _downgrade(connection: Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(Path(store_package.__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
 async def _attach_second_store(url: str, assistant_id: str, thread_id: str, extra: str) -> None:
-    """What a request naming stores both ways wrote before it was refused: two ids on each row, and
-    the schema back at the revision before the repair."""
+    """The schema back at the revision before the repair, and what a request naming stores both ways
+    wrote then: two ids on each row."""
     db = Database(url)
     try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_downgrade, "0004")
         async with db.write() as session:
             for model, row_id in ((AssistantRow, assistant_id), (ThreadRow, thread_id)):
                 row = (await session.execute(select(model).where(model.id == row_id))).scalar_one()
                 search = row.tool_resources["file_search"]
                 both = [*search["vector_store_ids"], extra]
                 row.tool_resources = {"file_search": {"vector_store_ids": both}}
-            await session.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     finally:
         await db.close()
 

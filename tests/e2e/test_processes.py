@@ -7,6 +7,7 @@ run, and never heard of its end, would time the test out instead of answering la
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,16 +35,19 @@ def two(
         fake,
         processes="2",
         long_poll_seconds="60",
-        # A cancel must reach the executing process through the relay, not through its lease's heartbeat.
+        # A cancel must reach the executing process through the event bus, not its lease's heartbeat.
         run_lease_seconds="120",
     )
-    # /healthz answers once one process is ready; the other may still be starting.
-    deadline = time.monotonic() + 60
-    while len(list((srv.data_dir / "relay").glob("*.sock"))) < 2:
-        assert time.monotonic() < deadline, "the second process never started"
-        time.sleep(0.1)
-    yield srv
-    srv.stop()
+    try:
+        # /healthz answers once one process is ready; the other may still be starting. Each process
+        # claims its numbered slot file first thing.
+        deadline = time.monotonic() + 60
+        while len(list((srv.data_dir / "relay").glob("slot-*.lock"))) < 2:
+            assert time.monotonic() < deadline, "the second process never started"
+            time.sleep(0.1)
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture
@@ -63,10 +67,12 @@ def _children(pid: int) -> list[int]:
 
 def test_two_processes_serve_one_port(two: AssistdServer) -> None:
     assert two.process is not None
-    # Each process has its socket in the relay's folder, named by its pid: two, both the server's children.
-    relayed = [int(p.stem) for p in (two.data_dir / "relay").glob("*.sock")]
-    assert len(relayed) == 2, relayed
-    assert set(relayed) <= set(_children(two.process.pid))
+    # Each process holds a numbered slot's lock for as long as it lives: both slots are held, by two of
+    # the server's children.
+    for slot in (two.data_dir / "relay").glob("slot-*.lock"):
+        with slot.open("w") as handle, pytest.raises(BlockingIOError):
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert len(_children(two.process.pid)) >= 2
 
 
 def test_polls_see_runs_end_in_either_process(two_client: OpenAI, fake: FakeUpstream) -> None:

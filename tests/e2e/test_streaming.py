@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from fake_upstream import FakeUpstream, Text
 from server import KEYS, AssistdServer
+from sse import frames_of
 from wire import check, check_schema
 
 CHUNKS = ["Stream", "ing ", "is ", "fun", " and ", "fast."]
@@ -73,22 +74,13 @@ def sse_frames(body: bytes) -> list[tuple[str, str]]:
     """``(event, data)`` of each frame of a complete SSE body. The run's own events carry ``id``s, their
     seqs in the run's stream, numbered 1, 2, 3, ... (what a reconnecting client resumes after); the
     stream's other frames (thread.created, done, error) have none."""
-    assert body.endswith(b"\n\n"), body[-200:]
-    frames = []
-    ids = []
-    for block in body.decode().split("\n\n")[:-1]:
-        fields: dict[str, str] = {}
-        for line in block.split("\n"):
-            name, _, value = line.partition(": ")
-            fields[name] = value
-        if "id" in fields:
-            ids.append(int(fields.pop("id")))
-        else:
-            assert fields.get("event") in ("thread.created", "done", "error"), block
-        assert set(fields) == {"event", "data"}, block
-        frames.append((fields["event"], fields["data"]))
+    frames = frames_of(body.decode())
+    ids = [int(frame.pop("id")) for frame in frames if "id" in frame]
+    for frame in frames:
+        assert set(frame) == {"event", "data"}, frame
+    assert len(frames) - len(ids) == sum(f["event"] in ("thread.created", "done", "error") for f in frames)
     assert ids == list(range(ids[0], ids[0] + len(ids))) if ids else True, ids
-    return frames
+    return [(frame["event"], frame["data"]) for frame in frames]
 
 
 def post_stream(server: AssistdServer, path: str, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:

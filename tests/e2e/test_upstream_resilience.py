@@ -15,6 +15,7 @@ from openai.types.beta.threads.runs import RunStep
 from conftest import Databases, make_client, start_server
 from fake_upstream import Drop, Error, FakeUpstream, Hang, StreamError, Text
 from server import KEYS, AssistdServer
+from sse import frames_of
 from wire import check, raw
 
 SECRET = "sk-upstream-secret"
@@ -181,8 +182,8 @@ def test_failed_run_stream_ends_with_run_failed(
     ):
         body = response.read().decode()
     assert body.endswith("event: done\ndata: [DONE]\n\n")
-    frames = [block.split("\n") for block in body.split("\n\n")[:-1]]
-    names = [lines[0].removeprefix("event: ") for lines in frames]
+    frames = frames_of(body)
+    names = [frame["event"] for frame in frames]
     assert names == [
         "thread.run.created",
         "thread.run.queued",
@@ -190,7 +191,7 @@ def test_failed_run_stream_ends_with_run_failed(
         "thread.run.failed",
         "done",
     ]
-    failed = check(Run, json.loads(frames[-2][1].removeprefix("data: ")), "RunObject")
+    failed = check(Run, json.loads(frames[-2]["data"]), "RunObject")
     assert failed.status == "failed"
     assert failed.last_error is not None and failed.last_error.code == "server_error"
     _no_secret(body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Request, Response
+from fastapi import Response
 from pydantic import BaseModel
 
 from ..config import Settings
@@ -12,13 +12,6 @@ def poll_after(settings: Settings) -> dict[str, str]:
     """How soon the SDKs' poll helpers should ask again (they wait a whole second without it); routers
     take it as the ``deps.PollHeaders`` dependency."""
     return {"openai-poll-after-ms": str(settings.poll_after_ms)}
-
-
-def poll_headers(request: Request) -> dict[str, str]:
-    """``poll_after`` for a router that has only the request: kept for api/runs.py until it takes the
-    ``PollHeaders`` dependency, then to be removed."""
-    settings: Settings = request.app.state.settings
-    return poll_after(settings)
 
 
 def json_response(

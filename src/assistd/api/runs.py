@@ -22,9 +22,9 @@ from ..protocol.runs import (
 from ..protocol.threads import Thread
 from ..store import runs as store
 from ..store.pagination import PageQuery
-from .deps import Db, RunEngine, Tenant
+from .deps import Db, PollHeaders, RunEngine, Tenant
 from .pagination import page_query
-from .render import json_response, poll_headers
+from .render import json_response
 from .sse import event_stream
 
 router = APIRouter(prefix="/v1/threads", tags=["runs"])
@@ -59,7 +59,7 @@ async def _stream(
 
 
 async def _run_response(
-    request: Request,
+    poll: dict[str, str],
     engine: Engine,
     stream: bool | None,
     start: Callable[[RunSubscription | None], Awaitable[tuple[Run, list[AsyncIterator[StreamEvent]]]]],
@@ -73,26 +73,26 @@ async def _run_response(
             listener.close()
         raise
     if listener is None:
-        return json_response(run, headers=poll_headers(request))
+        return json_response(run, headers=poll)
     return event_stream(_stream(engine, listener, *openings))
 
 
 @router.post("/runs")
 async def create_thread_and_run(
-    params: ThreadAndRunCreateParams, request: Request, tenant: Tenant, engine: RunEngine
+    params: ThreadAndRunCreateParams, poll: PollHeaders, tenant: Tenant, engine: RunEngine
 ) -> Response:
     async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
         thread, run = await engine.create_thread_and_run(tenant, params, listener)
         return run, [_thread_created(thread)]
 
-    return await _run_response(request, engine, params.stream, start)
+    return await _run_response(poll, engine, params.stream, start)
 
 
 @router.post("/{thread_id}/runs")
 async def create_run(
     thread_id: str,
     params: RunCreateParams,
-    request: Request,
+    poll: PollHeaders,
     tenant: Tenant,
     engine: RunEngine,
     include: Include = None,
@@ -102,7 +102,7 @@ async def create_run(
     async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
         return await engine.create_run(tenant, thread_id, params, listener), []
 
-    return await _run_response(request, engine, params.stream, start)
+    return await _run_response(poll, engine, params.stream, start)
 
 
 @router.get("/{thread_id}/runs")
@@ -114,28 +114,28 @@ async def list_runs(
 
 @router.get("/{thread_id}/runs/{run_id}")
 async def retrieve_run(
-    thread_id: str, run_id: str, request: Request, tenant: Tenant, engine: RunEngine
+    thread_id: str, run_id: str, request: Request, poll: PollHeaders, tenant: Tenant, engine: RunEngine
 ) -> Response:
     # The SDKs' poll helpers say so in a header: their request is held until the run reaches a status that
     # ends their polling.
     hold = request.headers.get("x-stainless-poll-helper") == "true"
     run = await engine.retrieve_run(tenant, thread_id, run_id, hold=hold)
-    return json_response(run, headers=poll_headers(request))
+    return json_response(run, headers=poll)
 
 
 @router.post("/{thread_id}/runs/{run_id}")
 async def modify_run(
-    thread_id: str, run_id: str, params: RunUpdateParams, request: Request, tenant: Tenant, engine: RunEngine
+    thread_id: str, run_id: str, params: RunUpdateParams, poll: PollHeaders, tenant: Tenant, engine: RunEngine
 ) -> Response:
     run = await engine.modify_run(tenant, thread_id, run_id, params)
-    return json_response(run, headers=poll_headers(request))
+    return json_response(run, headers=poll)
 
 
 @router.post("/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(
-    thread_id: str, run_id: str, request: Request, tenant: Tenant, engine: RunEngine
+    thread_id: str, run_id: str, poll: PollHeaders, tenant: Tenant, engine: RunEngine
 ) -> Response:
-    return json_response(await engine.cancel_run(tenant, thread_id, run_id), headers=poll_headers(request))
+    return json_response(await engine.cancel_run(tenant, thread_id, run_id), headers=poll)
 
 
 @router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
@@ -143,14 +143,14 @@ async def submit_tool_outputs(
     thread_id: str,
     run_id: str,
     params: SubmitToolOutputsParams,
-    request: Request,
+    poll: PollHeaders,
     tenant: Tenant,
     engine: RunEngine,
 ) -> Response:
     async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
         return await engine.submit_tool_outputs(tenant, thread_id, run_id, params, listener), []
 
-    return await _run_response(request, engine, params.stream, start)
+    return await _run_response(poll, engine, params.stream, start)
 
 
 @router.get("/{thread_id}/runs/{run_id}/events")
