@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Databases, make_client, start_server
-from fake_upstream import FakeUpstream
 from openai.types.beta import Assistant, Thread
 from sqlalchemy import select, text
 
 from assistd.store.database import Database
 from assistd.store.models import AssistantRow, ThreadRow
+from conftest import Databases, make_client, start_server
+from fake_upstream import FakeUpstream
 
 
 async def _attach_second_store(url: str, assistant_id: str, thread_id: str, extra: str) -> None:
@@ -23,7 +23,9 @@ async def _attach_second_store(url: str, assistant_id: str, thread_id: str, extr
             for model, row_id in ((AssistantRow, assistant_id), (ThreadRow, thread_id)):
                 row = (await session.execute(select(model).where(model.id == row_id))).scalar_one()
                 search = row.tool_resources["file_search"]
-                row.tool_resources = {"file_search": {"vector_store_ids": [*search["vector_store_ids"], extra]}}
+                row.tool_resources = {
+                    "file_search": {"vector_store_ids": [*search["vector_store_ids"], extra]}
+                }
             await session.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     finally:
         await db.close()
