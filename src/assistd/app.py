@@ -10,7 +10,21 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import actions, ask, assistants, errors, files, messages, models, runs, threads, ui, vector_stores
+from .api import (
+    actions,
+    ask,
+    assistants,
+    errors,
+    files,
+    health,
+    messages,
+    metrics,
+    models,
+    runs,
+    threads,
+    ui,
+    vector_stores,
+)
 from .api.auth import KeyRing
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
@@ -61,13 +75,34 @@ def build_providers(settings: Settings) -> ProviderRegistry:
     return ProviderRegistry(upstream=upstream, local=local, default_model=settings.default_model)
 
 
+async def prepare_schema(db: Database, *, auto_migrate: bool) -> None:
+    """Migrate the schema, or, when deploys migrate it themselves (``ASSISTD_AUTO_MIGRATE=false``), check
+    that they did: a schema behind the code stops the start with a message saying what to run."""
+    if auto_migrate:
+        await db.migrate()
+        return
+    schema = await db.schema()
+    if schema.state == "behind":
+        await db.close()
+        raise RuntimeError(
+            f"assistd: the database schema is at revision {schema.current or 'none'} and this assistd needs "
+            f"{schema.head}; ASSISTD_AUTO_MIGRATE is off, so run `assistd migrate` first"
+        )
+    if schema.state == "ahead":
+        log.warning(
+            "the database schema is at revision %s, newer than this assistd's %s; serving on",
+            schema.current,
+            schema.head,
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
-        await db.migrate()
+        await prepare_schema(db, auto_migrate=settings.auto_migrate)
         providers = build_providers(settings)
         embedder = build_embedder(settings)
         try:
@@ -119,6 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
-    for module in (assistants, runs, threads, messages, models, files, vector_stores, actions, ask, ui):
+    routers = (assistants, runs, threads, messages, models, files, vector_stores, actions, ask, ui, health)
+    for module in routers:
         app.include_router(module.router)
+    if settings.metrics:
+        app.include_router(metrics.router)
     return app

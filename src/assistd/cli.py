@@ -61,18 +61,38 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     # Several processes share the listening socket (uvicorn's supervisor restarts any that dies). Each
     # builds its app from the same environment; the schema is brought up to date once, here, first.
-    asyncio.run(_migrate(Database(settings.resolved_database_url)))
+    if settings.auto_migrate:
+        asyncio.run(_migrate(Database(settings.resolved_database_url)))
     os.environ["ASSISTD_PROCESSES"] = str(processes)
     log.info("serving with %d processes", processes)
     uvicorn.run("assistd.app:create_app", factory=True, workers=processes, **options)
     return 0
 
 
-async def _migrate(db: Database) -> None:
+async def _migrate(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade ``db`` to ``revision``; the revisions before and after."""
     try:
-        await db.migrate()
+        before = (await db.schema()).current
+        await db.migrate(revision)
+        return before, (await db.schema()).current
     finally:
         await db.close()
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Bring the database ``ASSISTD_DATABASE_URL`` names up to date: the release step of deploys that run
+    several replicas with ``ASSISTD_AUTO_MIGRATE=false``. Safe to run while servers run, or twice at once."""
+    settings = Settings()
+    try:
+        before, after = asyncio.run(_migrate(Database(settings.resolved_database_url), args.revision))
+    except Exception as exc:
+        print(f"assistd migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"assistd migrate: the schema is at revision {after}; nothing to do")
+    else:
+        print(f"assistd migrate: upgraded the schema from revision {before or 'none'} to {after}")
+    return 0
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -114,6 +134,13 @@ def main(argv: list[str] | None = None) -> None:
         help="processes serving requests and executing runs (default: ASSISTD_PROCESSES, else 1)",
     )
     serve_parser.set_defaults(handler=serve)
+    migrate_parser = commands.add_parser(
+        "migrate", help="bring the database's schema up to date (ASSISTD_DATABASE_URL), then exit"
+    )
+    migrate_parser.add_argument(
+        "--revision", default="head", help="upgrade to this revision instead of the newest (default: head)"
+    )
+    migrate_parser.set_defaults(handler=migrate)
     chat_parser = commands.add_parser("chat", help="chat with an assistant in the terminal")
     chat.add_arguments(chat_parser)
     chat_parser.set_defaults(handler=chat.run)

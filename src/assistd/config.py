@@ -37,6 +37,11 @@ class Settings(BaseSettings):
 
     # Processes of `assistd serve`, each serving HTTP and executing runs (README: "Several processes").
     processes: int = Field(default=1, ge=1)
+    # Bring the schema up to date when the server starts. Deploys of many replicas turn it off and run
+    # `assistd migrate` once as a release step (README: "Operations").
+    auto_migrate: bool = True
+    # Prometheus metrics at /metrics, without a key (operators scrape it; README: "Operations").
+    metrics: bool = True
 
     # The run engine
     workers: int = Field(default=64, ge=1)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Iterator
+from types import TracebackType
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AssistdError
@@ -26,6 +31,80 @@ def _error(
 ) -> JSONResponse:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# How long a client is told to wait before trying again while the database is unavailable. The SDKs
+# honour it (they retry 503s), and a database failing over is usually back within seconds.
+RETRY_AFTER_SECONDS = 2
+
+# Failures of the connection to the database, or of the database as a service, not of a statement.
+_SQLALCHEMY_UNAVAILABLE = (
+    sa_exc.OperationalError,  # PEP 249: "related to the database's operation": disconnects, server gone
+    sa_exc.InterfaceError,  # the driver's connection is closed or broken
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pooled connection became free in time
+)
+_ASYNCPG_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up, shutting down, in recovery
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+# Socket-level failures count only when raised inside the database's client (connecting to it): the
+# same exceptions from elsewhere (a file write, a sandbox pipe) are not the database's.
+_SOCKET_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+_DATABASE_CLIENT_MODULES = ("sqlalchemy.", "asyncpg.")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it (``raise ... from``, exceptions during handling, a DBAPI error's orig)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        orig = getattr(error, "orig", None)
+        pending += [error.__cause__, error.__context__, orig if isinstance(orig, BaseException) else None]
+
+
+def _raised_in_database_client(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(_DATABASE_CLIENT_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached or cannot serve now (not a bad statement), so
+    the request may succeed once it is back."""
+    for error in _chain(exc):
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, _SQLALCHEMY_UNAVAILABLE + _ASYNCPG_UNAVAILABLE):
+            return True
+        if isinstance(error, _SOCKET_ERRORS) and _raised_in_database_client(error.__traceback__):
+            return True
+    return False
+
+
+def unavailable_response(message: str, code: str, *, retry_after: int | None = None) -> JSONResponse:
+    """A 503 in OpenAI's error body, with ``retry-after`` when a retry soon is worth it."""
+    headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+    return _error(503, message, "server_error", None, code, headers)
+
+
+def database_unavailable_response() -> JSONResponse:
+    return unavailable_response(
+        "The database is unavailable. Please retry your request shortly.",
+        "database_unavailable",
+        retry_after=RETRY_AFTER_SECONDS,
+    )
 
 
 def error_response(exc: AssistdError) -> JSONResponse:
@@ -135,3 +214,17 @@ def install(app: FastAPI) -> None:
     async def _bug(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", _request.method, _request.url.path)
         return _error(500, "The server had an error while processing your request.", "server_error")
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            # One line, no traceback: during an outage every request fails the same way.
+            log.warning(
+                "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+            )
+            return database_unavailable_response()
+        return await _bug(request, exc)
+
+    # Handlers of these classes run in the ExceptionMiddleware, inside the app; the one of ``Exception``
+    # runs outermost, in Starlette's ServerErrorMiddleware, which answers and then re-raises.
+    for kind in (sa_exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(kind, _database)

@@ -1,4 +1,4 @@
-"""/v1/models and /healthz"""
+"""/v1/models"""
 
 from __future__ import annotations
 
@@ -27,10 +27,3 @@ async def retrieve_model(model_id: str, request: Request, _tenant: Tenant) -> Re
         if m.id == model_id:
             return JSONResponse(_model(m.id, m.owned_by, m.created))
     raise NotFoundError(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
-
-
-@router.get("/healthz", include_in_schema=False)
-async def healthz(request: Request) -> Response:
-    if not getattr(request.app.state, "ready", False):
-        return JSONResponse({"status": "starting"}, status_code=503)
-    return JSONResponse({"status": "ok"})

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from ..engine.events import StreamEvent
 from ..errors import AssistdError
+from ..metrics import tracked_stream
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,13 @@ async def _data_frames(items: AsyncIterator[BaseModel]) -> AsyncIterator[bytes]:
 
 def event_stream(events: AsyncIterator[StreamEvent]) -> StreamingResponse:
     """A run's events as ``event:`` frames, then ``done``."""
-    return StreamingResponse(_frames(events), media_type="text/event-stream", headers=_HEADERS)
+    return StreamingResponse(
+        tracked_stream(_frames(events)), media_type="text/event-stream", headers=_HEADERS
+    )
 
 
 def data_stream(items: AsyncIterator[BaseModel]) -> StreamingResponse:
     """Objects as ``data:`` frames; an error raised meanwhile becomes the last frame, ``{"error": {...}}``."""
-    return StreamingResponse(_data_frames(items), media_type="text/event-stream", headers=_HEADERS)
+    return StreamingResponse(
+        tracked_stream(_data_frames(items)), media_type="text/event-stream", headers=_HEADERS
+    )

@@ -310,7 +310,7 @@ class LogBus:
     async def _listen(self) -> None:
         """Hold a LISTEN connection, reconnecting after a failure; after each (re)connect every followed
         run is read, for the wake-ups sent while no connection listened."""
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         url = make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
         delay = 0.1

@@ -7,12 +7,14 @@ any active status → cancelling → cancelled, and requires_action → expired 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .. import metrics
 from ..errors import ConflictError
 from ..protocol.runs import Run
 from ..store import jobs, threads
@@ -82,6 +84,9 @@ async def transition(
     await save(session, run, *changes)
     closed: list[StreamEvent] = []
     if new in TERMINAL:
+        # Counted here, where every ending passes; a transaction that then rolls back (rare: the
+        # transition is its last write) would count a run twice.
+        metrics.observe_run_finished(new, time.time() - run.created_at)
         await threads.release_run(session, run.thread_id, run.id)
         await jobs.finish(session, run.id)
         closed = await _close_leftovers(session, run.id, new, run.last_error)

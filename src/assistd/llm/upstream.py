@@ -13,8 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2 as httpx
 import openai
 
+from .. import metrics
 from .retry import RetryPolicy, describe
 from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
 
@@ -49,33 +51,50 @@ class UpstreamProvider:
         attempts = self._retry.start()
         while True:
             produced = False
+            attempt: metrics.UpstreamAttempt | None = None
             try:
-                async with (
-                    self._slots,
-                    self._client.chat.completions.with_streaming_response.create(
+                async with self._slots:
+                    # Timed from here: the wait for a slot is assistd's own queue, not the upstream's latency.
+                    attempt = metrics.upstream_request("chat.completions")
+                    async with self._client.chat.completions.with_streaming_response.create(
                         **_arguments(request)
-                    ) as response,
-                ):
-                    # The SDK sends the request and maps HTTP errors; the SSE lines are read here as plain
-                    # JSON, which costs a third of building the SDK's pydantic chunk objects.
-                    async for line in response.iter_lines():
-                        for converted in _parse_line(line):
-                            produced = True
-                            yield converted
-                return
+                    ) as response:
+                        # The SDK sends the request and maps HTTP errors; the SSE lines are read here as
+                        # plain JSON, which costs a third of building the SDK's pydantic chunk objects.
+                        async for line in response.iter_lines():
+                            for converted in _parse_line(line):
+                                if not produced:
+                                    attempt.first_chunk()
+                                produced = True
+                                yield converted
+                        status = str(response.status_code)
             except Exception as exc:
+                # Recorded before the retry's backoff, which is no part of the upstream's latency.
+                if attempt is not None:
+                    attempt.finished(_outcome(exc))
                 # Text already streamed to clients would be repeated by a retry.
                 await attempts.failed(exc, retryable=not produced)
+                continue
+            except BaseException:
+                # The run was cancelled, or its executor stopped reading.
+                if attempt is not None:
+                    attempt.finished("cancelled")
+                raise
+            attempt.finished(status)
+            return
 
     async def list_models(self) -> list[ModelInfo]:
         if time.monotonic() - self._models_at < _MODELS_TTL_SECONDS:
             return self._models
+        attempt = metrics.upstream_request("models")
         try:
             # Listing models must not hang for a whole generation timeout when the upstream is unreachable.
             page = await self._client.with_options(timeout=_MODELS_TIMEOUT_SECONDS).models.list()
         except openai.OpenAIError as exc:
+            attempt.finished(_outcome(exc))
             log.warning("could not list upstream models: %s", describe(exc))
             return self._models
+        attempt.finished("200")
         self._models = [
             ModelInfo(id=m.id, owned_by=m.owned_by or "upstream", created=m.created) for m in page.data
         ]
@@ -112,6 +131,20 @@ def _arguments(request: ChatRequest) -> dict[str, Any]:
 
 class UpstreamStreamError(Exception):
     """An error the upstream sent inside a 200 stream (``data: {"error": ...}``)."""
+
+
+def _outcome(exc: BaseException) -> str:
+    """The ``status`` label of a failed attempt: the HTTP status the upstream answered, else the kind of
+    failure (a bounded set, so the metric's series stay few)."""
+    if isinstance(exc, openai.APIStatusError):
+        return str(exc.status_code)
+    if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return "connection_error"
+    if isinstance(exc, UpstreamStreamError):
+        return "stream_error"
+    return "error"
 
 
 def _parse_line(line: str) -> list[ChatChunk]:

@@ -1,22 +1,34 @@
-"""The database engine: URL normalisation, SQLite tuning, sessions and migrations at start."""
+"""The database engine: URL normalisation, SQLite tuning, sessions, migrations and the schema's state."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from .sqlite_inline import InlineConnection
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_VERSION_TABLE = "alembic_version"
+
+# The PostgreSQL advisory lock that migrations hold: "assistd" in ASCII, as a 64-bit key. Any process
+# migrating the same database (replicas starting at once, `assistd migrate`) waits for it.
+_MIGRATION_LOCK = 0x6173736973746400
+
+# How long opening a PostgreSQL connection may take. asyncpg's own default (60 s) would hold a request
+# that long when the server's address stops answering, instead of failing it with a 503 (api/errors.py).
+_CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 def async_url(url: str) -> str:
@@ -51,7 +63,15 @@ class Database:
             self.read_engine = _inline_sqlite_engine(self.url)
             _tune_sqlite(self.read_engine, immediate=False)
         else:
-            self.engine = create_async_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_async_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=20,
+                # A connection the server dropped (a restart, a failover) is replaced at checkout, so the
+                # service recovers by itself when the database comes back.
+                pool_pre_ping=True,
+                connect_args={"timeout": _CONNECT_TIMEOUT_SECONDS},
+            )
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
@@ -75,8 +95,21 @@ class Database:
         async with self._reader() as session, session.begin():
             yield session
 
-    async def migrate(self) -> None:
-        await migrate(self.engine)
+    async def migrate(self, revision: str = "head") -> None:
+        await migrate(self.engine, revision)
+
+    async def schema(self) -> Schema:
+        """Where this database's schema stands against the migrations this code ships."""
+
+        def _current(connection: Connection) -> str | None:
+            # Read directly: alembic's MigrationContext logs two lines at info each time, and readiness
+            # probes ask every few seconds.
+            if not inspect(connection).has_table(_VERSION_TABLE):
+                return None
+            return connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
+
+        async with self.read_engine.connect() as conn:
+            return Schema(await conn.run_sync(_current))
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -120,11 +153,52 @@ def _alembic_config(connection: Connection) -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest migration."""
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (the newest migration by default); safe to run from several
+    processes at once.
+
+    The upgrade runs in one transaction. On PostgreSQL it first takes an advisory lock for that
+    transaction: without it, processes starting together would each find the schema old and run the same
+    DDL, and all but one would fail. The others wait, then find the schema current and do nothing. On
+    SQLite the write transaction's ``BEGIN IMMEDIATE`` serialises them the same way.
+    """
 
     def _upgrade(connection: Connection) -> None:
-        command.upgrade(_alembic_config(connection), "head")
+        command.upgrade(_alembic_config(connection), revision)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await conn.run_sync(_upgrade)
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(_MIGRATIONS))
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    head = _scripts().get_current_head()
+    assert head is not None, "the migrations have one head"
+    return head
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A database's migration revision (None: never migrated) and how it compares with the code's."""
+
+    current: str | None
+
+    @property
+    def head(self) -> str:
+        return head_revision()
+
+    @property
+    def state(self) -> Literal["current", "behind", "ahead"]:
+        """``behind``: migrations of this code are not applied yet (or none is). ``ahead``: a revision this
+        code does not know, so a newer assistd migrated the database (during a rolling deploy)."""
+        if self.current == self.head:
+            return "current"
+        known = {script.revision for script in _scripts().walk_revisions()}
+        return "behind" if self.current is None or self.current in known else "ahead"
