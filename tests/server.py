@@ -32,6 +32,7 @@ class AssistdServer:
         *,
         host: Host | None = None,
         args: tuple[str, ...] = (),
+        worker: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
@@ -39,6 +40,8 @@ class AssistdServer:
         # On a test host (a network namespace): reached at its address, any port is free there.
         self.host = host
         self.args = args
+        # `assistd worker`: no HTTP; ready once its log says it executes.
+        self.worker = worker
         self.port = free_port() if host is None else 8000
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
@@ -62,9 +65,15 @@ class AssistdServer:
             **self.extra_env,
         }
         log = self.log_path.open("ab")
-        argv = [sys.executable, "-m", "assistd", "serve", "--port", str(self.port), "--log-level", "warning"]
+        argv = [sys.executable, "-m", "assistd"]
+        if self.worker:
+            argv += ["worker", "--log-level", "info"]
+        else:
+            argv += ["serve", "--port", str(self.port), "--log-level", "warning"]
+            if self.host is not None:
+                argv += ["--host", self.host.address]
         if self.host is not None:
-            argv = self.host.command([*argv, "--host", self.host.address])
+            argv = self.host.command(argv)
         self.process = subprocess.Popen(
             [*argv, *self.args],
             env=env,
@@ -77,6 +86,11 @@ class AssistdServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"assistd exited at start:\n{self.log()}")
+            if self.worker:
+                if "worker executing" in self.log():
+                    return self
+                time.sleep(0.05)
+                continue
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -44,6 +45,15 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("no ASSISTD_API_KEYS are set: any key is accepted, and only this machine can connect")
     if not settings.upstream_base_url:
         log.info("no ASSISTD_UPSTREAM_BASE_URL is set: runs use the local models only")
+    if args.workers is not None:
+        if args.workers < 0:
+            print("assistd serve: --workers must be at least 0", file=sys.stderr)
+            return 2
+        # Through the environment, so that every process of `--processes N` reads the same.
+        os.environ["ASSISTD_WORKERS"] = str(args.workers)
+        settings = Settings()
+    if settings.workers == 0:
+        log.info("--workers 0: this server executes no runs; `assistd worker` processes do")
     processes = settings.processes if args.processes is None else args.processes
     if processes < 1:
         print("assistd serve: --processes must be at least 1", file=sys.stderr)
@@ -95,6 +105,34 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def worker(args: argparse.Namespace) -> int:
+    """Execute runs and ingestion jobs queued in ``ASSISTD_DATABASE_URL``, with no HTTP, until SIGTERM
+    or SIGINT; then hand the runs in progress back (another worker resumes them at once)."""
+    settings = Settings()
+    if settings.workers < 1:
+        print("assistd worker: ASSISTD_WORKERS must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_work(settings))
+    except Exception as exc:
+        print(f"assistd worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _work(settings: Settings) -> None:
+    from .runtime import open_runtime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_runtime(settings, "worker"):
+        log.info("assistd %s worker executing up to %d runs at once", __version__, settings.workers)
+        await stop.wait()
+        log.info("assistd worker stopping: handing its runs back")
+
+
 def keys(args: argparse.Namespace) -> int:
     """Fingerprints and tenants of the configured keys (never the keys), or a fresh random key."""
     import secrets
@@ -133,7 +171,19 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="processes serving requests and executing runs (default: ASSISTD_PROCESSES, else 1)",
     )
+    serve_parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs each process executes at once; 0 serves the API only, for `assistd worker` processes "
+        "to execute (default: ASSISTD_WORKERS, else 64)",
+    )
     serve_parser.set_defaults(handler=serve)
+    worker_parser = commands.add_parser(
+        "worker", help="execute queued runs and ingestion jobs, with no HTTP (ASSISTD_DATABASE_URL)"
+    )
+    worker_parser.add_argument("--log-level", default="info")
+    worker_parser.set_defaults(handler=worker)
     migrate_parser = commands.add_parser(
         "migrate", help="bring the database's schema up to date (ASSISTD_DATABASE_URL), then exit"
     )

@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     metrics: bool = True
 
     # The run engine
-    workers: int = Field(default=64, ge=1)
+    # Runs one process executes at once; 0: none, an API-only replica (`assistd serve --workers 0`).
+    workers: int = Field(default=64, ge=0)
     run_lease_seconds: float = Field(default=30.0, gt=0)
     requires_action_expiry_seconds: float = Field(default=600.0, gt=0)
     maintenance_interval_seconds: float = Field(default=1.0, gt=0)

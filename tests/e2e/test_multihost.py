@@ -1,23 +1,33 @@
-"""Replicas on separate test hosts (network namespaces, see tests/hosts.py) sharing one PostgreSQL over
-the network: what one host writes, another serves."""
+"""A deployment on four test hosts (network namespaces, see tests/hosts.py): two API replicas that execute
+nothing and two workers that execute everything, sharing one PostgreSQL over the network and nothing
+else (no folder, no loopback). Whatever a client sees crossed a host boundary: a run is always executed
+on another host than the replica the client talks to."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import asyncpg
+import httpx
 import pytest
 from openai.types.beta import Assistant
 from openai.types.beta.threads import Run
 
 from conftest import Databases, make_client
-from fake_upstream import FakeUpstream
+from fake_upstream import FakeUpstream, Text
 from hosts import BRIDGE_ADDRESS, Network, available, network
-from server import AssistdServer
+from server import KEYS, AssistdServer
+from sse import frames_of
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.multihost]
 
 _DB_PORT = 15432
 _UPSTREAM_PORT = 18123
+_LEASE_SECONDS = 4
 
 
 @pytest.fixture(scope="module")
@@ -25,34 +35,61 @@ def net() -> Iterator[Network]:
     reason = available()
     if reason is not None:
         pytest.skip(f"multi-host tests not run: {reason}")
-    with network(2) as made:
+    with network(4) as made:
         yield made
 
 
+@dataclass
+class Layout:
+    """Two API replicas (`serve --workers 0`) and two workers (`assistd worker`), each on its own host."""
+
+    apis: list[AssistdServer]
+    workers: list[AssistdServer]
+    database_url: str  # as this machine reaches it
+
+
 @pytest.fixture(scope="module")
-def replicas(
+def layout(
     net: Network, databases: Databases, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[AssistdServer]]:
+) -> Iterator[Layout]:
     assert fake.port is not None
     net.forward(_DB_PORT, ("127.0.0.1", 5432))
     net.forward(_UPSTREAM_PORT, ("127.0.0.1", fake.port))
+    local_url = databases.new()
     # The database as the hosts reach it: through the bridge, not their own loopback.
-    url = databases.new().replace("127.0.0.1:5432", f"{BRIDGE_ADDRESS}:{_DB_PORT}")
+    url = local_url.replace("127.0.0.1:5432", f"{BRIDGE_ADDRESS}:{_DB_PORT}")
     env = {
         "ASSISTD_UPSTREAM_BASE_URL": f"http://{BRIDGE_ADDRESS}:{_UPSTREAM_PORT}/v1",
         "ASSISTD_UPSTREAM_API_KEY": "sk-upstream",
+        # A worker that dies mid-run loses its runs this soon.
+        "ASSISTD_RUN_LEASE_SECONDS": str(_LEASE_SECONDS),
+        "ASSISTD_LONG_POLL_SECONDS": "20",
     }
-    servers = [
-        AssistdServer(tmp_path_factory.mktemp(f"host{n}"), url, env, host=host)
-        for n, host in enumerate(net.hosts)
+    apis = [
+        AssistdServer(
+            tmp_path_factory.mktemp(f"api{n}"), url, env, host=net.hosts[n], args=("--workers", "0")
+        )
+        for n in range(2)
+    ]
+    workers = [
+        AssistdServer(tmp_path_factory.mktemp(f"worker{n}"), url, env, host=net.hosts[2 + n], worker=True)
+        for n in range(2)
     ]
     try:
-        for server in servers:
+        for server in [*apis, *workers]:
             server.start(timeout=60)
-        yield servers
+        yield Layout(apis, workers, local_url)
     finally:
-        for server in servers:
+        for server in [*apis, *workers]:
             server.stop()
+
+
+@pytest.fixture
+def replicas(layout: Layout) -> list[AssistdServer]:
+    for server in [*layout.apis, *layout.workers]:
+        if server.process is None:
+            server.start(timeout=60)  # a test before killed it
+    return layout.apis
 
 
 def test_what_one_host_writes_another_serves(replicas: list[AssistdServer], fake: FakeUpstream) -> None:
@@ -138,3 +175,114 @@ def test_concurrent_runs_on_one_thread_across_hosts_one_wins(replicas: list[Assi
         for error in refused:
             assert "already has an active run" in error.message
         on_a.beta.threads.runs.poll(runs[0].id, thread_id=thread.id, poll_interval_ms=50)
+
+
+_WORDS = [f"w{n} " for n in range(60)]
+
+
+def _deltas(frames: list[dict[str, str]]) -> str:
+    return "".join(
+        json.loads(f["data"])["delta"]["content"][0]["text"]["value"]
+        for f in frames
+        if f.get("event") == "thread.message.delta"
+    )
+
+
+def test_a_stream_from_a_replica_that_executes_nothing_has_every_delta_in_order(
+    replicas: list[AssistdServer], fake: FakeUpstream
+) -> None:
+    a, _ = replicas
+    with make_client(a) as client:
+        assistant = client.beta.assistants.create(model="fake-model")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
+        fake.push(Text("".join(_WORDS), chunks=_WORDS, chunk_delay_s=0.01))
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            events = list(stream)
+            final = stream.get_final_messages()
+    names = [e.event for e in events]
+    assert names[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+    assert names[-1] == "thread.run.completed"
+    pieces = [
+        e.data.delta.content[0].text.value  # type: ignore[union-attr]
+        for e in events
+        if e.event == "thread.message.delta"
+    ]
+    assert "".join(pieces) == "".join(_WORDS)
+    assert final[0].content[0].text.value == "".join(_WORDS)  # type: ignore[union-attr]
+
+
+def test_a_stream_cut_by_a_dead_replica_resumes_on_the_other(
+    replicas: list[AssistdServer], fake: FakeUpstream
+) -> None:
+    """The client reads part of a run's stream from replica A, A dies (SIGKILL), and the client asks
+    replica B for the rest, after the last event id it saw: together, every event once, in order."""
+    a, b = replicas
+    with make_client(a) as client:
+        assistant = client.beta.assistants.create(model="fake-model")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "count slowly"}])
+    fake.push(Text("".join(_WORDS), chunks=_WORDS, chunk_delay_s=0.05))
+    seen: list[dict[str, str]] = []
+    headers = {"Authorization": f"Bearer {KEYS[0]}"}
+    body = {"assistant_id": assistant.id, "stream": True}
+    with (
+        httpx.Client(base_url=a.base_url, timeout=30, headers=headers) as http,
+        http.stream("POST", f"/threads/{thread.id}/runs", json=body) as r,
+    ):
+        buffer = ""
+        for chunk in r.iter_text():
+            buffer += chunk
+            *blocks, buffer = buffer.split("\n\n")
+            seen += frames_of("".join(block + "\n\n" for block in blocks)) if blocks else []
+            if sum(f.get("event") == "thread.message.delta" for f in seen) >= 10:
+                a.kill()
+                break
+    run_id = json.loads(seen[0]["data"])["id"]
+    last = seen[-1]["id"]
+    with httpx.Client(base_url=b.base_url, timeout=60, headers=headers) as http:
+        rest = http.get(f"/threads/{thread.id}/runs/{run_id}/events", headers={"Last-Event-ID": last})
+    assert rest.status_code == 200, rest.text
+    after = frames_of(rest.text)
+    assert after[-1]["event"] == "done"
+    ids = [int(f["id"]) for f in [*seen, *after] if "id" in f]
+    assert ids == list(range(1, len(ids) + 1))
+    assert _deltas([*seen, *after]) == "".join(_WORDS)
+    assert after[-2]["event"] == "thread.run.completed"
+
+
+def _executing_worker(url: str, run_id: str) -> str:
+    """``locked_by`` of the run's job: ``host:pid:...`` of the worker holding its lease."""
+
+    async def read() -> str:
+        connection = await asyncpg.connect(url)
+        try:
+            return str(await connection.fetchval("SELECT locked_by FROM run_jobs WHERE run_id = $1", run_id))
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def test_a_worker_killed_mid_run_loses_it_to_the_other_within_the_lease(
+    layout: Layout, replicas: list[AssistdServer], fake: FakeUpstream
+) -> None:
+    a, _ = replicas
+    fake.push(Text("never sent", delay_s=60), Text("taken over"))
+    with make_client(a) as client:
+        assistant = client.beta.assistants.create(model="fake-model")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
+        served = fake.served
+        run = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
+        fake.wait_for_requests(served + 1, timeout=20)
+        holder = _executing_worker(layout.database_url, run.id)
+        victim = next(w for w in layout.workers if w.process and f":{w.process.pid}:" in holder)
+        killed_at = time.monotonic()
+        victim.kill()
+        done = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=100)
+        took = time.monotonic() - killed_at
+        messages = client.beta.threads.messages.list(thread.id, order="asc").data
+    assert done.status == "completed", done.last_error
+    # Taken over once the lease lapsed (plus the other worker's look at the queue), not much later.
+    assert took < _LEASE_SECONDS + 5, took
+    replies = [m for m in messages if m.role == "assistant"]
+    assert [m.content[0].text.value for m in replies] == ["taken over"]  # type: ignore[union-attr]
+    assert fake.served == served + 2  # the killed attempt and the one that finished: no third

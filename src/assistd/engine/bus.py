@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -65,6 +65,10 @@ class RunBus(Protocol):
     def subscription(self) -> RunSubscription: ...
 
     def listened(self, run_id: str) -> bool: ...
+
+    def on_job(self, queue: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when another process queues a job on ``queue`` (a job table's name)."""
+        ...
 
 
 # How long a run's events stay in memory after its last one, for listeners that resume.
@@ -165,6 +169,10 @@ class MemoryBus:
         self.deliver(run_id, self._number(run_id, events))
 
     async def settle(self, run_id: str) -> None:
+        return None
+
+    def on_job(self, queue: str, callback: Callable[[], None]) -> None:
+        # One process: it queues and claims its jobs itself, and wakes its own workers when it does.
         return None
 
     def subscription(self) -> MemorySubscription:

@@ -66,8 +66,12 @@ class Engine:
         retriever: Retriever,
         storage: FileStorage,
         sandbox: Sandbox,
+        *,
+        executes: bool = True,
     ) -> None:
         self.settings = settings
+        # False in an API-only replica (`serve --workers 0`): runs it creates are queued for the workers.
+        self.executes = executes
         self.db = db
         self.providers = providers
         # One process on SQLite shares nothing: its bus stays in memory. Anything else (PostgreSQL, or
@@ -80,10 +84,13 @@ class Engine:
 
     async def start(self) -> None:
         await self.bus.start()
-        await self.pool.start()
+        if self.executes:
+            self.bus.on_job(jobs.RUNS.name, self.pool.wake)
+            await self.pool.start()
 
     async def close(self) -> None:
-        await self.pool.close()
+        if self.executes:
+            await self.pool.close()
         await self.bus.close()
 
     async def create_run(
@@ -111,12 +118,13 @@ class Engine:
                 self.pool.unreserve()
             raise
         self.bus.deliver(new.run_id, new.opened)
-        self.pool.adopt(new.run_id, new.started)
+        if self.executes:
+            self.pool.adopt(new.run_id, new.started)
 
     async def _start_here(self, session: AsyncSession, run_id: str) -> Started | None:
         """Start a new run in the transaction that creates it, when this process has a free slot (a write
         transaction less per run); None: it starts once a slot frees. Its answer still says queued."""
-        if not await self.pool.reserve():
+        if not self.executes or not await self.pool.reserve():
             return None
         try:
             return await self.executor.start(session, run_id, 1)
@@ -149,7 +157,11 @@ class Engine:
         return wire
 
     async def _enqueue_here(self, session: AsyncSession, run_id: str) -> None:
-        """Queue the run as claimed by this process's pool: the caller adopts it once committed."""
+        """Queue the run as claimed by this process's pool: the caller adopts it once committed. An
+        API-only replica queues it for any worker instead (and the enqueue wakes them)."""
+        if not self.executes:
+            await jobs.enqueue(session, run_id)
+            return
         lease = self.settings.run_lease_seconds
         await jobs.enqueue(session, run_id, held_by=self.pool.worker_id, lease_seconds=lease)
 
@@ -276,7 +288,8 @@ class Engine:
                 await listener.attach(run.id)
             sequenced = await self.bus.record(session, run_id, events)
         self.bus.deliver(run_id, sequenced)
-        self.pool.adopt(run_id)
+        if self.executes:
+            self.pool.adopt(run_id)
         return state.run_of(events)
 
     async def listen(self, run_id: str, after: int | None = None) -> RunSubscription:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..store import run_events
+from ..store import jobs, run_events
 from ..store.database import Database
 from ..store.run_events import LoggedEvent
 from .bus import Sequenced
@@ -115,6 +115,7 @@ class LogBus:
         flush_seconds: float = 0.005,
     ) -> None:
         self.db = db
+        self._job_callbacks: dict[str, list[Callable[[], None]]] = {}
         self._pending: dict[str, list[StreamEvent]] = {}
         self._flushing: dict[str, list[StreamEvent]] = {}
         self._flush_wanted = asyncio.Event()
@@ -319,6 +320,7 @@ class LogBus:
             try:
                 connection = await asyncpg.connect(url, timeout=10)
                 await connection.add_listener(run_events.CHANNEL, self._notified)
+                await connection.add_listener(jobs.CHANNEL, self._job_notified)
                 self._listen_connection = connection
                 delay = 0.1
                 for run_id in list(self._followed):
@@ -338,6 +340,14 @@ class LogBus:
                         await connection.close(timeout=1)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    def on_job(self, queue: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when a job is queued on ``queue`` (a job table's name) by any process."""
+        self._job_callbacks.setdefault(queue, []).append(callback)
+
+    def _job_notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        for callback in self._job_callbacks.get(payload, []):
+            callback()
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         run_id, _, seq = payload.partition(" ")

@@ -46,6 +46,10 @@ class WorkerPool:
             asyncio.create_task(self._guard(self._maintain, "maintenance")),
         ]
 
+    def wake(self) -> None:
+        """A job was queued elsewhere: look for it now, not at the next idle look."""
+        self._wake.set()
+
     async def reserve(self) -> bool:
         """Take a slot if one is free, without waiting: for a run started in the transaction that creates
         it and then handed over with ``adopt(run_id, started)``. ``unreserve`` gives it back unused."""

@@ -9,11 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .detached import table_of
 from .models import IngestJobRow, RunJobRow
+
+# The channel a PostgreSQL NOTIFY announces a job nobody holds yet on.
+CHANNEL = "assistd_jobs"
 
 
 class JobQueue:
@@ -23,6 +26,7 @@ class JobQueue:
     """
 
     def __init__(self, table: Any, key: Any) -> None:
+        self.name: str = table_of(table).name
         self._table = table
         self._key = key
         jobs = table_of(table)
@@ -55,6 +59,12 @@ class JobQueue:
         if held_by is not None:
             values.update(locked_by=held_by, locked_until=now + lease_seconds, attempts=1)
         await session.execute(self._enqueue, values)
+        if held_by is None and session.get_bind().dialect.name == "postgresql":
+            # Workers elsewhere LISTEN for it (engine/event_log.py) and claim at once, not at their next
+            # look at the queue. The payload is the queue's name: which of them to wake.
+            await session.execute(
+                text("SELECT pg_notify(:channel, :queue)"), {"channel": CHANNEL, "queue": self.name}
+            )
 
     async def claimable(self, session: AsyncSession) -> bool:
         """Whether some job waits that nobody holds."""
