@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from .config import Settings
 from .engine.engine import Engine
-from .engine.relay import claim_process_slot
+from .engine.process_slot import claim_process_slot
 from .llm.local import LocalProvider, LocalSettings, bundled_model, parse_models
 from .llm.registry import ProviderRegistry
 from .llm.upstream import UpstreamProvider

@@ -167,9 +167,22 @@ async def resume_run_stream(
     the run ends or needs the client. Any replica serves it, whichever one executes the run."""
     if after is None:
         after = _last_event_id(request.headers.get("last-event-id"))
-    await engine.retrieve_run(tenant, thread_id, run_id)  # an unknown run is a 404 before the stream
-    listener = await engine.listen(run_id, after)
-    return event_stream(engine.follow(listener))
+    stream = engine.resume(tenant, thread_id, run_id, after)
+    # The first event is awaited here, so that an unknown run is a 404, not a stream.
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+    return event_stream(_prepended(first, stream))
+
+
+async def _prepended(
+    first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    if first is not None:
+        yield first
+    async for event in rest:
+        yield event
 
 
 def _last_event_id(value: str | None) -> int:

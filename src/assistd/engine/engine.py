@@ -43,6 +43,9 @@ from .events import FINAL_RUN_EVENTS, StreamEvent
 from .executor import RunExecutor, Started
 from .worker import WorkerPool
 
+# A resumed stream that hears nothing this long looks at the run itself (its log may be pruned).
+_RESUME_RECHECK_SECONDS = 2.0
+
 # The statuses the SDKs' poll helpers keep polling through; any other ends their loop.
 POLL_WAIT_STATUSES = frozenset({"queued", "in_progress", "cancelling"})
 
@@ -311,6 +314,33 @@ class Engine:
                     if event.is_run_status and event.event.removeprefix("thread.run.") not in statuses:
                         return event
         return None
+
+    async def resume(
+        self, tenant: str, thread_id: str, run_id: str, after: int
+    ) -> AsyncIterator[StreamEvent]:
+        """The run's stream after seq ``after``, live until the run ends or needs the client. A run that
+        ended before its log was pruned replays it; one whose log is gone (or never reached this far)
+        gets its final status event, read from the run itself, so the stream always ends."""
+        async with self.db.read() as session:
+            await run_store.get_row(session, tenant, thread_id, run_id)  # an unknown run is a 404
+        listener = await self.listen(run_id, after)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(_RESUME_RECHECK_SECONDS):
+                        event = await listener.get()
+                except TimeoutError:
+                    async with self.db.read() as session:
+                        run = run_store.to_wire(await run_store.get_row(session, tenant, thread_id, run_id))
+                    if f"thread.run.{run.status}" in FINAL_RUN_EVENTS:
+                        yield StreamEvent(f"thread.run.{run.status}", run)
+                        return
+                    continue
+                yield event
+                if event.event in FINAL_RUN_EVENTS:
+                    return
+        finally:
+            listener.close()
 
     async def follow(self, listener: RunSubscription) -> AsyncIterator[StreamEvent]:
         """The events of the attached run until it ends or needs the client; closes the listener."""

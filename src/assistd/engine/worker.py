@@ -8,12 +8,13 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import select
 
 from ..config import Settings
-from ..store import jobs
+from ..store import jobs, run_events
 from ..store import runs as run_store
 from ..store.clock import now
 from ..store.database import Database
@@ -23,6 +24,9 @@ from .bus import RunBus
 from .executor import RunExecutor, Started
 
 log = logging.getLogger(__name__)
+
+# How often a worker prunes the run event log (a cheap delete when there is nothing to prune).
+_PRUNE_EVERY_SECONDS = 60.0
 
 
 class WorkerPool:
@@ -246,9 +250,24 @@ class WorkerPool:
                 cancel.set()
 
     async def _maintain(self) -> None:
+        pruned_at = 0.0
         while not self._closing:
             await self.expire_overdue()
+            # Often enough for a short retention, at most once a minute for the usual hour.
+            every = min(_PRUNE_EVERY_SECONDS, self._settings.run_events_retention_seconds / 10)
+            if time.monotonic() - pruned_at >= every:
+                await self.prune_events()
+                pruned_at = time.monotonic()
             await asyncio.sleep(self._settings.maintenance_interval_seconds)
+
+    async def prune_events(self) -> None:
+        """Delete the event logs of runs that ended more than ``run_events_retention_seconds`` ago: long
+        enough for any stream that was cut to resume. Any worker may do it, once or twice over."""
+        cutoff = time.time() - self._settings.run_events_retention_seconds
+        async with self._db.write() as session:
+            pruned = await run_events.prune(session, cutoff, state.TERMINAL)
+        if pruned:
+            log.info("pruned %d events of ended runs", pruned)
 
     async def expire_overdue(self) -> None:
         """Runs left waiting for tool outputs past their ``expires_at`` become ``expired``."""
