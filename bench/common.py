@@ -294,12 +294,12 @@ def assistd_server(
 
 
 def wait_for_processes(server: AssistdServer, processes: int, timeout: float = 60.0) -> None:
-    """Until all of ``assistd serve --processes N``'s processes are up (each binds a relay socket); its
-    /healthz answers as soon as the first is."""
+    """Until all of ``assistd serve --processes N``'s processes are up (each claims a numbered slot file
+    first thing); its /healthz answers as soon as the first is."""
     if processes == 1:
         return
     deadline = time.monotonic() + timeout
-    while len(list((server.data_dir / "relay").glob("*.sock"))) < processes:
+    while len(list((server.data_dir / "relay").glob("slot-*.lock"))) < processes:
         if time.monotonic() > deadline:
             raise RuntimeError(f"only some of the {processes} assistd processes started")
         time.sleep(0.1)

@@ -6,6 +6,7 @@ server's disk: a refused or deleted upload leaves no bytes behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import openai
 import pytest
@@ -50,17 +52,39 @@ def form(*parts: tuple[str, str | None, bytes]) -> dict[str, Any]:
     return {"content": body, "headers": {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}}
 
 
-def blobs(server: AssistdServer) -> set[Path]:
-    """Stored files on the server's disk, outside its temporary directory."""
+def _stored_keys(server: AssistdServer, complete: bool) -> set[str]:
+    """On PostgreSQL the bytes are rows of the server's database (``blobs``): their keys."""
+
+    async def read() -> set[str]:
+        connection = await asyncpg.connect(server.database_url)
+        try:
+            rows = await connection.fetch("SELECT key FROM blobs WHERE complete = $1", complete)
+            return {str(row["key"]) for row in rows}
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def blobs(server: AssistdServer) -> set[str]:
+    """The stored files' bytes: files on the server's disk (SQLite), outside its temporary directory, or
+    complete blobs in its database (PostgreSQL)."""
+    if server.database_url.startswith("postgresql"):
+        return _stored_keys(server, complete=True)
     root = server.data_dir / "files"
     return (
-        {p for p in root.rglob("*") if p.is_file() and p.parent != root / "tmp"} if root.exists() else set()
+        {str(p) for p in root.rglob("*") if p.is_file() and p.parent != root / "tmp"}
+        if root.exists()
+        else set()
     )
 
 
-def temporaries(server: AssistdServer) -> list[Path]:
+def temporaries(server: AssistdServer) -> list[str]:
+    """Uploads begun and not finished: temporary files, or incomplete blobs."""
+    if server.database_url.startswith("postgresql"):
+        return sorted(_stored_keys(server, complete=False))
     tmp = server.data_dir / "files" / "tmp"
-    return list(tmp.iterdir()) if tmp.exists() else []
+    return [str(p) for p in tmp.iterdir()] if tmp.exists() else []
 
 
 def upload(client: OpenAI, data: bytes, filename: str = "notes.txt", **params: Any) -> dict[str, Any]:
