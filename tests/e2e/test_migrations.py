@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from openai.types.beta import Assistant, Thread
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
-from assistd import store as store_package
 from assistd.store.database import Database
 from assistd.store.models import AssistantRow, ThreadRow
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream
-
-
-def _downgrade(connection: Connection, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(Path(store_package.__file__).parent / "migrations"))
-    config.attributes["connection"] = connection
-    command.downgrade(config, revision)
+from schema import downgrade
 
 
 async def _attach_second_store(url: str, assistant_id: str, thread_id: str, extra: str) -> None:
     """The schema back at the revision before the repair, and what a request naming stores both ways
     wrote then: two ids on each row."""
+    await downgrade(url, "0004")
     db = Database(url)
     try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(_downgrade, "0004")
         async with db.write() as session:
             for model, row_id in ((AssistantRow, assistant_id), (ThreadRow, thread_id)):
                 row = (await session.execute(select(model).where(model.id == row_id))).scalar_one()

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from assistd.store.database import Database, head_revision
 from conftest import Databases, make_client
 from fake_upstream import FakeUpstream, Text
+from schema import downgrade
 from server import AssistdServer
 
 
@@ -56,7 +57,7 @@ async def _revision(database_url: str) -> str | None:
 
 
 async def _set_revision(database_url: str, revision: str) -> None:
-    """What the database looks like to a server whose code is newer than the last migration run."""
+    """What the database looks like after a newer release's migrations: a revision this code lacks."""
     db = Database(database_url)
     try:
         async with db.write() as session:
@@ -125,7 +126,7 @@ def test_readyz_says_migrations_are_pending_until_assistd_migrate_runs(
     url = databases.new()
     server = _server(tmp_path, url, fake).start()
     try:
-        asyncio.run(_set_revision(url, "0004"))
+        asyncio.run(downgrade(url, "0004"))
         ready = httpx.get(f"{server.url}/readyz")
         assert ready.status_code == 503
         assert ready.json() == {
