@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_key_list)
-    app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst).install(app)
     app.state.ready = False
     if settings.cors_origin_list:
         app.add_middleware(

@@ -62,8 +62,11 @@ class NotFoundError(AssistdError):
 
 
 class RateLimitError(AssistdError):
+    """Over a rate limit. OpenAI's ``type`` names the limit reached: ``requests`` here (OpenAI also has
+    ``tokens``)."""
+
     status_code = 429
-    type = "rate_limit_error"
+    type = "requests"
     default_code = "rate_limit_exceeded"
 
 

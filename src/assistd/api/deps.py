@@ -20,7 +20,7 @@ from ..retrieval.search import Retriever
 from ..storage import FileStorage
 from ..store.database import Database
 from .auth import Caller, KeyRing
-from .rate_limit import RateLimiter
+from .rate_limit import STATE_KEY, RateLimiter
 from .render import poll_after
 
 
@@ -82,10 +82,13 @@ async def get_caller(
     request: Request,
     keyring: Annotated[KeyRing, Depends(get_keyring)],
     limiter: Annotated[RateLimiter, Depends(get_limiter)],
+    db: Db,
 ) -> Caller:
-    """The request's tenant and key fingerprint, within its request rate limit."""
+    """The request's tenant and key fingerprint, within its key's request rate limit."""
     found = keyring.identify(request.headers.get("authorization"))
-    limiter.check(found.tenant)
+    if limiter.enabled:
+        # The middleware limiter.install added puts these on the response, whichever kind it is.
+        setattr(request.state, STATE_KEY, await limiter.check(db, found))
     return found
 
 
