@@ -65,7 +65,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origin_list,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["openai-poll-after-ms", "retry-after", "x-request-id"],
+            # What browser code may read of a response: the poll pacing and the rate limit's state.
+            expose_headers=[
+                "openai-poll-after-ms",
+                "retry-after",
+                "x-request-id",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
             max_age=600,
         )
     app.add_middleware(NulGuard)

@@ -104,6 +104,7 @@ def test_cors_headers_on_responses(cors_server: AssistdServer) -> None:
     # The poll helpers' header is readable from a browser.
     exposed = created.headers.get("access-control-expose-headers", "").lower()
     assert "openai-poll-after-ms" in exposed
+    assert "x-ratelimit-remaining-requests" in exposed
 
 
 def test_cors_refuses_other_origins(cors_server: AssistdServer, server: AssistdServer) -> None:
