@@ -7,7 +7,6 @@ PostgreSQL only: SQLite is a file in the server's own process, with no connectio
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -17,14 +16,13 @@ import pytest
 from openai import OpenAI
 from sqlalchemy.engine import make_url
 
-from conftest import PG_ENV, Databases, make_client
+from conftest import Databases, make_client
 from db_proxy import TcpProxy
 from fake_upstream import FakeUpstream, Text
 from server import AssistdServer
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get(PG_ENV), reason=f"needs PostgreSQL ({PG_ENV}, set by `make test`'s second pass)"
-)
+# An outage of PostgreSQL, a server apart: `make test`'s PostgreSQL pass runs it; SQLite has no server to cut.
+pytestmark = pytest.mark.postgres_only
 
 
 @pytest.fixture
