@@ -30,8 +30,8 @@ def _stream_run(server: AssistdServer, client: OpenAI, fake: FakeUpstream) -> tu
         body = http.post(
             f"/threads/{thread.id}/runs", json={"assistant_id": assistant.id, "stream": True}
         ).text
-    run_id = next(f for f in frames_of(body) if f["event"] == "thread.run.created")["data"]
-    return thread.id, run_id.split('"id":"')[1].split('"')[0], body
+    created = next(f for f in frames_of(body) if f["event"] == "thread.run.created")
+    return thread.id, json.loads(created["data"])["id"], body
 
 
 def _parsed(frames: list[dict[str, str]]) -> list[tuple[str | None, str, object]]:
