@@ -58,6 +58,24 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
     dbs.drop_all()
 
 
+@pytest.fixture
+def migrated_url(databases: Databases) -> str:
+    """A fresh database migrated to head, for tests of the store and engine below the HTTP server."""
+    url = databases.new()
+
+    async def migrate() -> None:
+        from assistd.store.database import Database
+
+        db = Database(url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(migrate())
+    return url
+
+
 @pytest.fixture(scope="session")
 def fake() -> Iterator[FakeUpstream]:
     upstream = FakeUpstream(models=["fake-model", "fake-model-large"]).start()

@@ -10,15 +10,23 @@ import contextlib
 import socket
 import threading
 
-from server import free_port
-
 _CHUNK = 65536
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    """Listens on ``listen_host``:``port`` (a free port of this machine's loopback by default) and pipes
+    each connection to the target."""
+
+    def __init__(
+        self, target_host: str, target_port: int, *, listen_host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
+        self.listen_host = listen_host
+        if port is None:
+            from server import free_port  # here: server imports hosts, which imports this module
+
+            port = free_port()
+        self.port = port
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -28,7 +36,7 @@ class TcpProxy:
     def start(self) -> TcpProxy:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.listen_host, self.port))
         listener.listen(64)
         # accept() times out now and then to look at the stop flag: closing a socket does not wake a
         # thread blocked in accept() on it.

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from db_proxy import TcpProxy
 
 SUBNET = "10.231.7"
 BRIDGE_ADDRESS = f"{SUBNET}.1"
@@ -50,70 +50,6 @@ class Host:
         return ["ip", "netns", "exec", self.name, *argv]
 
 
-class _Forwarder:
-    """Accepts on ``listen`` and pipes each connection to ``target``, both ways, until either side closes.
-    ``cut()`` drops every connection and refuses new ones until ``restore()``."""
-
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
-        self._target = target
-        self._server = socket.create_server(listen, reuse_port=False)
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._cut = False
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            if self._cut:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self._target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-            with self._lock:
-                self._open.discard(source)
-                self._open.discard(sink)
-
-    def cut(self) -> None:
-        self._cut = True
-        with self._lock:
-            for end in list(self._open):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def restore(self) -> None:
-        self._cut = False
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        self._server.close()
-
-
 class Network:
     """A bridge and ``count`` hosts on it, torn down on ``close`` (and left by nothing else)."""
 
@@ -121,7 +57,7 @@ class Network:
         tag = uuid.uuid4().hex[:5]
         self.bridge = f"asdbr{tag}"
         self.hosts: list[Host] = []
-        self.forwarders: list[_Forwarder] = []
+        self.forwarders: list[TcpProxy] = []
         try:
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", self.bridge)
@@ -143,16 +79,16 @@ class Network:
             self.close()
             raise
 
-    def forward(self, port: int, target: tuple[str, int]) -> _Forwarder:
+    def forward(self, port: int, target: tuple[str, int]) -> TcpProxy:
         """Make ``target`` (a service of this machine's loopback) reachable from the hosts at
         ``BRIDGE_ADDRESS:port``."""
-        forwarder = _Forwarder((BRIDGE_ADDRESS, port), target)
+        forwarder = TcpProxy(*target, listen_host=BRIDGE_ADDRESS, port=port).start()
         self.forwarders.append(forwarder)
         return forwarder
 
     def close(self) -> None:
         for forwarder in self.forwarders:
-            forwarder.close()
+            forwarder.cut()
         for host in self.hosts:
             with contextlib.suppress(subprocess.CalledProcessError):
                 _ip("netns", "delete", host.name)

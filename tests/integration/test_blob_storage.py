@@ -15,22 +15,6 @@ import pytest
 from assistd.storage import UploadTooLarge
 from assistd.store.blob_storage import CHUNK_BYTES, DatabaseFileStorage
 from assistd.store.database import Database
-from conftest import Databases
-
-
-@pytest.fixture
-def url(databases: Databases) -> str:
-    url = databases.new()
-
-    async def migrate() -> None:
-        db = Database(url)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
-
-    asyncio.run(migrate())
-    return url
 
 
 async def _pieces(data: bytes, size: int = 10_000) -> AsyncIterator[bytes]:
@@ -42,11 +26,11 @@ async def _read(storage: DatabaseFileStorage, key: str) -> bytes:
     return b"".join([chunk async for chunk in await storage.open(key)])
 
 
-def test_bytes_saved_by_one_host_are_read_back_whole_by_another(url: str, tmp_path: Path) -> None:
+def test_bytes_saved_by_one_host_are_read_back_whole_by_another(migrated_url: str, tmp_path: Path) -> None:
     data = os.urandom(3 * CHUNK_BYTES + 12345)
 
     async def main() -> None:
-        writer_db, reader_db = Database(url), Database(url)
+        writer_db, reader_db = Database(migrated_url), Database(migrated_url)
         try:
             writer = DatabaseFileStorage(writer_db, tmp_path / "a")
             reader = DatabaseFileStorage(reader_db, tmp_path / "b")
@@ -67,9 +51,9 @@ def test_bytes_saved_by_one_host_are_read_back_whole_by_another(url: str, tmp_pa
     asyncio.run(main())
 
 
-def test_an_empty_file_round_trips(url: str, tmp_path: Path) -> None:
+def test_an_empty_file_round_trips(migrated_url: str, tmp_path: Path) -> None:
     async def main() -> None:
-        db = Database(url)
+        db = Database(migrated_url)
         try:
             storage = DatabaseFileStorage(db, tmp_path)
             blob = await storage.save(_pieces(b""), max_bytes=10)
@@ -81,11 +65,11 @@ def test_an_empty_file_round_trips(url: str, tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_an_upload_past_its_limit_leaves_nothing(url: str, tmp_path: Path) -> None:
+def test_an_upload_past_its_limit_leaves_nothing(migrated_url: str, tmp_path: Path) -> None:
     data = os.urandom(2 * CHUNK_BYTES)
 
     async def main() -> None:
-        db = Database(url)
+        db = Database(migrated_url)
         try:
             storage = DatabaseFileStorage(db, tmp_path)
             with pytest.raises(UploadTooLarge):
@@ -97,9 +81,9 @@ def test_an_upload_past_its_limit_leaves_nothing(url: str, tmp_path: Path) -> No
     asyncio.run(main())
 
 
-def test_an_unfinished_upload_is_invisible_and_swept(url: str, tmp_path: Path) -> None:
+def test_an_unfinished_upload_is_invisible_and_swept(migrated_url: str, tmp_path: Path) -> None:
     async def main() -> None:
-        db = Database(url)
+        db = Database(migrated_url)
         try:
             storage = DatabaseFileStorage(db, tmp_path)
             started = asyncio.Event()

@@ -11,15 +11,12 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import pytest
-
 from assistd.engine.bus import Sequenced
 from assistd.engine.event_log import LogBus, LogSubscription
 from assistd.engine.events import StreamEvent
 from assistd.store import run_events
 from assistd.store.database import Database
 from assistd.store.models import RunRow
-from conftest import Databases
 
 
 def _delta(n: int) -> StreamEvent:
@@ -40,24 +37,9 @@ def _numbers(events: list[Sequenced]) -> list[int]:
     return [int(event.data["delta"]["n"]) for _, event in events]  # type: ignore[index]
 
 
-@pytest.fixture
-def url(databases: Databases) -> str:
-    url = databases.new()
-
-    async def migrate() -> None:
-        db = Database(url)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
-
-    asyncio.run(migrate())
-    return url
-
-
-def _run(scenario: Callable[..., Coroutine[Any, Any, None]], url: str) -> None:
+def _run(scenario: Callable[..., Coroutine[Any, Any, None]], migrated_url: str) -> None:
     async def main() -> None:
-        dbs = [Database(url), Database(url)]
+        dbs = [Database(migrated_url), Database(migrated_url)]
         buses = [LogBus(db) for db in dbs]
         for bus in buses:
             await bus.start()
@@ -72,7 +54,7 @@ def _run(scenario: Callable[..., Coroutine[Any, Any, None]], url: str) -> None:
     asyncio.run(main())
 
 
-def test_events_written_by_one_process_reach_another_in_order(url: str) -> None:
+def test_events_written_by_one_process_reach_another_in_order(migrated_url: str) -> None:
     async def scenario(writer: LogBus, reader: LogBus) -> None:
         listener = reader.subscription()
         await listener.attach("run_a", after=0)
@@ -83,10 +65,10 @@ def test_events_written_by_one_process_reach_another_in_order(url: str) -> None:
         assert _numbers(got) == list(range(60))
         listener.close()
 
-    _run(scenario, url)
+    _run(scenario, migrated_url)
 
 
-def test_a_listener_attached_without_a_seq_gets_only_what_comes_after(url: str) -> None:
+def test_a_listener_attached_without_a_seq_gets_only_what_comes_after(migrated_url: str) -> None:
     async def scenario(writer: LogBus, reader: LogBus) -> None:
         await writer.publish("run_b", _delta(0), _delta(1))
         listener = reader.subscription()
@@ -97,10 +79,10 @@ def test_a_listener_attached_without_a_seq_gets_only_what_comes_after(url: str) 
         assert listener.queue.empty()
         listener.close()
 
-    _run(scenario, url)
+    _run(scenario, migrated_url)
 
 
-def test_a_resumed_listener_gets_the_events_after_its_seq_then_live_ones(url: str) -> None:
+def test_a_resumed_listener_gets_the_events_after_its_seq_then_live_ones(migrated_url: str) -> None:
     async def scenario(writer: LogBus, reader: LogBus) -> None:
         await writer.publish("run_c", *[_delta(n) for n in range(10)])
         early = reader.subscription()
@@ -114,10 +96,10 @@ def test_a_resumed_listener_gets_the_events_after_its_seq_then_live_ones(url: st
         early.close()
         resumed.close()
 
-    _run(scenario, url)
+    _run(scenario, migrated_url)
 
 
-def test_two_writers_of_one_run_never_share_or_skip_a_seq(url: str) -> None:
+def test_two_writers_of_one_run_never_share_or_skip_a_seq(migrated_url: str) -> None:
     async def scenario(one: LogBus, two: LogBus) -> None:
         listener = one.subscription()
         await listener.attach("run_d", after=0)
@@ -135,7 +117,7 @@ def test_two_writers_of_one_run_never_share_or_skip_a_seq(url: str) -> None:
         assert [n for n in numbers if n >= 1000] == list(range(1000, 1040))
         listener.close()
 
-    _run(scenario, url)
+    _run(scenario, migrated_url)
 
 
 def _run_row(run_id: str, status: str) -> RunRow:
@@ -157,7 +139,7 @@ def _run_row(run_id: str, status: str) -> RunRow:
     )
 
 
-def test_prune_drops_ended_and_orphaned_runs_logs_past_retention_only(url: str) -> None:
+def test_prune_drops_ended_and_orphaned_runs_logs_past_retention_only(migrated_url: str) -> None:
     async def scenario(bus: LogBus, _other: LogBus) -> None:
         async with bus.db.write() as session:
             session.add_all([_run_row("run_done", "completed"), _run_row("run_waiting", "requires_action")])
@@ -178,10 +160,10 @@ def test_prune_drops_ended_and_orphaned_runs_logs_past_retention_only(url: str) 
             "run_gone": 0,
         }
 
-    _run(scenario, url)
+    _run(scenario, migrated_url)
 
 
-def test_queued_deltas_are_batched_and_stay_before_what_follows_a_settle(url: str) -> None:
+def test_queued_deltas_are_batched_and_stay_before_what_follows_a_settle(migrated_url: str) -> None:
     async def scenario(writer: LogBus, reader: LogBus) -> None:
         runs = [f"run_soon_{n}" for n in range(5)]
         listeners = {}
@@ -205,4 +187,4 @@ def test_queued_deltas_are_batched_and_stay_before_what_follows_a_settle(url: st
         async with writer.db.read() as session:
             assert len(await run_events.read_after(session, runs[0], 0)) == 51
 
-    _run(scenario, url)
+    _run(scenario, migrated_url)

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from assistd.store import processes
 from assistd.store.database import Database
-from conftest import Databases
 
 
-@pytest.fixture
-def url(databases: Databases) -> str:
-    url = databases.new()
-
-    async def migrate() -> None:
-        db = Database(url)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
-
-    asyncio.run(migrate())
-    return url
-
-
-def test_processes_are_live_while_they_beat(url: str) -> None:
+def test_processes_are_live_while_they_beat(migrated_url: str) -> None:
     a = processes.Process("host-a:1", "host-a", 1, "api", 100.0, 100.0)
     b = processes.Process("host-b:2", "host-b", 2, "worker", 101.0, 101.0)
 
     async def main() -> None:
-        db = Database(url)
+        db = Database(migrated_url)
         try:
             async with db.write() as session:
                 await processes.beat(session, a, 100.0)

@@ -4,26 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from assistd.store import rate_buckets
 from assistd.store.database import Database
-from conftest import Databases
-
-
-@pytest.fixture
-def url(databases: Databases) -> str:
-    url = databases.new()
-
-    async def migrate() -> None:
-        db = Database(url)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
-
-    asyncio.run(migrate())
-    return url
 
 
 async def _spend(
@@ -33,9 +15,9 @@ async def _spend(
         return await rate_buckets.spend(session, key, capacity=capacity, per_second=rate, now=now)
 
 
-def test_a_bucket_gives_its_capacity_then_refills_with_time(url: str) -> None:
+def test_a_bucket_gives_its_capacity_then_refills_with_time(migrated_url: str) -> None:
     async def main() -> None:
-        db = Database(url)
+        db = Database(migrated_url)
         try:
             t = 1000.0
             results = [await _spend(db, "k", t) for _ in range(7)]
@@ -55,9 +37,9 @@ def test_a_bucket_gives_its_capacity_then_refills_with_time(url: str) -> None:
     asyncio.run(main())
 
 
-def test_two_replicas_share_one_bucket_exactly(url: str) -> None:
+def test_two_replicas_share_one_bucket_exactly(migrated_url: str) -> None:
     async def main() -> None:
-        dbs = [Database(url), Database(url)]
+        dbs = [Database(migrated_url), Database(migrated_url)]
         try:
             spends = [_spend(dbs[n % 2], "shared", 5000.0, capacity=10, rate=0.001) for n in range(30)]
             results = await asyncio.gather(*spends)
