@@ -141,32 +141,26 @@ class MemoryBus:
     async def record(
         self, session: AsyncSession, run_id: str, events: Sequence[StreamEvent]
     ) -> list[Sequenced]:
-        return self._number(run_id, events)
-
-    def _number(self, run_id: str, events: Sequence[StreamEvent]) -> list[Sequenced]:
-        history = self._history(run_id)
-        head = history.events[-1][0] if history.events else 0
-        return [(head + n, event) for n, event in enumerate(events, start=1)]
+        # Nothing is written; the events are numbered when delivered, in the order listeners see them.
+        return [(0, event) for event in events]
 
     def deliver(self, run_id: str, events: Sequence[Sequenced]) -> None:
         if not events:
             return
         history = self._history(run_id)
         head = history.events[-1][0] if history.events else 0
-        # Numbered at record time: two writers interleaving record and deliver are renumbered in
-        # delivery order, which is the order listeners see.
-        renumbered = [(head + n, event) for n, (_, event) in enumerate(events, start=1)]
-        history.events.extend(renumbered)
+        numbered = [(head + n, event) for n, (_, event) in enumerate(events, start=1)]
+        history.events.extend(numbered)
         history.last_at = time.monotonic()
         for listener in list(history.listeners):
-            listener._offer(run_id, renumbered)
+            listener._offer(run_id, numbered)
         self._sweep()
 
     async def publish(self, run_id: str, *events: StreamEvent) -> None:
-        self.deliver(run_id, self._number(run_id, events))
+        self.deliver(run_id, [(0, event) for event in events])
 
     def soon(self, run_id: str, *events: StreamEvent) -> None:
-        self.deliver(run_id, self._number(run_id, events))
+        self.deliver(run_id, [(0, event) for event in events])
 
     async def settle(self, run_id: str) -> None:
         return None
