@@ -142,7 +142,9 @@ def test_many_runs_over_shared_threads_complete_exactly_once(
             assert sorted(m.run_id or "" for m in replies) == sorted(run_ids[4 * n : 4 * n + 4])
 
 
-def test_concurrent_runs_on_one_thread_across_hosts_one_wins(replicas: list[AssistdServer]) -> None:
+def test_concurrent_runs_on_one_thread_across_hosts_one_wins(
+    replicas: list[AssistdServer], fake: FakeUpstream
+) -> None:
     """20 create-run calls at once on one thread, half to each host: one run is created, the rest get
     OpenAI's 400 for a thread with an active run."""
     import threading
@@ -153,6 +155,9 @@ def test_concurrent_runs_on_one_thread_across_hosts_one_wins(replicas: list[Assi
     with make_client(a) as on_a, make_client(b) as on_b:
         assistant = on_a.beta.assistants.create(model="fake-model")
         thread = on_a.beta.threads.create(messages=[{"role": "user", "content": "race"}])
+        # The winner's reply is slow, so it is still active while the last of the twenty arrive: a run
+        # that had already ended would rightly let another start.
+        fake.push(Text("won", delay_s=5))
         start = threading.Barrier(20)
         outcomes: list[object] = []
 
