@@ -16,6 +16,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".assistd")
     database_url: str | None = None
+    # PostgreSQL connections each process keeps open (as many more are opened under peaks, then closed).
+    # A connection opened per transaction would cost its setup and its prepared statements every time.
+    database_pool_size: int = Field(default=20, ge=1)
     upstream_base_url: str | None = None
     upstream_api_key: SecretStr | None = None
     api_keys: str = ""

@@ -33,7 +33,11 @@ class RunSubscription(Protocol):
 
     queue: asyncio.Queue[StreamEvent]
 
-    async def attach(self, run_id: str, after: int | None = None) -> None: ...
+    async def attach(self, run_id: str, after: int | None = None, *, read: bool = True) -> None:
+        """Listen to ``run_id``'s events after seq ``after`` (None: those written from now on). With
+        ``read=False`` the caller vouches that nothing after ``after`` was written yet that it has not
+        seen (it wrote ``after`` itself, or the run is not committed yet): no look at the log."""
+        ...
 
     def last_seq(self, run_id: str) -> int: ...
 
@@ -88,7 +92,7 @@ class MemorySubscription:
         self._runs: dict[str, int] = {}
         self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
-    async def attach(self, run_id: str, after: int | None = None) -> None:
+    async def attach(self, run_id: str, after: int | None = None, *, read: bool = True) -> None:
         history = self._bus._history(run_id)
         head = history.events[-1][0] if history.events else 0
         self._runs[run_id] = head if after is None else after

@@ -32,7 +32,7 @@ from ..store import threads as thread_store
 from ..store.clock import now
 from ..store.database import Database
 from ..store.detached import insert_rows, save
-from ..store.models import AssistantRow
+from ..store.models import AssistantRow, RunRow
 from ..store.pagination import PageQuery
 from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
@@ -124,13 +124,16 @@ class Engine:
         if self.executes:
             self.pool.adopt(new.run_id, new.started)
 
-    async def _start_here(self, session: AsyncSession, run_id: str) -> Started | None:
+    async def _start_here(
+        self, session: AsyncSession, run: RunRow, opening: list[StreamEvent]
+    ) -> Started | None:
         """Start a new run in the transaction that creates it, when this process has a free slot (a write
-        transaction less per run); None: it starts once a slot frees. Its answer still says queued."""
+        transaction less per run), its ``opening`` events recorded first; None: it starts once a slot
+        frees. Its answer still says queued."""
         if not self.executes or not await self.pool.reserve():
             return None
         try:
-            return await self.executor.start(session, run_id, 1)
+            return await self.executor.start(session, run.id, 1, run, opening)
         except BaseException:
             self.pool.unreserve()
             raise
@@ -152,11 +155,14 @@ class Engine:
         await insert_rows(session, run)
         await self._enqueue_here(session, run.id)
         if listener is not None:
-            await listener.attach(run.id, after=0)
+            # Nobody else can write the events of a run that is not committed yet.
+            await listener.attach(run.id, after=0, read=False)
         wire = run_store.to_wire(run)
         opening = [StreamEvent("thread.run.created", wire), StreamEvent("thread.run.queued", wire)]
-        new.run_id, new.opened = run.id, await self.bus.record(session, run.id, opening)
-        new.started = await self._start_here(session, run.id)
+        new.run_id = run.id
+        new.started = await self._start_here(session, run, opening)
+        if new.started is None:
+            new.opened = await self.bus.record(session, run.id, opening)
         return wire
 
     async def _enqueue_here(self, session: AsyncSession, run_id: str) -> None:

@@ -54,24 +54,40 @@ class LogSubscription:
         self._runs: dict[str, int] = {}  # run id → the last seq handed to this listener
         self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
-    async def attach(self, run_id: str, after: int | None = None) -> None:
+    async def attach(self, run_id: str, after: int | None = None, *, read: bool = True) -> None:
         """Listen to ``run_id`` from the event after seq ``after``; None: from the events written after
-        this call (the head is read first)."""
-        if after is None:
+        this call (the head is read first). ``read=False``: see ``RunSubscription.attach``; a wake-up
+        missed meanwhile is still caught by the look at the heads every ``safety_poll_seconds``."""
+        if after is not None:
+            self._runs[run_id] = after
+            self._bus._follow(run_id, self, read=read)
+            return
+        # Followed before the head is read, so that what is written meanwhile raises the run's known
+        # head; the log is read only then, not on every attach (a long poll attaches once per call).
+        followed = self._bus._follow(run_id, self, read=False)
+        try:
             async with self._bus.db.read() as session:
-                after = (await run_events.heads(session, [run_id])).get(run_id, 0)
-        self._runs[run_id] = after
-        self._bus._follow(run_id, self)
+                head = (await run_events.heads(session, [run_id])).get(run_id, 0)
+        except BaseException:
+            self._bus._unfollow(run_id, self)
+            raise
+        self._runs[run_id] = head
+        if followed.head > head:
+            self._bus._wake(run_id, None)
 
     def last_seq(self, run_id: str) -> int:
         return self._runs.get(run_id, 0)
+
+    def _position(self, run_id: str) -> int | None:
+        """The last seq handed out for ``run_id``; None while attaching (its start is not known yet)."""
+        return self._runs.get(run_id)
 
     def _offer(self, run_id: str, events: Sequence[Sequenced]) -> bool:
         """Take the events that continue this listener's run gaplessly; False when a gap came first
         (another process wrote the seqs between, not read yet), so the log must be read."""
         last = self._runs.get(run_id)
         if last is None:
-            return True
+            return True  # still attaching: these precede its start or are read after it
         for seq, event in events:
             if seq <= last:
                 continue
@@ -84,7 +100,7 @@ class LogSubscription:
         return True
 
     def close(self) -> None:
-        for run_id in self._runs:
+        for run_id in list(self._runs):
             self._bus._unfollow(run_id, self)
         self._runs.clear()
 
@@ -250,11 +266,14 @@ class LogBus:
         followed = self._followed.get(run_id)
         return followed is not None and bool(followed.listeners)
 
-    def _follow(self, run_id: str, listener: LogSubscription) -> None:
+    def _follow(self, run_id: str, listener: LogSubscription, *, read: bool) -> _Followed:
         followed = self._followed.setdefault(run_id, _Followed())
         followed.listeners.add(listener)
-        # It may start behind the others (a resume): read what it lacks.
-        self._wake(run_id, None)
+        position = listener._position(run_id)
+        if read or (position is not None and followed.head > position):
+            # It may start behind the others (a resume): read what it lacks.
+            self._wake(run_id, None)
+        return followed
 
     def _unfollow(self, run_id: str, listener: LogSubscription) -> None:
         followed = self._followed.get(run_id)
@@ -272,18 +291,24 @@ class LogBus:
         if followed is None:
             return
         if seq is not None:
-            if seq <= min((listener.last_seq(run_id) for listener in followed.listeners), default=seq):
-                return  # an echo of this process's own write, or a wake-up already read
             followed.head = max(followed.head, seq)
+            if seq <= min(self._positions(run_id, followed), default=seq):
+                return  # a wake-up already read
         if followed.reading is not None and not followed.reading.done():
             followed.again = True
             return
         followed.reading = asyncio.create_task(self._read(run_id, followed))
 
+    @staticmethod
+    def _positions(run_id: str, followed: _Followed) -> list[int]:
+        """Where the run's attached listeners stand (those still attaching have no position yet)."""
+        positions = (listener._position(run_id) for listener in followed.listeners)
+        return [seq for seq in positions if seq is not None]
+
     async def _read(self, run_id: str, followed: _Followed) -> None:
         while True:
             followed.again = False
-            after = min((listener.last_seq(run_id) for listener in followed.listeners), default=None)
+            after = min(self._positions(run_id, followed), default=None)
             if after is None:
                 return
             try:
@@ -355,7 +380,11 @@ class LogBus:
         for callback in self._job_callbacks.get(payload, []):
             callback()
 
-    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, _connection: Any, pid: int, _channel: str, payload: str) -> None:
+        if pid in self.db.backend_pids:
+            # This process's own write: its writer delivers the events here once its commit returns, so
+            # reading them back would only race that delivery.
+            return
         run_id, _, seq = payload.partition(" ")
         try:
             self._wake(run_id, int(seq))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,11 @@ class Started:
     # Recorded in the transaction that started it; delivered once that commits.
     events: list[Sequenced]
 
+    @property
+    def seq(self) -> int | None:
+        """The seq of the last event the start wrote (None: it wrote none, or numbers come at delivery)."""
+        return self.events[-1][0] if self.events and self.events[-1][0] else None
+
 
 @dataclass
 class _Called:
@@ -125,9 +131,18 @@ class RunExecutor:
         self._file_search = file_search
         self._code = code
 
-    async def start(self, session: AsyncSession, run_id: str, attempts: int) -> Started:
-        """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction."""
-        run = await run_store.get_row_by_id(session, run_id)
+    async def start(
+        self,
+        session: AsyncSession,
+        run_id: str,
+        attempts: int,
+        row: RunRow | None = None,
+        before: Sequence[StreamEvent] = (),
+    ) -> Started:
+        """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction.
+        ``row``: the run as the caller holds it in this transaction (else it is read); ``before``: events
+        of the caller's to record ahead of the start's own, in the same append."""
+        run = row if row is not None else await run_store.get_row_by_id(session, run_id)
         if run is None or run.status not in ("queued", "in_progress", "cancelling"):
             await jobs.finish(session, run_id)
             return Started(run=None, events=[])
@@ -143,7 +158,7 @@ class RunExecutor:
             events, started = await state.resume(session, run), run
         else:
             events, started = await state.transition(session, run, "in_progress"), run
-        return Started(run=started, events=await self._bus.record(session, run_id, events))
+        return Started(run=started, events=await self._bus.record(session, run_id, [*before, *events]))
 
     def deliver(self, run_id: str, events: list[Sequenced]) -> None:
         """Hand the events ``start`` recorded to listeners, once its transaction has committed."""

@@ -130,7 +130,7 @@ class WorkerPool:
             if started.run is None:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._run(started.run))
+            task = asyncio.create_task(self._run(started.run, started.seq))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -156,7 +156,7 @@ class WorkerPool:
             if started.run is None:
                 self._slots.release()
             else:
-                await self._run(started.run)
+                await self._run(started.run, started.seq)
             return
         heartbeat = asyncio.create_task(self._heartbeat(run_id, asyncio.Event()))
         try:
@@ -166,7 +166,7 @@ class WorkerPool:
                 heartbeat.cancel()
                 self._executor.deliver(run_id, started.events)
                 if started.run is not None:
-                    await self._execute(started.run)
+                    await self._execute(started.run, started.seq)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 async with self._db.write() as session:
@@ -185,14 +185,15 @@ class WorkerPool:
         finally:
             self._slots.release()
 
-    async def _run(self, run: RunRow) -> None:
+    async def _run(self, run: RunRow, seq: int | None) -> None:
         """Execute a started run in the slot it holds, and free the slot."""
         try:
-            await self._execute(run)
+            await self._execute(run, seq)
         finally:
             self._slots.release()
 
-    async def _execute(self, run: RunRow) -> None:
+    async def _execute(self, run: RunRow, seq: int | None = None) -> None:
+        """``seq``: the last of the run's events, written by its start here (None: not known)."""
         run_id = run.id
         cancel = asyncio.Event()
         self._cancel_requests[run_id] = cancel
@@ -201,7 +202,7 @@ class WorkerPool:
         waiter = asyncio.create_task(cancel.wait())
         # A cancel made by another process reaches this one as the run's thread.run.cancelling event (the
         # heartbeat's look at the status is the fallback); one made here calls ``cancel`` directly.
-        watcher = asyncio.create_task(self._watch_cancel(run_id, cancel)) if self._bus.shared else None
+        watcher = asyncio.create_task(self._watch_cancel(run_id, cancel, seq)) if self._bus.shared else None
         try:
             await asyncio.wait({execution, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if not execution.done():
@@ -225,10 +226,12 @@ class WorkerPool:
                 watcher.cancel()
             self._cancel_requests.pop(run_id, None)
 
-    async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:
+    async def _watch_cancel(self, run_id: str, cancel: asyncio.Event, seq: int | None) -> None:
         listener = self._bus.subscription()
         try:
-            await listener.attach(run_id)
+            # From the start's own last event, the log need not be looked at: a cancel written since
+            # wakes this process (and the bus's look at the heads catches a wake-up missed meanwhile).
+            await listener.attach(run_id, seq, read=seq is None)
             while (await listener.get()).event != "thread.run.cancelling":
                 pass
             cancel.set()
