@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .sqlite_inline import InlineConnection
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Whether the running task holds a session of a Database already (see ``Database._turn``).
+_in_session: ContextVar[bool] = ContextVar("assistd_in_session", default=False)
 _VERSION_TABLE = "alembic_version"
 
 # The PostgreSQL advisory lock that migrations hold: "assistd" in ASCII, as a 64-bit key. Any process
@@ -86,6 +90,12 @@ class Database:
         # rather than on retries of a busy database, which sleep between tries: under load the lock would
         # sit free while every waiter slept. Other processes' writers are still met by those retries.
         self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        # PostgreSQL: at most ``pool_size`` sessions at once, the others wait their turn. Under load every
+        # task is in the middle of a transaction; letting each open a connection of its own would open
+        # (and prepare every statement on) connections past the pool's, closed again when returned.
+        # Sessions opened inside another session of the same task pass (as a second checkout they would
+        # otherwise wait for themselves); the pool's overflow is for them.
+        self._turns: asyncio.Semaphore | None = None if self.is_sqlite else asyncio.Semaphore(pool_size)
 
     def _track_backends(self) -> None:
         """Keep ``backend_pids``: the PostgreSQL server processes of this pool's connections, which a
@@ -103,10 +113,22 @@ class Database:
                 self.backend_pids.discard(record.driver_connection.get_server_pid())
 
     @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._turns is None or _in_session.get():
+            yield
+            return
+        async with self._turns:
+            token = _in_session.set(True)
+            try:
+                yield
+            finally:
+                _in_session.reset(token)
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits when the block ends without error."""
         if self._write_turn is None:
-            async with self._writer() as session, session.begin():
+            async with self._turn(), self._writer() as session, session.begin():
                 yield session
             return
         async with self._write_turn, self._writer() as session, session.begin():
@@ -114,7 +136,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._reader() as session, session.begin():
+        async with self._turn(), self._reader() as session, session.begin():
             yield session
 
     async def migrate(self, revision: str = "head") -> None:
