@@ -101,7 +101,10 @@ async def build(
     run: RunRow,
     providers: ProviderRegistry | None = None,
     data_path: str = DATA_PATH,
+    *,
+    fresh: bool = False,
 ) -> RunContext:
+    """``fresh``: the run's first turn since it was queued new, so it has no steps to read."""
     strategy = run.truncation_strategy or {"type": "auto"}
     limit = strategy.get("last_messages") if strategy.get("type") == "last_messages" else HISTORY_CAP
     history = [
@@ -109,7 +112,7 @@ async def build(
         for row in await message_store.history(session, run.thread_id, limit=limit)
         if row.run_id != run.id and (chat := _message_to_chat(row)) is not None
     ]
-    own, completion_used, sources = await _own_turns(session, run)
+    own, completion_used, sources = ([], 0, {}) if fresh else await _own_turns(session, run)
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
 
     max_tokens = None

@@ -152,15 +152,16 @@ class Engine:
             tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
         )
         await thread_store.claim_for_run(session, thread_id, run.id)
-        await insert_rows(session, run)
-        await self._enqueue_here(session, run.id)
         if listener is not None:
             # Nobody else can write the events of a run that is not committed yet.
             await listener.attach(run.id, after=0, read=False)
         wire = run_store.to_wire(run)
         opening = [StreamEvent("thread.run.created", wire), StreamEvent("thread.run.queued", wire)]
         new.run_id = run.id
+        # Started before its row is inserted, the run is written once, already in progress.
         new.started = await self._start_here(session, run, opening)
+        await insert_rows(session, run)
+        await self._enqueue_here(session, run.id)
         if new.started is None:
             new.opened = await self.bus.record(session, run.id, opening)
         return wire

@@ -130,6 +130,8 @@ class RunExecutor:
         self._providers = providers
         self._file_search = file_search
         self._code = code
+        # Runs whose start here took them out of ``queued`` for the first time, until their first turn.
+        self._fresh: set[str] = set()
 
     async def start(
         self,
@@ -157,6 +159,8 @@ class RunExecutor:
             # step and message. They are closed and the turn starts over.
             events, started = await state.resume(session, run), run
         else:
+            if run.started_at is None:
+                self._fresh.add(run_id)
             events, started = await state.transition(session, run, "in_progress"), run
         return Started(run=started, events=await self._bus.record(session, run_id, [*before, *events]))
 
@@ -183,11 +187,15 @@ class RunExecutor:
         except Exception:
             log.exception("run %s failed on an internal error", run_id)
             await self.fail(run_id, "server_error", "The server had an error while processing the run.")
+        finally:
+            self._fresh.discard(run_id)  # one cancelled before its first turn
 
     async def _turn(self, run: RunRow, made: MadeFiles, *, last: bool = False) -> bool:
         """One model call and what follows from it; True when built-in tools ran and the model goes on."""
+        fresh = run.id in self._fresh
+        self._fresh.discard(run.id)
         async with self._db.read() as session:
-            built = await context.build(session, run, self._providers, self._code.data_path)
+            built = await context.build(session, run, self._providers, self._code.data_path, fresh=fresh)
         request = built.request
         if last and request.tools:
             request = dataclasses.replace(request, tool_choice="none")

@@ -87,7 +87,10 @@ async def insert_rows(session: AsyncSession, *rows: Base) -> None:
 
 
 async def save(session: AsyncSession, row: RunRow | MessageRow | RunStepRow, *fields: str) -> None:
-    """Write ``fields`` of ``row`` by its primary key."""
+    """Write ``fields`` of ``row`` by its primary key. A row not inserted yet (no ``pk``) is left alone: its
+    ``insert_rows`` writes it whole, as it is by then."""
+    if getattr(row, "pk", None) is None:
+        return
     model = type(row)
     names = columns_of(model)
     table = table_of(model)
