@@ -20,6 +20,9 @@ import openai
 import pytest
 from openai import OpenAI
 
+from assistd.store import code_sessions
+from assistd.store.code_sessions import CodeSession
+from assistd.store.database import Database
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from server import KEYS, AssistdServer
@@ -92,6 +95,40 @@ def test_a_threads_runs_reach_its_session_through_either_process(
     assert counts == {first: [1, 2, 3, 4, 5], second: [101, 102, 103, 104, 105]}
     for lines in seen.values():
         assert len({line.split()[1] for line in lines}) == 1  # one process ran all of a thread's code
+
+
+def _code_session(url: str, thread_id: str) -> CodeSession | None:
+    async def read() -> CodeSession | None:
+        db = Database(url)
+        try:
+            async with db.read() as session:
+                return await code_sessions.get(session, thread_id)
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def test_a_session_that_idles_out_frees_its_threads_runs(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> None:
+    """The thread's row names this process while its session lives, and stops pinning the thread's runs to
+    it once the session has ended for being idle; the files its code wrote stay listed."""
+    srv = start_server(tmp_path_factory, databases, fake, code_session_idle_seconds="1")
+    try:
+        with make_client(srv) as client:
+            assistant, thread = _assistant(client), client.beta.threads.create().id
+            _run(client, fake, assistant, thread, "open('/mnt/data/kept.txt', 'w').write('x')")
+            held = _code_session(srv.database_url, thread)
+            assert held is not None and held.live and list(held.files) == ["kept.txt"]
+            deadline = time.monotonic() + 20
+            while (ended := _code_session(srv.database_url, thread)) is not None and ended.live:
+                assert time.monotonic() < deadline, "the idle session's end was never recorded"
+                time.sleep(0.2)
+            assert ended is not None and ended.session_id == held.session_id
+            assert list(ended.files) == ["kept.txt"]
+    finally:
+        srv.stop()
 
 
 def _processes(url: str) -> list[tuple[str, str, int]]:
