@@ -131,7 +131,7 @@ async def open_runtime(settings: Settings, role: Role = "both") -> AsyncIterator
     sandbox = LocalSandbox(settings, sandbox_root)
     await sandbox.start()
     executes = role != "api"
-    engine = Engine(settings, db, providers, retriever, storage, sandbox, executes=executes)
+    engine = Engine(settings, db, providers, retriever, storage, sandbox, role=role)
     runtime = Runtime(settings, role, db, providers, retriever, storage, engine, ingest_worker, slot_handle)
     await engine.start()
     if executes:

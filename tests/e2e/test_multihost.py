@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import asyncpg
 import httpx
@@ -17,79 +15,13 @@ import pytest
 from openai.types.beta import Assistant
 from openai.types.beta.threads import Run
 
-from conftest import Databases, make_client
+from conftest import make_client
 from fake_upstream import FakeUpstream, Text
-from hosts import BRIDGE_ADDRESS, Network, available, network
+from multihost_layout import LEASE_SECONDS, Layout, layout_fixture, net_fixture, replicas_fixture  # noqa: F401
 from server import KEYS, AssistdServer
 from sse import frames_of
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.multihost]
-
-_DB_PORT = 15432
-_UPSTREAM_PORT = 18123
-_LEASE_SECONDS = 4
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Network]:
-    reason = available()
-    if reason is not None:
-        pytest.skip(f"multi-host tests not run: {reason}")
-    with network(4) as made:
-        yield made
-
-
-@dataclass
-class Layout:
-    """Two API replicas (`serve --workers 0`) and two workers (`assistd worker`), each on its own host."""
-
-    apis: list[AssistdServer]
-    workers: list[AssistdServer]
-    database_url: str  # as this machine reaches it
-
-
-@pytest.fixture(scope="module")
-def layout(
-    net: Network, databases: Databases, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Layout]:
-    assert fake.port is not None
-    net.forward(_DB_PORT, ("127.0.0.1", 5432))
-    net.forward(_UPSTREAM_PORT, ("127.0.0.1", fake.port))
-    local_url = databases.new()
-    # The database as the hosts reach it: through the bridge, not their own loopback.
-    url = local_url.replace("127.0.0.1:5432", f"{BRIDGE_ADDRESS}:{_DB_PORT}")
-    env = {
-        "ASSISTD_UPSTREAM_BASE_URL": f"http://{BRIDGE_ADDRESS}:{_UPSTREAM_PORT}/v1",
-        "ASSISTD_UPSTREAM_API_KEY": "sk-upstream",
-        # A worker that dies mid-run loses its runs this soon.
-        "ASSISTD_RUN_LEASE_SECONDS": str(_LEASE_SECONDS),
-        "ASSISTD_LONG_POLL_SECONDS": "20",
-    }
-    apis = [
-        AssistdServer(
-            tmp_path_factory.mktemp(f"api{n}"), url, env, host=net.hosts[n], args=("--workers", "0")
-        )
-        for n in range(2)
-    ]
-    workers = [
-        AssistdServer(tmp_path_factory.mktemp(f"worker{n}"), url, env, host=net.hosts[2 + n], worker=True)
-        for n in range(2)
-    ]
-    try:
-        for server in [*apis, *workers]:
-            server.start(timeout=60)
-        yield Layout(apis, workers, local_url)
-    finally:
-        for server in [*apis, *workers]:
-            server.stop()
-
-
-@pytest.fixture
-def replicas(layout: Layout) -> list[AssistdServer]:
-    for server in [*layout.apis, *layout.workers]:
-        if server.process is None:
-            server.start(timeout=60)  # a test before killed it
-    return layout.apis
 
 
 def test_what_one_host_writes_another_serves(replicas: list[AssistdServer], fake: FakeUpstream) -> None:
@@ -287,7 +219,7 @@ def test_a_worker_killed_mid_run_loses_it_to_the_other_within_the_lease(
         messages = client.beta.threads.messages.list(thread.id, order="asc").data
     assert done.status == "completed", done.last_error
     # Taken over once the lease lapsed (plus the other worker's look at the queue), not much later.
-    assert took < _LEASE_SECONDS + 5, took
+    assert took < LEASE_SECONDS + 5, took
     replies = [m for m in messages if m.role == "assistant"]
     assert [m.content[0].text.value for m in replies] == ["taken over"]  # type: ignore[union-attr]
     assert fake.served == served + 2  # the killed attempt and the one that finished: no third

@@ -41,7 +41,7 @@ from .bus import MemoryBus, RunBus, RunSubscription, Sequenced
 from .event_log import LogBus
 from .events import FINAL_RUN_EVENTS, StreamEvent
 from .executor import RunExecutor, Started
-from .worker import WorkerPool
+from .worker import WorkerPool, new_process_id
 
 # A resumed stream that hears nothing this long looks at the run itself (its log may be pruned).
 _RESUME_RECHECK_SECONDS = 2.0
@@ -55,6 +55,9 @@ class _NewRun:
     """The run a ``_creating`` transaction made, and whether it was started there too."""
 
     run_id: str = ""
+    # Queued as this process's own (adopted once committed); False: left for the process holding the
+    # thread's code session, or for any worker.
+    held: bool = False
     started: Started | None = None
     # The run's first events (created, queued), recorded with it: delivered before ``started``'s.
     opened: list[Sequenced] = field(default_factory=list)
@@ -70,20 +73,21 @@ class Engine:
         storage: FileStorage,
         sandbox: Sandbox,
         *,
-        executes: bool = True,
+        role: str = "both",
     ) -> None:
         self.settings = settings
         # False in an API-only replica (`serve --workers 0`): runs it creates are queued for the workers.
-        self.executes = executes
+        self.executes = role != "api"
         self.db = db
         self.providers = providers
         # One process on SQLite shares nothing: its bus stays in memory. Anything else (PostgreSQL, or
         # several processes on one SQLite file) carries events through the database's log.
         self.bus: RunBus = MemoryBus() if db.is_sqlite and settings.processes <= 1 else LogBus(db)
         self.sandbox = sandbox
-        code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes)
+        process_id = new_process_id()
+        code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes, process_id)
         self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code)
-        self.pool = WorkerPool(settings, db, self.bus, self.executor)
+        self.pool = WorkerPool(settings, db, self.bus, self.executor, process_id, role)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -121,7 +125,7 @@ class Engine:
                 self.pool.unreserve()
             raise
         self.bus.deliver(new.run_id, new.opened)
-        if self.executes:
+        if new.held:
             self.pool.adopt(new.run_id, new.started)
 
     async def _start_here(
@@ -158,22 +162,22 @@ class Engine:
         wire = run_store.to_wire(run)
         opening = [StreamEvent("thread.run.created", wire), StreamEvent("thread.run.queued", wire)]
         new.run_id = run.id
-        # Started before its row is inserted, the run is written once, already in progress.
-        new.started = await self._start_here(session, run, opening)
+        new.held = await self._enqueue_here(session, run.id, thread_id)
+        if new.held:
+            # Started before its row is inserted, the run is written once, already in progress.
+            new.started = await self._start_here(session, run, opening)
         await insert_rows(session, run)
-        await self._enqueue_here(session, run.id)
         if new.started is None:
             new.opened = await self.bus.record(session, run.id, opening)
         return wire
 
-    async def _enqueue_here(self, session: AsyncSession, run_id: str) -> None:
-        """Queue the run as claimed by this process's pool: the caller adopts it once committed. An
-        API-only replica queues it for any worker instead (and the enqueue wakes them)."""
-        if not self.executes:
-            await jobs.enqueue(session, run_id)
-            return
+    async def _enqueue_here(self, session: AsyncSession, run_id: str, thread_id: str) -> bool:
+        """Queue the run as claimed by this process's pool: True, and the caller adopts it once committed.
+        False: it was queued for the worker holding the thread's code session (another live process), or,
+        in an API-only replica, for any worker (the enqueue wakes them)."""
         lease = self.settings.run_lease_seconds
-        await jobs.enqueue(session, run_id, held_by=self.pool.worker_id, lease_seconds=lease)
+        held_by = self.pool.worker_id if self.executes else None
+        return await jobs.enqueue(session, run_id, held_by=held_by, lease_seconds=lease, thread_id=thread_id)
 
     async def create_thread_and_run(
         self, tenant: str, params: ThreadAndRunCreateParams, listener: RunSubscription | None = None
@@ -293,12 +297,12 @@ class Engine:
                 await session.flush()
                 events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
             events += await state.transition(session, run, "queued")
-            await self._enqueue_here(session, run.id)
+            held = await self._enqueue_here(session, run.id, run.thread_id)
             if listener is not None:
                 await listener.attach(run.id)
             sequenced = await self.bus.record(session, run_id, events)
         self.bus.deliver(run_id, sequenced)
-        if self.executes:
+        if held:
             self.pool.adopt(run_id)
         return state.run_of(events)
 

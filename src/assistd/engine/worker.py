@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from sqlalchemy import select
 
 from ..config import Settings
-from ..store import jobs, run_events
+from ..store import jobs, processes, run_events
 from ..store import runs as run_store
 from ..store.clock import now
 from ..store.database import Database
@@ -29,21 +30,48 @@ log = logging.getLogger(__name__)
 _PRUNE_EVERY_SECONDS = 60.0
 
 
+def new_process_id() -> str:
+    """This process's id among a deployment's: ``host:pid:random``. The random part keeps it unique across
+    restarts (a container's assistd is often pid 1 every time), so that a session recorded under an id is
+    never mistaken for one of a later process; the host is cut so the id fits ``run_jobs.locked_by``."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 class WorkerPool:
-    def __init__(self, settings: Settings, db: Database, bus: RunBus, executor: RunExecutor) -> None:
+    """``worker_id`` is the process's id (``new_process_id``): jobs' ``locked_by``, its ``processes`` row,
+    the holder of the code sessions it runs. ``role`` is what its ``processes`` row says it is."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: RunBus,
+        executor: RunExecutor,
+        worker_id: str,
+        role: str = "both",
+    ) -> None:
         self._settings = settings
         self._db = db
         self._bus = bus
         self._executor = executor
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.worker_id = worker_id
+        self._process = processes.Process(
+            worker_id, socket.gethostname(), os.getpid(), role, time.time(), time.time()
+        )
         self._slots = asyncio.Semaphore(settings.workers)
         self._wake = asyncio.Event()
         self._cancel_requests: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
+        self._beaten_at = -float("inf")
 
     async def start(self) -> None:
+        # Listed before it claims anything: runs of threads whose sessions it starts go to a live process.
+        try:
+            await self.beat()
+        except Exception:
+            log.warning("could not record this process in the processes table; retrying", exc_info=True)
         self._wake.set()  # jobs left by an earlier process are claimed at once
         self._loops = [
             asyncio.create_task(self._guard(self._dispatch, "dispatcher")),
@@ -94,6 +122,12 @@ class WorkerPool:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        # Its threads' runs go to other workers at once, not a lease later.
+        try:
+            async with self._db.write() as session:
+                await processes.leave(session, self.worker_id)
+        except Exception:
+            log.warning("could not remove this process from the processes table", exc_info=True)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
         # A database hiccup must not end the loop that every run depends on.
@@ -144,7 +178,7 @@ class WorkerPool:
                 await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
             except TimeoutError:
                 async with self._db.read() as session:
-                    if await jobs.claimable(session):
+                    if await jobs.claimable(session, self.worker_id, self._settings.run_lease_seconds):
                         return
             else:
                 self._wake.clear()
@@ -255,6 +289,9 @@ class WorkerPool:
     async def _maintain(self) -> None:
         pruned_at = 0.0
         while not self._closing:
+            # As often as a run's lease is renewed: a process unseen for a lease is dead to the others.
+            if time.monotonic() - self._beaten_at >= self._settings.run_lease_seconds / 3:
+                await self.beat()
             await self.expire_overdue()
             # Often enough for a short retention, at most once a minute for the usual hour.
             every = min(_PRUNE_EVERY_SECONDS, self._settings.run_events_retention_seconds / 10)
@@ -263,12 +300,20 @@ class WorkerPool:
                 pruned_at = time.monotonic()
             await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
+    async def beat(self) -> None:
+        """Record this process as alive now (in the ``processes`` table every process reads)."""
+        async with self._db.write() as session:
+            await processes.beat(session, self._process, time.time())
+        self._beaten_at = time.monotonic()
+
     async def prune_events(self) -> None:
         """Delete the event logs of runs that ended more than ``run_events_retention_seconds`` ago: long
         enough for any stream that was cut to resume. Any worker may do it, once or twice over."""
         cutoff = time.time() - self._settings.run_events_retention_seconds
         async with self._db.write() as session:
             pruned = await run_events.prune(session, cutoff, state.TERMINAL)
+            # Rows of processes that died: they no longer count, and need not be kept.
+            await processes.live(session, time.time() - self._settings.run_lease_seconds)
         if pruned:
             log.info("pruned %d events of ended runs", pruned)
 

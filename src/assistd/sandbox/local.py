@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import filecmp
 import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import site
+import stat as stat_mode
 import sys
 import time
 import zlib
@@ -30,7 +33,7 @@ from typing import Any
 
 from ..config import Settings
 from . import kernel
-from .base import Execution, InputFile, OutputFile, SandboxError
+from .base import Execution, InputFile, OutputFile, SandboxError, SessionEnded
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class _Session:
     pid: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_used: float = field(default_factory=time.monotonic)
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 def _first_uid(limits: Limits, root: Path) -> int:
@@ -165,14 +169,16 @@ def _chown_tree(root: Path, uid: int) -> None:
                 os.chown(os.path.join(directory, name), uid, uid, follow_symlinks=False)
 
 
-def _place(source: Path, target: Path, uid: int | None) -> None:
-    """Copy an input file in, never through a link the code may have planted at its name."""
+def _place(source: Path, target: Path, uid: int | None, *, exact: bool = False) -> None:
+    """Copy an input file in, never through a link the code may have planted at its name. A file already
+    there is kept when its size is the source's (``exact``: when its bytes are)."""
     try:
         existing = target.lstat()
     except FileNotFoundError:
         existing = None
     if existing is not None:
-        if target.is_file() and not target.is_symlink() and existing.st_size == source.stat().st_size:
+        kept = target.is_file() and not target.is_symlink() and existing.st_size == source.stat().st_size
+        if kept and (not exact or filecmp.cmp(source, target, shallow=False)):
             return
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
@@ -183,6 +189,27 @@ def _place(source: Path, target: Path, uid: int | None) -> None:
         shutil.copyfileobj(inp, out, 1024 * 1024)
         if uid is not None:
             os.fchown(out.fileno(), uid, uid)
+
+
+def _restore(source: Path, workdir: Path, name: str, uid: int | None) -> None:
+    """Put a file the thread's code wrote in an earlier session back at ``name`` (a path relative to the
+    session's directory, as ``_outputs`` gave it). Folders on the way are made; one that is a link or a file
+    (the code may have planted either in an old directory of this thread) leaves the file out: the server
+    runs as root and must never write through it."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or any(part in (".", "..") for part in parts):
+        return
+    directory = workdir
+    for part in parts[:-1]:
+        directory = directory / part
+        try:
+            if not stat_mode.S_ISDIR(directory.lstat().st_mode):
+                return
+        except FileNotFoundError:
+            directory.mkdir(mode=0o700)
+            if uid is not None:
+                os.chown(directory, uid, uid)
+    _place(source, directory / parts[-1], uid, exact=True)
 
 
 def _alive(pid: str) -> bool:
@@ -239,6 +266,11 @@ class LocalSandbox:
         self._starting = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._cgroups: Path | None = None
+        self._ended: SessionEnded | None = None
+        self._telling: set[asyncio.Task[None]] = set()
+
+    def on_session_end(self, ended: SessionEnded) -> None:
+        self._ended = ended
 
     async def start(self) -> None:
         await asyncio.to_thread(self._prepare_root)
@@ -260,8 +292,12 @@ class LocalSandbox:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        # Not told as ended: the process is stopping, and the others learn that from its processes row (a
+        # session ended here would read as one that idled out, not as one whose worker went away).
         for session in list(self._sessions.values()):
-            await self._stop(session)
+            await self._stop(session, tell=False)
+        for task in list(self._telling):
+            task.cancel()
 
     async def forget(self, key: str) -> None:
         session = self._sessions.get(key)
@@ -275,7 +311,15 @@ class LocalSandbox:
             raise SandboxError(f"not a session key: {key!r}")
         return self.root / "sessions" / key
 
-    async def execute(self, key: str, code: str, inputs: Sequence[InputFile]) -> Execution:
+    async def execute(
+        self, key: str, code: str, inputs: Sequence[InputFile], restore: Sequence[InputFile] | None = None
+    ) -> Execution:
+        if restore is not None:
+            # The key's state moved elsewhere and back: what a session here still holds is stale.
+            stale = self._sessions.get(key)
+            if stale is not None:
+                async with stale.lock:
+                    await self._stop(stale)
         while True:
             session = await self._session(key)
             async with session.lock:
@@ -283,7 +327,13 @@ class LocalSandbox:
                     continue  # ended (evicted, reaped) while this call waited for it: start another
                 session.last_used = time.monotonic()
                 try:
-                    return await self._execute(session, code, inputs)
+                    if restore:
+                        owner = session.uid if self.isolated else None
+                        for item in restore:
+                            await asyncio.to_thread(_restore, item.path, session.workdir, item.name, owner)
+                    execution = await self._execute(session, code, inputs)
+                    execution.session = session.id
+                    return execution
                 finally:
                     session.last_used = time.monotonic()
 
@@ -526,11 +576,17 @@ class LocalSandbox:
     def _kill_uid(uid: int) -> None:
         _kill_all(lambda: _processes_of(uid))
 
-    async def _stop(self, session: _Session) -> None:
+    async def _stop(self, session: _Session, *, tell: bool = True) -> None:
         if self._sessions.get(session.key) is session:
             del self._sessions[session.key]
         else:
             return
+        if tell and self._ended is not None:
+            # Told from a task of its own: _stop runs under the sandbox's locks, which a database write
+            # must not hold up.
+            task = asyncio.create_task(self._ended(session.key, session.id))
+            self._telling.add(task)
+            task.add_done_callback(self._telling.discard)
         process = session.process
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):

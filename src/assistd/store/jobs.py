@@ -9,9 +9,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import code_sessions
 from .detached import table_of
 from .models import IngestJobRow, RunJobRow
 
@@ -22,19 +36,57 @@ CHANNEL = "assistd_jobs"
 class JobQueue:
     """One queue table: ``table`` has the columns of ``RunJobRow``, with ``key`` naming the job.
 
+    With ``holder`` (the run queue's ``session_holder``), a job may name the process it should go to: while
+    that process lives (its ``processes`` row was seen within a lease), nobody else claims the job.
+
     Its statements are built once, with bind parameters: building them is most of a claim's CPU.
     """
 
-    def __init__(self, table: Any, key: Any) -> None:
+    def __init__(self, table: Any, key: Any, holder: Any = None) -> None:
         self.name: str = table_of(table).name
         self._table = table
         self._key = key
         jobs = table_of(table)
         job = jobs.c[key.key]
         free = jobs.c.locked_until < bindparam("now")
+        self._affinity = holder is not None
+        ready = free
+        if holder is not None:
+            wanted = jobs.c[holder.key]
+            # A job nobody is wanted for (most: threads without a code session) is decided by the first
+            # test, so it costs the claim no lookup.
+            ready = and_(
+                free,
+                or_(
+                    wanted.is_(None),
+                    wanted == bindparam("worker"),
+                    ~code_sessions.holder_alive(wanted, bindparam("alive_after")),
+                ),
+            )
+            thread = bindparam("thread", type_=String)
+            # Held by the enqueuing worker unless the thread's live session is another live process's.
+            self._enqueue_here = insert(jobs).from_select(
+                [job.name, "enqueued_at", "locked_until", "locked_by", "attempts"],
+                select(
+                    bindparam("job", type_=String),
+                    bindparam("now", type_=Float),
+                    bindparam("until", type_=Float),
+                    bindparam("worker", type_=String),
+                    literal(1, Integer),
+                ).where(~code_sessions.held_elsewhere(thread, bindparam("worker"), bindparam("alive_after"))),
+            )
+            self._enqueue_wanted = insert(jobs).values(
+                {
+                    job: bindparam("job"),
+                    jobs.c.enqueued_at: bindparam("now"),
+                    jobs.c.locked_until: 0.0,
+                    jobs.c.attempts: 0,
+                    wanted: code_sessions.live_holder(thread),
+                }
+            )
         self._enqueue = insert(jobs)
-        self._claimable = select(job).where(free).limit(1)
-        self._candidates = select(job).where(free).order_by(jobs.c.enqueued_at).limit(2)
+        self._claimable = select(job).where(ready).limit(1)
+        self._candidates = select(job).where(ready).order_by(jobs.c.enqueued_at).limit(2)
         self._claim = (
             update(jobs)
             .where(job == bindparam("job"), free)
@@ -51,34 +103,62 @@ class JobQueue:
         )
 
     async def enqueue(
-        self, session: AsyncSession, job: str, *, held_by: str | None = None, lease_seconds: float = 0.0
-    ) -> None:
-        """Queue ``job``; with ``held_by``, already claimed by that worker (once), which runs it itself."""
+        self,
+        session: AsyncSession,
+        job: str,
+        *,
+        held_by: str | None = None,
+        lease_seconds: float = 0.0,
+        thread_id: str | None = None,
+    ) -> bool:
+        """Queue ``job``; with ``held_by``, already claimed by that worker (once), which runs it itself.
+        With ``thread_id`` (runs), the job goes to the process holding the thread's live code session
+        instead, when that is another live process. True: ``held_by`` holds it."""
         now = time.time()
-        values = {self._key.key: job, "enqueued_at": now, "locked_until": 0.0, "attempts": 0}
-        if held_by is not None:
-            values.update(locked_by=held_by, locked_until=now + lease_seconds, attempts=1)
-        await session.execute(self._enqueue, values)
-        if held_by is None and session.get_bind().dialect.name == "postgresql":
+        if thread_id is not None and self._affinity:
+            params = {"job": job, "now": now, "thread": thread_id}
+            if held_by is not None:
+                here = {**params, "until": now + lease_seconds, "worker": held_by}
+                here["alive_after"] = now - lease_seconds
+                result = await session.execute(self._enqueue_here, here)
+                if result.rowcount:  # type: ignore[attr-defined]
+                    return True
+            await session.execute(self._enqueue_wanted, params)
+        else:
+            values = {self._key.key: job, "enqueued_at": now, "locked_until": 0.0, "attempts": 0}
+            if held_by is not None:
+                values.update(locked_by=held_by, locked_until=now + lease_seconds, attempts=1)
+            await session.execute(self._enqueue, values)
+            if held_by is not None:
+                return True
+        if session.get_bind().dialect.name == "postgresql":
             # Workers elsewhere LISTEN for it (engine/event_log.py) and claim at once, not at their next
             # look at the queue. The payload is the queue's name: which of them to wake.
             await session.execute(
                 text("SELECT pg_notify(:channel, :queue)"), {"channel": CHANNEL, "queue": self.name}
             )
+        return False
 
-    async def claimable(self, session: AsyncSession) -> bool:
-        """Whether some job waits that nobody holds."""
-        found = await session.scalar(self._claimable, {"now": time.time()})
+    def _ready(self, now: float, worker_id: str, lease_seconds: float) -> dict[str, Any]:
+        if not self._affinity:
+            return {"now": now}
+        return {"now": now, "worker": worker_id, "alive_after": now - lease_seconds}
+
+    async def claimable(self, session: AsyncSession, worker_id: str = "", lease_seconds: float = 0.0) -> bool:
+        """Whether some job waits that nobody holds (and, for ``worker_id``, that no other live process is
+        wanted for: processes unseen for ``lease_seconds`` are dead)."""
+        found = await session.scalar(self._claimable, self._ready(time.time(), worker_id, lease_seconds))
         return found is not None
 
     async def claim_next(
         self, session: AsyncSession, worker_id: str, lease_seconds: float
     ) -> tuple[str, int, bool] | None:
-        """Take the oldest job nobody holds: its key, how many times it was claimed, and whether another
-        job was ready beside it (so claiming again may pay)."""
+        """Take the oldest job nobody holds (and no other live process is wanted for): its key, how many
+        times it was claimed, and whether another job was ready beside it (so claiming again may pay)."""
         now = time.time()
+        ready = self._ready(now, worker_id, lease_seconds)
         for _ in range(3):
-            candidates = (await session.scalars(self._candidates, {"now": now})).all()
+            candidates = (await session.scalars(self._candidates, ready)).all()
             if not candidates:
                 return None
             candidate = candidates[0]
@@ -101,7 +181,7 @@ class JobQueue:
         await session.execute(self._release, {"job": job, "worker": worker_id})
 
 
-RUNS = JobQueue(RunJobRow, RunJobRow.run_id)
+RUNS = JobQueue(RunJobRow, RunJobRow.run_id, RunJobRow.session_holder)
 INGESTION = JobQueue(IngestJobRow, IngestJobRow.job_id)
 
 # The run queue is the one most code uses: its operations by name.

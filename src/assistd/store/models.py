@@ -136,6 +136,9 @@ class RunJobRow(Base):
     locked_until: Mapped[float] = mapped_column(Float, default=0.0)
     locked_by: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The process that held the thread's live code_interpreter session when the run was queued: while that
+    # process lives, only it claims the run, so the run finds the session's variables (store/jobs.py).
+    session_holder: Mapped[str | None] = mapped_column(String(128))
 
 
 class FileRow(_Object, Base):
@@ -352,3 +355,19 @@ class ProcessRow(Base):
     role: Mapped[str] = mapped_column(String(16))  # "api", "worker" or "both"
     started_at: Mapped[float] = mapped_column(Float)
     seen_at: Mapped[float] = mapped_column(Float)
+
+
+class CodeSessionRow(Base):
+    """A thread's code_interpreter session: the process whose sandbox holds it (or last held it) and that
+    session's id, whether it still runs, and the files the thread's code wrote (path under the session's
+    directory → file id). Runs of the thread go to ``process_id`` while ``live`` and the process lives; a
+    session started anywhere else first gets ``files`` back (tools/code_interpreter.py)."""
+
+    __tablename__ = "code_sessions"
+
+    thread_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    live: Mapped[bool] = mapped_column(Boolean)
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)

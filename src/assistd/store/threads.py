@@ -10,7 +10,7 @@ from ..errors import ConflictError, NotFoundError
 from ..ids import new_id
 from ..protocol.common import DeletedObject, ListPage, ToolResources
 from ..protocol.threads import Thread, ThreadCreateParams, ThreadUpdateParams
-from . import messages, references, vector_stores
+from . import code_sessions, messages, references, vector_stores
 from .clock import now
 from .detached import fetch_owned, insert_rows, owned, table_of
 from .jsonable import dump
@@ -88,6 +88,7 @@ async def remove(session: AsyncSession, tenant: str, thread_id: str) -> DeletedO
     await session.execute(delete(RunRow).where(RunRow.thread_id == thread_id))
     await session.execute(delete(MessageRow).where(MessageRow.thread_id == thread_id))
     await session.execute(delete(ThreadRow).where(ThreadRow.id == thread_id))
+    await code_sessions.forget(session, thread_id)
     return DeletedObject(id=thread_id, object="thread.deleted")
 
 

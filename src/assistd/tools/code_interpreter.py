@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -18,14 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..sandbox.base import Execution, InputFile, OutputFile, Sandbox, SandboxError
 from ..storage import FileStorage
+from ..store import code_sessions
 from ..store import files as file_store
 from ..store import runs as run_store
+from ..store.code_sessions import CodeSession
 from ..store.database import Database
 from ..store.models import FileRow, MessageRow, RunRow
 from .citations import Source
 
+log = logging.getLogger(__name__)
+
 NAME = "code_interpreter"
 OUTPUT_PURPOSE = "assistants_output"
+# The first output of a call whose thread's session was lost with the process that held it.
+RESTARTED = (
+    "The earlier session of this thread ended (its worker stopped); this is a new session with the "
+    "thread's files restored. Variables and imports of the earlier session are gone."
+)
 # What of the logs the model reads back; the run step keeps them whole.
 MODEL_LOG_CHARS = 8000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -172,11 +182,19 @@ def file_names(rows: Sequence[FileRow]) -> dict[str, FileRow]:
 
 
 class CodeInterpreter:
-    def __init__(self, db: Database, storage: FileStorage, sandbox: Sandbox, max_bytes: int) -> None:
+    """Runs a call's code in the thread's session on this process (``process_id``), and keeps the thread's
+    ``code_sessions`` row: which process holds the session, and the files its code wrote. A thread whose
+    row names another process had its session there: this process starts a new one with those files."""
+
+    def __init__(
+        self, db: Database, storage: FileStorage, sandbox: Sandbox, max_bytes: int, process_id: str
+    ) -> None:
         self._db = db
         self._storage = storage
         self._sandbox = sandbox
         self._max_bytes = max_bytes
+        self._process_id = process_id
+        sandbox.on_session_end(self._ended)
 
     @property
     def data_path(self) -> str:
@@ -189,27 +207,67 @@ class CodeInterpreter:
             return CodeOutcome(code, [{"type": "logs", "logs": note}], note)
         async with self._db.read() as session:
             named = file_names(await input_files(session, run))
+            earlier = await code_sessions.get(session, run.thread_id)
+            # The session was on another process: its files come back from the database.
+            moved = earlier is not None and earlier.process_id != self._process_id
+            kept = await _rows(session, run.tenant, earlier.files) if moved and earlier else {}
         async with contextlib.AsyncExitStack() as stack:
-            inputs = []
-            for name, row in named.items():
-                with contextlib.suppress(FileNotFoundError):
-                    path = await stack.enter_async_context(self._storage.local_path(row.storage_key))
-                    inputs.append(InputFile(name=name, path=path))
+            inputs = await self._local(stack, named)
+            restore = await self._local(stack, kept) if moved else None
             try:
-                execution = await self._sandbox.execute(run.thread_id, code, inputs)
+                execution = await self._sandbox.execute(run.thread_id, code, inputs, restore)
             except SandboxError as exc:
                 execution = Execution(logs=str(exc), error=str(exc))
             images = [
                 await self._keep(run.tenant, f"image-{n}.png", _bytes_of(image))
                 for n, image in enumerate(execution.images, start=1)
             ]
-            written = {
-                f"{self.data_path}/{item.name}": await self._keep(
-                    run.tenant, Path(item.name).name, _file_of(item)
-                )
+            made = {
+                item.name: await self._keep(run.tenant, Path(item.name).name, _file_of(item))
                 for item in execution.files
             }
-        return self._outcome(code, execution, images, written)
+        await self._record(run.thread_id, earlier, execution.session, made)
+        written = {f"{self.data_path}/{name}": file_id for name, file_id in made.items()}
+        # Said only when the session was lost, not when it idled out: then the thread's runs were free to
+        # go anywhere, as on one process, where a session that idled out starts again without a word.
+        lost = moved and earlier is not None and earlier.live and bool(execution.session)
+        return self._outcome(code, execution, images, written, RESTARTED if lost else None)
+
+    async def _local(self, stack: contextlib.AsyncExitStack, named: dict[str, FileRow]) -> list[InputFile]:
+        """The files ``named`` as paths on this machine, for as long as ``stack`` lasts."""
+        found = []
+        for name, row in named.items():
+            with contextlib.suppress(FileNotFoundError):
+                path = await stack.enter_async_context(self._storage.local_path(row.storage_key))
+                found.append(InputFile(name=name, path=path))
+        return found
+
+    async def _record(
+        self, thread_id: str, earlier: CodeSession | None, session_id: str, made: dict[str, str]
+    ) -> None:
+        """Note the session that ran the code as the thread's, held here, with the files it wrote; a call
+        in the same session that wrote nothing changes nothing, and costs no write."""
+        if not session_id:
+            return  # no session ran it
+        same = (
+            earlier is not None
+            and earlier.process_id == self._process_id
+            and earlier.session_id == session_id
+            and earlier.live
+        )
+        if same and not made:
+            return
+        files = {**(earlier.files if earlier else {}), **made}
+        async with self._db.write() as session:
+            await code_sessions.record(session, thread_id, self._process_id, session_id, files)
+
+    async def _ended(self, thread_id: str, session_id: str) -> None:
+        try:
+            async with self._db.write() as session:
+                await code_sessions.ended(session, thread_id, session_id)
+        except Exception:
+            # Left live, the thread's runs keep coming here while this process lives: still right.
+            log.warning("could not record the end of thread %s's code session", thread_id, exc_info=True)
 
     async def _keep(self, tenant: str, filename: str, chunks: AsyncIterator[bytes]) -> str:
         blob = await self._storage.save(chunks, max_bytes=self._max_bytes)
@@ -218,13 +276,16 @@ class CodeInterpreter:
         return wire.id
 
     def _outcome(
-        self, code: str, execution: Execution, images: list[str], written: dict[str, str]
+        self, code: str, execution: Execution, images: list[str], written: dict[str, str], note: str | None
     ) -> CodeOutcome:
-        outputs: list[dict[str, Any]] = []
+        # The note is a logs output of its own, before the code's: the step shows it as said, apart.
+        outputs: list[dict[str, Any]] = [{"type": "logs", "logs": note}] if note else []
         if execution.logs:
             outputs.append({"type": "logs", "logs": execution.logs})
         outputs += [{"type": "image", "image": {"file_id": file_id}} for file_id in images]
         told = execution.logs[:MODEL_LOG_CHARS] if execution.logs else "(no output)"
+        if note:
+            told = f"{note}\n\n{told}"
         if len(execution.logs) > MODEL_LOG_CHARS:
             told += "\n[... output cut ...]"
         if execution.error:
@@ -236,6 +297,17 @@ class CodeInterpreter:
                 f"sandbox:{path}" for path in written
             )
         return CodeOutcome(code, outputs, told, images, written)
+
+
+async def _rows(session: AsyncSession, tenant: str, files: dict[str, str]) -> dict[str, FileRow]:
+    """The file rows of ``files`` (path → file id), by path; files deleted since are left out."""
+    if not files:
+        return {}
+    found = await session.scalars(
+        select(FileRow).where(FileRow.id.in_(set(files.values())), FileRow.tenant == tenant)
+    )
+    rows = {row.id: row for row in found}
+    return {name: rows[file_id] for name, file_id in files.items() if file_id in rows}
 
 
 async def _bytes_of(data: bytes) -> AsyncIterator[bytes]:
