@@ -380,6 +380,8 @@ class FakeUpstream:
         self._request_headers: list[dict[str, str]] = []
         self._embedding_requests: list[dict[str, Any]] = []
         self._served = 0
+        self._chats_open = 0
+        self._chats_peak = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -404,12 +406,19 @@ class FakeUpstream:
             self._request_headers.clear()
             self._embedding_requests.clear()
             self._served = 0
+            self._chats_peak = self._chats_open
 
     @property
     def queued(self) -> int:
         """How many scripted replies are still waiting."""
         with self._lock:
             return len(self._queue)
+
+    @property
+    def peak_concurrency(self) -> int:
+        """The most chat completions requests open at once (since the start or the last ``reset``)."""
+        with self._lock:
+            return self._chats_peak
 
     @property
     def served(self) -> int:
@@ -619,7 +628,14 @@ class FakeUpstream:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         reply = self._take(body, headers)
-        await self._guarded(self._chat(reply, body, send), receive)
+        with self._lock:
+            self._chats_open += 1
+            self._chats_peak = max(self._chats_peak, self._chats_open)
+        try:
+            await self._guarded(self._chat(reply, body, send), receive)
+        finally:
+            with self._lock:
+                self._chats_open -= 1
 
     async def _guarded(self, coro: Awaitable[None], receive: Receive) -> None:
         """Run the reply, cancelling it when the client disconnects or the server stops."""

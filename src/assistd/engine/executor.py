@@ -164,6 +164,10 @@ class RunExecutor:
             events, started = await state.transition(session, run, "in_progress"), run
         return Started(run=started, events=await self._bus.record(session, run_id, [*before, *events]))
 
+    def share_upstream(self, processes: int) -> None:
+        """``processes`` executing processes share the upstream's concurrency limit."""
+        self._providers.share_upstream(processes)
+
     def deliver(self, run_id: str, events: list[Sequenced]) -> None:
         """Hand the events ``start`` recorded to listeners, once its transaction has committed."""
         self._bus.deliver(run_id, events)

@@ -301,10 +301,14 @@ class WorkerPool:
             await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
     async def beat(self) -> None:
-        """Record this process as alive now (in the ``processes`` table every process reads)."""
+        """Record this process as alive now (in the ``processes`` table every process reads), and take its
+        share of the upstream's concurrency limit among the processes alive with it."""
+        now = time.time()
         async with self._db.write() as session:
-            await processes.beat(session, self._process, time.time())
+            await processes.beat(session, self._process, now)
+            alive = await processes.live(session, now - self._settings.run_lease_seconds)
         self._beaten_at = time.monotonic()
+        self._executor.share_upstream(len(alive))
 
     async def prune_events(self) -> None:
         """Delete the event logs of runs that ended more than ``run_events_retention_seconds`` ago: long

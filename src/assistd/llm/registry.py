@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import InvalidRequestError
 from .local import LocalProvider
 from .types import ChatProvider, ModelInfo
+from .upstream import UpstreamProvider
 
 # After the upstream failed to list its models, how long the default falls back to a local model before
 # the upstream is asked again: a down upstream must not cost every assistant created meanwhile a timeout.
@@ -32,6 +33,12 @@ class ProviderRegistry:
         self._upstream_default: str | None = None
         self._upstream_retry_at = 0.0
         self._default_lock = asyncio.Lock()
+
+    def share_upstream(self, processes: int) -> None:
+        """``processes`` executing processes share the upstream's concurrency limit (see
+        ``UpstreamProvider.share``)."""
+        if isinstance(self.upstream, UpstreamProvider):
+            self.upstream.share(processes)
 
     @property
     def _providers(self) -> list[ChatProvider]:

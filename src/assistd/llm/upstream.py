@@ -6,13 +6,13 @@ once text has been streamed to clients a retry would repeat it, so a failure aft
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx2 as httpx
 import openai
 
@@ -43,9 +43,22 @@ class UpstreamProvider:
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
         )
         self._retry = RetryPolicy("The model provider", self._api_key, max_retries, retry_budget, retry_base)
-        self._slots = asyncio.Semaphore(max_concurrency)
+        # ``max_concurrency`` is the deployment's: each executing process holds its share (``share``).
+        # anyio's limiter, unlike asyncio's semaphore, can change size while requests hold it.
+        self._max_concurrency = max_concurrency
+        self._slots = anyio.CapacityLimiter(max_concurrency)
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
+
+    def share(self, processes: int) -> None:
+        """Hold this process's share of the concurrency limit among ``processes`` executing processes:
+        rounded down, so that together they stay within it, but at least one request each."""
+        self._slots.total_tokens = max(1, self._max_concurrency // max(1, processes))
+
+    @property
+    def concurrency(self) -> int:
+        """The requests this process may have in flight now (its share of the limit)."""
+        return int(self._slots.total_tokens)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         attempts = self._retry.start()
