@@ -66,6 +66,11 @@ class RunBus(Protocol):
 
     async def settle(self, run_id: str) -> None: ...
 
+    async def take(self, run_id: str) -> list[StreamEvent]:
+        """The run's events queued by ``soon`` and not written yet, taken off the queue: the caller records
+        them, ahead of its own, in its transaction. (After a write of earlier ones in flight ends.)"""
+        ...
+
     def subscription(self) -> RunSubscription: ...
 
     def listened(self, run_id: str) -> bool: ...
@@ -168,6 +173,9 @@ class MemoryBus:
 
     async def settle(self, run_id: str) -> None:
         return None
+
+    async def take(self, run_id: str) -> list[StreamEvent]:
+        return []  # ``soon`` delivered them at once
 
     def on_job(self, queue: str, callback: Callable[[], None]) -> None:
         # One process: it queues and claims its jobs itself, and wakes its own workers when it does.

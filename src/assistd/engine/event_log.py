@@ -218,6 +218,14 @@ class LogBus:
             self._flush_wanted.set()
             await self._flushed.wait()
 
+    async def take(self, run_id: str) -> list[StreamEvent]:
+        """See ``RunBus.take``: a turn that ends records its last deltas in its own transaction, which
+        saves the flush's (for a fast reply, all of its deltas)."""
+        if run_id in self._flushing:
+            await self.settle(run_id)  # earlier deltas are being written: the rest follow them
+            return []
+        return self._pending.pop(run_id, [])
+
     async def _flush_loop(self) -> None:
         while True:
             await self._flush_wanted.wait()

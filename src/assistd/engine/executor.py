@@ -400,52 +400,70 @@ class RunExecutor:
         self, run_id: str, turn: _Turn, outcomes: dict[int, ToolOutcome], made: MadeFiles
     ) -> bool:
         """Store what the turn produced and move the run on; True when the model takes another turn."""
+        await turn.saved()
+        # What the turn streamed and is not written yet goes first in this transaction (a write less than
+        # the flush's): the log keeps the order the events were made in.
+        streamed = await self._bus.take(run_id)
+        try:
+            async with self._db.write() as session:
+                run = await run_store.get_row_by_id(session, run_id)
+                if run is None or run.status not in ("in_progress", "cancelling"):
+                    self._bus.soon(run_id, *streamed)  # written by the next flush, as if never taken
+                    return False
+                events, go_on = await self._end_turn(session, run, turn, outcomes, made)
+                sequenced = await self._bus.record(session, run_id, [*streamed, *events])
+        except BaseException:
+            self._bus.soon(run_id, *streamed)  # not written: the next flush writes them
+            raise
+        self._bus.deliver(run_id, sequenced)
+        return go_on
+
+    async def _end_turn(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        turn: _Turn,
+        outcomes: dict[int, ToolOutcome],
+        made: MadeFiles,
+    ) -> tuple[list[StreamEvent], bool]:
+        """In ``_finish_turn``'s transaction: close the turn's message and tool step and move the run on.
+        The events that tell it, and whether the model takes another turn."""
         assert turn.usage is not None
         usage = _usage(turn.usage)
         truncated = turn.finish_reason == "length"
-        go_on = False
-        await turn.saved()
-        # What the turn streamed is written before what ends it: the log keeps their order.
-        await self._bus.settle(run_id)
-        async with self._db.write() as session:
-            run = await run_store.get_row_by_id(session, run_id)
-            if run is None or run.status not in ("in_progress", "cancelling"):
-                return False
-            events = await self._close_message(session, turn, usage, made, truncated)
-            called = None
-            if turn.tool_step is not None and turn.calls and not truncated:
-                called = await self._close_tool_step(session, run, turn, usage, outcomes, made)
-                events += called.events
-            # Written with the run's transition below, or alone when the run goes on without one.
-            total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
-            if called is None:
-                if truncated and run.max_completion_tokens is not None:
-                    reason = {"reason": "max_completion_tokens"}
-                    events += await state.transition(
-                        session, run, "incomplete", incomplete_details=reason, usage=total
-                    )
-                else:
-                    events += await state.transition(session, run, "completed", usage=total)
-            elif run.status == "cancelling":
-                events += await state.transition(session, run, "cancelled", usage=total)
-            elif called.functions:
+        events = await self._close_message(session, turn, usage, made, truncated)
+        called = None
+        if turn.tool_step is not None and turn.calls and not truncated:
+            called = await self._close_tool_step(session, run, turn, usage, outcomes, made)
+            events += called.events
+        # Written with the run's transition below, or alone when the run goes on without one.
+        total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
+        if called is None:
+            if truncated and run.max_completion_tokens is not None:
+                reason = {"reason": "max_completion_tokens"}
                 events += await state.transition(
-                    session,
-                    run,
-                    "requires_action",
-                    required_action=_required_action(called.functions),
-                    expires_in=self._settings.requires_action_expiry_seconds,
-                    usage=total,
+                    session, run, "incomplete", incomplete_details=reason, usage=total
                 )
             else:
-                # Only built-in tools were called, and they ran: the model answers with their results.
-                events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(called.step)))
-                run.usage = total
-                await save(session, run, "usage")
-                go_on = True
-            sequenced = await self._bus.record(session, run_id, events)
-        self._bus.deliver(run_id, sequenced)
-        return go_on
+                events += await state.transition(session, run, "completed", usage=total)
+        elif run.status == "cancelling":
+            events += await state.transition(session, run, "cancelled", usage=total)
+        elif called.functions:
+            events += await state.transition(
+                session,
+                run,
+                "requires_action",
+                required_action=_required_action(called.functions),
+                expires_in=self._settings.requires_action_expiry_seconds,
+                usage=total,
+            )
+        else:
+            # Only built-in tools were called, and they ran: the model answers with their results.
+            events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(called.step)))
+            run.usage = total
+            await save(session, run, "usage")
+            return events, True
+        return events, False
 
     @staticmethod
     async def _close_message(
