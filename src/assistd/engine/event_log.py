@@ -10,6 +10,9 @@ delivered yet, in seq order, once for all of its listeners of that run.
 A listener attached with ``after=N`` first gets the run's events after seq N from the log: a stream that
 reconnects to another replica resumes where it stopped.
 
+The way an event takes from its append in one process to its delivery in another is timed, on the database
+server's clock, into ``assistd_event_lag_seconds``: from the age each read gives its rows, so no query more.
+
 LISTEN needs a connection of its own for as long as the process runs: through PgBouncer that must be a
 direct or session-pooled connection (transaction pooling drops LISTEN).
 """
@@ -29,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .. import metrics
 from ..store import jobs, run_events
 from ..store.database import Database
 from ..store.run_events import LoggedEvent
@@ -57,11 +61,12 @@ class LogSubscription:
     async def attach(self, run_id: str, after: int | None = None) -> None:
         """Listen to ``run_id`` from the event after seq ``after``; None: from the events written after
         this call (the head is read first)."""
+        live = after is None
         if after is None:
             async with self._bus.db.read() as session:
                 after = (await run_events.heads(session, [run_id])).get(run_id, 0)
         self._runs[run_id] = after
-        self._bus._follow(run_id, self)
+        self._bus._follow(run_id, self, live=live)
 
     def last_seq(self, run_id: str) -> int:
         return self._runs.get(run_id, 0)
@@ -100,6 +105,10 @@ class _Followed:
     head: int = 0  # the highest seq known to exist (from wake-ups and this process's writes)
     reading: asyncio.Task[None] | None = None
     again: bool = False  # a wake-up came while reading: read once more after
+    # Events read from the log with a seq above this are timed for assistd_event_lag_seconds; those up to it
+    # were delivered here already, or were in the log before this process followed the run (a resumed
+    # stream's replay is not lag). None until a read tells where the log stood.
+    timed_after: int | None = None
 
 
 class LogBus:
@@ -176,6 +185,8 @@ class LogBus:
         if followed is None or not events:
             return
         followed.head = max(followed.head, events[-1][0])
+        if followed.timed_after is not None:
+            followed.timed_after = max(followed.timed_after, events[-1][0])
         gapped = False
         for listener in list(followed.listeners):
             gapped = not listener._offer(run_id, events) or gapped
@@ -250,8 +261,13 @@ class LogBus:
         followed = self._followed.get(run_id)
         return followed is not None and bool(followed.listeners)
 
-    def _follow(self, run_id: str, listener: LogSubscription) -> None:
-        followed = self._followed.setdefault(run_id, _Followed())
+    def _follow(self, run_id: str, listener: LogSubscription, *, live: bool = False) -> None:
+        """``live``: the listener starts at the log's head as just read, so whatever follows it is new."""
+        followed = self._followed.get(run_id)
+        if followed is None:
+            followed = self._followed[run_id] = _Followed()
+            if live:
+                followed.timed_after = listener.last_seq(run_id)
         followed.listeners.add(listener)
         # It may start behind the others (a resume): read what it lacks.
         self._wake(run_id, None)
@@ -293,12 +309,22 @@ class LogBus:
                 log.warning("could not read the events of run %s; retrying", run_id, exc_info=True)
                 await asyncio.sleep(self._poll_seconds)
                 continue
+            self._time(followed, after, logged)
             if logged:
                 self.deliver(run_id, [(entry.seq, decode(entry)) for entry in logged])
                 if len(logged) == 1000:
                     continue  # a page: there may be more
             if not followed.again:
                 return
+
+    @staticmethod
+    def _time(followed: _Followed, after: int, logged: Sequence[LoggedEvent]) -> None:
+        """Time the events another process wrote that reach this one for the first time."""
+        if followed.timed_after is not None:
+            for entry in logged:
+                if entry.seq > followed.timed_after and entry.age is not None:
+                    metrics.observe_event_lag(entry.age)
+        followed.timed_after = max(followed.timed_after or 0, after, logged[-1].seq if logged else 0)
 
     async def _poll_heads(self, seconds: float) -> None:
         while True:
