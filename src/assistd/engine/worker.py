@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from ..config import Settings
 from ..store import jobs, run_events
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # How often a worker prunes the run event log (a cheap delete when there is nothing to prune).
 _PRUNE_EVERY_SECONDS = 60.0
+# At most this long for handing one run back at shutdown (the database may be what failed).
+_HAND_BACK_SECONDS = 5.0
 
 
 class WorkerPool:
@@ -42,6 +44,10 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
+        # When the process was told to stop (monotonic): no claim after it; the grace counts from it.
+        self._stopped_at: float | None = None
+        # The dispatcher is between a claim's first statement and its run's task: not to be cancelled there.
+        self._claiming = False
 
     async def start(self) -> None:
         self._wake.set()  # jobs left by an earlier process are claimed at once
@@ -87,19 +93,37 @@ class WorkerPool:
         request.set()
         return True
 
+    def stop_claiming(self) -> None:
+        """The process is told to stop (SIGTERM): claim no more jobs; the shutdown grace starts now."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
+            self._wake.set()
+
     async def close(self) -> None:
+        """Claim nothing more; let the runs in flight end until ``shutdown_grace_seconds`` after the stop
+        began, then hand the others back, so that another worker resumes them at once, not once their leases
+        lapse (a supervisor's SIGKILL before that only costs the lease)."""
+        self.stop_claiming()
         self._closing = True
         for loop in self._loops:
-            loop.cancel()
+            # A claim under way is let finish: its run then joins the runs in flight.
+            if loop is not self._loops[0] or not self._claiming:
+                loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        assert self._stopped_at is not None
+        left = self._stopped_at + self._settings.shutdown_grace_seconds - time.monotonic()
+        if self._tasks and left > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
-        # A database hiccup must not end the loop that every run depends on.
+        # A database hiccup must not end the loop that every run depends on; one that returns is done.
         while not self._closing:
             try:
                 await loop()
+                return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -107,9 +131,13 @@ class WorkerPool:
                 await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
     async def _dispatch(self) -> None:
-        while not self._closing:
+        while self._stopped_at is None:
             await self._wait_for_work()
             await self._slots.acquire()
+            if self._stopped_at is not None:
+                self._slots.release()
+                return
+            self._claiming = True
             try:
                 started = None
                 async with self._db.write() as session:
@@ -120,6 +148,8 @@ class WorkerPool:
             except BaseException:
                 self._slots.release()
                 raise
+            finally:
+                self._claiming = False
             if claimed is None or started is None:
                 self._slots.release()
                 continue
@@ -139,7 +169,7 @@ class WorkerPool:
         at the queue finds a job nobody holds (a lapsed lease, a job handed back at shutdown). Runs created
         here never wait for it: they are adopted. Looking is a read: the write of a claim is only paid for a
         job that is there."""
-        while not self._closing:
+        while self._stopped_at is None:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
             except TimeoutError:
@@ -161,6 +191,9 @@ class WorkerPool:
         heartbeat = asyncio.create_task(self._heartbeat(run_id, asyncio.Event()))
         try:
             async with self._slots_held():
+                if self._closing:
+                    await self._hand_back(run_id)  # a slot freed during the shutdown grace
+                    return
                 async with self._db.write() as session:
                     started = await self._executor.start(session, run_id, 1)
                 heartbeat.cancel()
@@ -168,9 +201,7 @@ class WorkerPool:
                 if started.run is not None:
                     await self._execute(started.run)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                async with self._db.write() as session:
-                    await jobs.release(session, run_id, self.worker_id)
+            await self._hand_back(run_id)
             raise
         except Exception:
             log.exception("could not start run %s; it is claimed again when its lease lapses", run_id)
@@ -214,9 +245,7 @@ class WorkerPool:
             execution.cancel()
             with contextlib.suppress(BaseException):
                 await execution
-            with contextlib.suppress(Exception):
-                async with self._db.write() as session:
-                    await jobs.release(session, run_id, self.worker_id)
+            await self._hand_back(run_id)
             raise
         finally:
             waiter.cancel()
@@ -224,6 +253,26 @@ class WorkerPool:
             if watcher is not None:
                 watcher.cancel()
             self._cancel_requests.pop(run_id, None)
+
+    async def _hand_back(self, run_id: str) -> None:
+        """Give up a run's job at shutdown: its lease ends now, and the other workers are woken to claim it
+        (the worker that resumes it closes what this one left half-written: ``state.resume``)."""
+        try:
+            # The deltas it queued go into the log first: the resumed run's events must follow them.
+            async with asyncio.timeout(_HAND_BACK_SECONDS):
+                await self._bus.settle(run_id)
+                async with self._db.write() as session:
+                    await jobs.release(session, run_id, self.worker_id)
+                    if not self._db.is_sqlite:
+                        # What an enqueue sends (store/jobs.py): workers LISTEN for it (engine/event_log.py).
+                        await session.execute(
+                            text("SELECT pg_notify(:channel, :queue)"),
+                            {"channel": jobs.CHANNEL, "queue": jobs.RUNS.name},
+                        )
+        except Exception:
+            log.warning(
+                "could not hand run %s back; it is resumed once its lease lapses", run_id, exc_info=True
+            )
 
     async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:
         listener = self._bus.subscription()
