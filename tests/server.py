@@ -62,6 +62,9 @@ class AssistdServer:
             "ASSISTD_API_KEYS": ",".join(KEYS),
             "ASSISTD_UPSTREAM_RETRY_BASE_SECONDS": "0.05",
             "ASSISTD_MAINTENANCE_INTERVAL_SECONDS": "0.2",
+            # Tests often stop servers with runs still in flight: a short grace keeps each stop short
+            # (test_graceful_shutdown.py sets its own).
+            "ASSISTD_SHUTDOWN_GRACE_SECONDS": "1",
             **self.extra_env,
         }
         log = self.log_path.open("ab")

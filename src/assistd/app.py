@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,6 +38,39 @@ from .runtime import Role, open_runtime
 
 log = logging.getLogger(__name__)
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def _on_stop_signal(callback: Callable[[], None]) -> Iterator[None]:
+    """Calls ``callback`` in the event loop as soon as the server is told to stop, not when its lifespan
+    ends: uvicorn first lets open requests finish (for up to 5 s), and the worker pool must not claim runs
+    meanwhile. Chained before the handlers the server installed (uvicorn's, which it restores when it
+    stops); nothing is installed where the server has none, or off the main thread."""
+    before: dict[int, Callable[[int, FrameType | None], Any]] = {}
+    if threading.current_thread() is threading.main_thread():
+        for stop in _STOP_SIGNALS:
+            installed = signal.getsignal(stop)
+            if callable(installed):
+                before[stop] = installed
+    if len(before) < len(_STOP_SIGNALS):
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(callback)
+        before[signum](signum, frame)
+
+    for chained in before:
+        signal.signal(chained, handler)
+    try:
+        yield
+    finally:
+        for chained, previous in before.items():
+            if signal.getsignal(chained) is handler:
+                signal.signal(chained, previous)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -50,7 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.storage = runtime.storage
             app.state.ready = True
             try:
-                yield
+                if runtime.engine.executes:
+                    with _on_stop_signal(runtime.engine.pool.stop_claiming):
+                        yield
+                else:
+                    yield
             finally:
                 app.state.ready = False
 

@@ -107,7 +107,8 @@ def migrate(args: argparse.Namespace) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     """Execute runs and ingestion jobs queued in ``ASSISTD_DATABASE_URL``, with no HTTP, until SIGTERM
-    or SIGINT; then hand the runs in progress back (another worker resumes them at once)."""
+    or SIGINT; then claim nothing more, let runs in flight end within ``ASSISTD_SHUTDOWN_GRACE_SECONDS``
+    and hand the others back (another worker resumes them at once)."""
     settings = Settings()
     if settings.workers < 1:
         print("assistd worker: ASSISTD_WORKERS must be at least 1", file=sys.stderr)
@@ -127,10 +128,14 @@ async def _work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_runtime(settings, "worker"):
+    async with open_runtime(settings, "worker") as runtime:
         log.info("assistd %s worker executing up to %d runs at once", __version__, settings.workers)
         await stop.wait()
-        log.info("assistd worker stopping: handing its runs back")
+        runtime.engine.pool.stop_claiming()
+        log.info(
+            "assistd worker stopping: runs in flight may end within %gs, then handing its runs back",
+            settings.shutdown_grace_seconds,
+        )
 
 
 def keys(args: argparse.Namespace) -> int:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Runs one process executes at once; 0: none, an API-only replica (`assistd serve --workers 0`).
     workers: int = Field(default=64, ge=0)
     run_lease_seconds: float = Field(default=30.0, gt=0)
+    # At SIGTERM, runs in flight may finish for this long (counted from the signal) before they are handed
+    # back to other workers; keep it below the supervisor's own stop timeout (docs/deploy.md).
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     # How long a run's events stay in the log after it ends (for streams that resume), in seconds.
     run_events_retention_seconds: float = Field(default=3600.0, ge=0)
     requires_action_expiry_seconds: float = Field(default=600.0, gt=0)

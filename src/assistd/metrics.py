@@ -25,6 +25,7 @@ from . import __version__
 __all__ = [
     "REGISTRY",
     "UpstreamAttempt",
+    "observe_event_lag",
     "observe_run_finished",
     "render",
     "sse_stream",
@@ -87,6 +88,25 @@ UPSTREAM_FIRST_CHUNK = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+
+
+# Both ends of the interval are read from the database server's clock (the append's and the reader's query's),
+# so a skew between the writing and the reading host's clocks does not enter it (on SQLite every process is
+# on one host, and its clock is used).
+EVENT_LAG = Histogram(
+    "assistd_event_lag_seconds",
+    "Seconds from a run event's append to the run event log, by the process that made it, to its delivery to "
+    "this process's listeners (streams, long polls), for events that came from another process or host "
+    "through the log. Timed on the database server's clock, so clock skew between hosts is not in it. Events "
+    "replayed to a listener that resumes (Last-Event-ID) are not counted.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+
+
+def observe_event_lag(seconds: float) -> None:
+    """Record an event that reached this process's listeners ``seconds`` after another process logged it."""
+    EVENT_LAG.observe(max(0.0, seconds))
 
 
 def observe_run_finished(status: str, seconds: float) -> None:

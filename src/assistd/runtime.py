@@ -142,8 +142,9 @@ async def open_runtime(settings: Settings, role: Role = "both") -> AsyncIterator
     finally:
         if executes:
             await ingest_worker.close()
-        await embedder.close()
+        # Runs finishing within the shutdown grace may still search: the embedder closes after them.
         await engine.close()
+        await embedder.close()
         await sandbox.close()
         await providers.close()
         await db.close()

@@ -397,6 +397,29 @@ def test_graceful_stop_during_a_run_hands_it_to_the_next_process(
         assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
 
 
+def test_a_run_that_ends_within_the_shutdown_grace_is_finished_before_the_process_exits(
+    servers: Servers, fake: FakeUpstream
+) -> None:
+    server = servers.start(shutdown_grace_seconds="10")
+    fake.push(Text("finished in the grace", delay_s=1.5))
+    with make_client(server) as client:
+        assistant = client.beta.assistants.create(model="fake-model")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "one more thing"}])
+        run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+        fake.wait_for_requests(1)
+
+    stopping = time.monotonic()
+    server.stop()
+    # It waited for the run, not for the whole grace.
+    assert time.monotonic() - stopping < 8, server.log()
+    server = servers.current = AssistdServer(server.data_dir, server.database_url, server.extra_env).start()
+    with make_client(server) as client:
+        done = client.beta.threads.runs.retrieve(run_id=run.id, thread_id=thread.id)
+        assert done.status == "completed", done
+        assert assistant_texts(client, thread.id) == [("completed", "finished in the grace")]
+    assert fake.served == 1
+
+
 def _big_document() -> bytes:
     """About 6 MB of varied prose: long enough to be mid-ingestion when the server goes away."""
     words = [

@@ -230,6 +230,10 @@ async def _own_turns(
     ]
     own_messages = {row.id: row for row in await message_store.by_ids(session, written)} if written else {}
     for step in steps:
+        if step.status == "failed":
+            # A turn cut short by a crash or a shutdown (``state.resume`` failed its steps): it starts over,
+            # and the model must not see the half answer or the calls it never finished.
+            continue
         if step.usage:
             completion_used += int(step.usage.get("completion_tokens", 0))
         details = step.step_details

@@ -10,6 +10,9 @@ delivered yet, in seq order, once for all of its listeners of that run.
 A listener attached with ``after=N`` first gets the run's events after seq N from the log: a stream that
 reconnects to another replica resumes where it stopped.
 
+The way an event takes from its append in one process to its delivery in another is timed, on the database
+server's clock, into ``assistd_event_lag_seconds``: from the age each read gives its rows, so no query more.
+
 LISTEN needs a connection of its own for as long as the process runs: through PgBouncer that must be a
 direct or session-pooled connection (transaction pooling drops LISTEN).
 """
@@ -29,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .. import metrics
 from ..store import jobs, run_events
 from ..store.database import Database
 from ..store.run_events import LoggedEvent
@@ -72,6 +76,9 @@ class LogSubscription:
             self._bus._unfollow(run_id, self)
             raise
         self._runs[run_id] = head
+        if followed.timed_after is None:
+            # Live from here: what the log gets after this head is timed for the lag metric.
+            followed.timed_after = head
         if followed.head > head:
             self._bus._wake(run_id, None)
 
@@ -116,6 +123,10 @@ class _Followed:
     head: int = 0  # the highest seq known to exist (from wake-ups and this process's writes)
     reading: asyncio.Task[None] | None = None
     again: bool = False  # a wake-up came while reading: read once more after
+    # Events read from the log with a seq above this are timed for assistd_event_lag_seconds; those up to it
+    # were delivered here already, or were in the log before this process followed the run (a resumed
+    # stream's replay is not lag). None until a read tells where the log stood.
+    timed_after: int | None = None
 
 
 class LogBus:
@@ -192,6 +203,8 @@ class LogBus:
         if followed is None or not events:
             return
         followed.head = max(followed.head, events[-1][0])
+        if followed.timed_after is not None:
+            followed.timed_after = max(followed.timed_after, events[-1][0])
         gapped = False
         for listener in list(followed.listeners):
             gapped = not listener._offer(run_id, events) or gapped
@@ -326,12 +339,22 @@ class LogBus:
                 log.warning("could not read the events of run %s; retrying", run_id, exc_info=True)
                 await asyncio.sleep(self._poll_seconds)
                 continue
+            self._time(followed, after, logged)
             if logged:
                 self.deliver(run_id, [(entry.seq, decode(entry)) for entry in logged])
                 if len(logged) == 1000:
                     continue  # a page: there may be more
             if not followed.again:
                 return
+
+    @staticmethod
+    def _time(followed: _Followed, after: int, logged: Sequence[LoggedEvent]) -> None:
+        """Time the events another process wrote that reach this one for the first time."""
+        if followed.timed_after is not None:
+            for entry in logged:
+                if entry.seq > followed.timed_after and entry.age is not None:
+                    metrics.observe_event_lag(entry.age)
+        followed.timed_after = max(followed.timed_after or 0, after, logged[-1].seq if logged else 0)
 
     async def _poll_heads(self, seconds: float) -> None:
         while True:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # How often a worker prunes the run event log (a cheap delete when there is nothing to prune).
 _PRUNE_EVERY_SECONDS = 60.0
+# At most this long for handing one run back at shutdown (the database may be what failed).
+_HAND_BACK_SECONDS = 5.0
 
 
 def new_process_id() -> str:
@@ -65,6 +67,10 @@ class WorkerPool:
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False
         self._beaten_at = -float("inf")
+        # When the process was told to stop (monotonic): no claim after it; the grace counts from it.
+        self._stopped_at: float | None = None
+        # The dispatcher is between a claim's first statement and its run's task: not to be cancelled there.
+        self._claiming = False
 
     async def start(self) -> None:
         # Listed before it claims anything: runs of threads whose sessions it starts go to a live process.
@@ -115,13 +121,30 @@ class WorkerPool:
         request.set()
         return True
 
+    def stop_claiming(self) -> None:
+        """The process is told to stop (SIGTERM): claim no more jobs; the shutdown grace starts now."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
+            self._wake.set()
+
     async def close(self) -> None:
+        """Claim nothing more; let the runs in flight end until ``shutdown_grace_seconds`` after the stop
+        began, then hand the others back, so that another worker resumes them at once, not once their leases
+        lapse (a supervisor's SIGKILL before that only costs the lease)."""
+        self.stop_claiming()
         self._closing = True
         for loop in self._loops:
-            loop.cancel()
+            # A claim under way is let finish: its run then joins the runs in flight.
+            if loop is not self._loops[0] or not self._claiming:
+                loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        assert self._stopped_at is not None
+        left = self._stopped_at + self._settings.shutdown_grace_seconds - time.monotonic()
+        if self._tasks and left > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         # Its threads' runs go to other workers at once, not a lease later.
         try:
             async with self._db.write() as session:
@@ -130,10 +153,11 @@ class WorkerPool:
             log.warning("could not remove this process from the processes table", exc_info=True)
 
     async def _guard(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
-        # A database hiccup must not end the loop that every run depends on.
+        # A database hiccup must not end the loop that every run depends on; one that returns is done.
         while not self._closing:
             try:
                 await loop()
+                return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -141,9 +165,13 @@ class WorkerPool:
                 await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
     async def _dispatch(self) -> None:
-        while not self._closing:
+        while self._stopped_at is None:
             await self._wait_for_work()
             await self._slots.acquire()
+            if self._stopped_at is not None:
+                self._slots.release()
+                return
+            self._claiming = True
             try:
                 started = None
                 async with self._db.write() as session:
@@ -154,6 +182,8 @@ class WorkerPool:
             except BaseException:
                 self._slots.release()
                 raise
+            finally:
+                self._claiming = False
             if claimed is None or started is None:
                 self._slots.release()
                 continue
@@ -173,7 +203,7 @@ class WorkerPool:
         at the queue finds a job nobody holds (a lapsed lease, a job handed back at shutdown). Runs created
         here never wait for it: they are adopted. Looking is a read: the write of a claim is only paid for a
         job that is there."""
-        while not self._closing:
+        while self._stopped_at is None:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._settings.maintenance_interval_seconds)
             except TimeoutError:
@@ -195,6 +225,9 @@ class WorkerPool:
         heartbeat = asyncio.create_task(self._heartbeat(run_id, asyncio.Event()))
         try:
             async with self._slots_held():
+                if self._closing:
+                    await self._hand_back(run_id)  # a slot freed during the shutdown grace
+                    return
                 async with self._db.write() as session:
                     started = await self._executor.start(session, run_id, 1)
                 heartbeat.cancel()
@@ -202,9 +235,7 @@ class WorkerPool:
                 if started.run is not None:
                     await self._execute(started.run, started.seq)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                async with self._db.write() as session:
-                    await jobs.release(session, run_id, self.worker_id)
+            await self._hand_back(run_id)
             raise
         except Exception:
             log.exception("could not start run %s; it is claimed again when its lease lapses", run_id)
@@ -249,9 +280,7 @@ class WorkerPool:
             execution.cancel()
             with contextlib.suppress(BaseException):
                 await execution
-            with contextlib.suppress(Exception):
-                async with self._db.write() as session:
-                    await jobs.release(session, run_id, self.worker_id)
+            await self._hand_back(run_id)
             raise
         finally:
             waiter.cancel()
@@ -259,6 +288,20 @@ class WorkerPool:
             if watcher is not None:
                 watcher.cancel()
             self._cancel_requests.pop(run_id, None)
+
+    async def _hand_back(self, run_id: str) -> None:
+        """Give up a run's job at shutdown: its lease ends now, and the other workers are woken to claim it
+        (the worker that resumes it closes what this one left half-written: ``state.resume``)."""
+        try:
+            # The deltas it queued go into the log first: the resumed run's events must follow them.
+            async with asyncio.timeout(_HAND_BACK_SECONDS):
+                await self._bus.settle(run_id)
+                async with self._db.write() as session:
+                    await jobs.release(session, run_id, self.worker_id)
+        except Exception:
+            log.warning(
+                "could not hand run %s back; it is resumed once its lease lapses", run_id, exc_info=True
+            )
 
     async def _watch_cancel(self, run_id: str, cancel: asyncio.Event, seq: int | None) -> None:
         listener = self._bus.subscription()

@@ -6,6 +6,13 @@ the store changes (its ``generation`` moves) and no old chunk was removed, only 
 one more segment; neighbouring segments of like size are merged, so a store that grows by many small files
 is read about log(n) times over, not once per file. A removal reloads the store.
 
+Every search reads the stores' rows, and with them their generations: a change made by any process on any
+host (a file added, removed, its attributes changed) moves it, so no process searches a stale index, and
+that costs no query more. Whether chunks were only added is told by the chunks at or below the index's last
+pk: their count and the sum of their pks, in one query, must be what the index holds. Both matter on
+PostgreSQL, where two ingestions commit in any order: one may add chunks below the last pk after the index
+was read, while a removal takes as many away.
+
 Large segments are also clustered (an inverted-file index): a query compares itself with the cluster
 centres and reads only the nearest clusters' vectors, instead of every vector of the store.
 """
@@ -150,6 +157,10 @@ class StoreIndex:
         return int(self.segments[-1].pks.max()) if self.segments else 0
 
     @property
+    def pk_sum(self) -> int:
+        return sum(int(segment.pks.sum()) for segment in self.segments)
+
+    @property
     def nbytes(self) -> int:
         return sum(segment.nbytes for segment in self.segments) + 500 * len(self.files)
 
@@ -193,7 +204,15 @@ class VectorCache:
 async def _refresh(
     session: AsyncSession, store_id: str, cached: StoreIndex | None, generation: int, dims: int
 ) -> StoreIndex:
+    files = await _files(session, store_id)
+    if cached is not None and not cached.files.keys() <= files.keys():
+        cached = None  # a file left the store: only reading it whole takes its chunks out
     index = await _segments(session, store_id, cached, generation, dims)
+    index.files = files
+    return index
+
+
+async def _files(session: AsyncSession, store_id: str) -> dict[str, StoreFile]:
     rows = await session.execute(
         select(
             VectorStoreFileRow.file_id,
@@ -204,23 +223,23 @@ async def _refresh(
         .outerjoin(FileRow, FileRow.id == VectorStoreFileRow.file_id)
         .where(VectorStoreFileRow.vector_store_id == store_id)
     )
-    index.files = {
+    return {
         file_id: StoreFile(filename or "", attributes or {}, status == "completed")
         for file_id, filename, attributes, status in rows.all()
     }
-    return index
 
 
 async def _segments(
     session: AsyncSession, store_id: str, cached: StoreIndex | None, generation: int, dims: int
 ) -> StoreIndex:
     if cached is not None and cached.segments:
-        kept = await session.scalar(
-            select(func.count())
-            .select_from(ChunkRow)
-            .where(ChunkRow.vector_store_id == store_id, ChunkRow.pk <= cached.last_pk)
+        kept = await session.execute(
+            select(func.count(), func.coalesce(func.sum(ChunkRow.pk), 0)).where(
+                ChunkRow.vector_store_id == store_id, ChunkRow.pk <= cached.last_pk
+            )
         )
-        if kept == cached.count:  # nothing removed: read only what was added
+        count, pk_sum = kept.one()
+        if (int(count), int(pk_sum)) == (cached.count, cached.pk_sum):  # only added: read just those
             index = StoreIndex(generation, list(cached.segments))
             added = await _segment(session, store_id, dims, after=index.last_pk)
             if added is not None:

@@ -131,13 +131,16 @@ class JobQueue:
             await session.execute(self._enqueue, values)
             if held_by is not None:
                 return True
+        await self._wake_workers(session)
+        return False
+
+    async def _wake_workers(self, session: AsyncSession) -> None:
+        """On PostgreSQL, workers elsewhere LISTEN (engine/event_log.py) and claim a job nobody holds at
+        once, not at their next look at the queue. The payload is the queue's name: which of them to wake."""
         if session.get_bind().dialect.name == "postgresql":
-            # Workers elsewhere LISTEN for it (engine/event_log.py) and claim at once, not at their next
-            # look at the queue. The payload is the queue's name: which of them to wake.
             await session.execute(
                 text("SELECT pg_notify(:channel, :queue)"), {"channel": CHANNEL, "queue": self.name}
             )
-        return False
 
     def _ready(self, now: float, worker_id: str, lease_seconds: float) -> dict[str, Any]:
         if not self._affinity:
@@ -177,8 +180,9 @@ class JobQueue:
         await session.execute(self._finish, {"job": job})
 
     async def release(self, session: AsyncSession, job: str, worker_id: str) -> None:
-        """Give a job back unfinished (at shutdown), so the next claim takes it at once."""
+        """Give a job back unfinished (at shutdown), so the next claim, of any worker, takes it at once."""
         await session.execute(self._release, {"job": job, "worker": worker_id})
+        await self._wake_workers(session)
 
 
 RUNS = JobQueue(RunJobRow, RunJobRow.run_id, RunJobRow.session_holder)

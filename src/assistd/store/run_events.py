@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, text
+from sqlalchemy import Float, and_, cast, delete, exists, extract, func, insert, literal, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,8 @@ class LoggedEvent:
     seq: int
     event: str
     data: str  # the event's JSON
+    # Seconds from its append to the query that read it back (``read_after``), both on the database's clock.
+    age: float | None = None
 
 
 def _upsert(dialect: str) -> Any:
@@ -77,6 +79,8 @@ async def append(
 # Allocating the seqs, writing the events and queueing the wake-up in one round trip: every run's status
 # changes pay for it, and three statements cost three times the driver's per-statement CPU. (Data-modifying
 # CTEs run whether or not the final SELECT reads them; the events are numbered from the head's new value.)
+# ``created_at`` is the database server's clock, not the writer's: readers on other hosts time the event's
+# way to them on that one clock (``read_after``), whatever the skew between the hosts' clocks.
 _APPEND_POSTGRESQL = """
 WITH head AS (
     INSERT INTO run_event_heads (run_id, seq) VALUES (:run_id, :count)
@@ -84,7 +88,7 @@ WITH head AS (
     RETURNING seq
 ), written AS (
     INSERT INTO run_events (run_id, seq, event, data, created_at)
-    SELECT :run_id, head.seq - :count + e.ord, e.event, e.data, :at
+    SELECT :run_id, head.seq - :count + e.ord, e.event, e.data, EXTRACT(EPOCH FROM clock_timestamp())
     FROM head, unnest(CAST(:names AS text[]), CAST(:datas AS text[])) WITH ORDINALITY AS e(event, data, ord)
     RETURNING 1
 )
@@ -102,7 +106,6 @@ async def _append_postgresql(
         "count": len(events),
         "names": [name for name, _ in events],
         "datas": [data for _, data in events],
-        "at": time.time(),
     }
     if wake:
         params["channel"] = CHANNEL
@@ -110,15 +113,23 @@ async def _append_postgresql(
     return int(row[0])
 
 
+# When the query that reads runs, on the database server's clock (in seconds since the epoch, as
+# ``created_at``): one value for the whole statement, taken as it starts.
+_DATABASE_NOW = cast(extract("epoch", func.statement_timestamp()), Float)
+
+
 async def read_after(session: AsyncSession, run_id: str, after: int, limit: int = 1000) -> list[LoggedEvent]:
-    """``run_id``'s events with seq above ``after``, oldest first, at most ``limit``."""
+    """``run_id``'s events with seq above ``after``, oldest first, at most ``limit``, each with its age."""
+    # On SQLite every process shares one host's clock, which wrote ``created_at``.
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    now = _DATABASE_NOW if postgresql else literal(time.time(), Float)
     rows = await session.execute(
-        select(RunEventRow.seq, RunEventRow.event, RunEventRow.data)
+        select(RunEventRow.seq, RunEventRow.event, RunEventRow.data, now - RunEventRow.created_at)
         .where(RunEventRow.run_id == run_id, RunEventRow.seq > after)
         .order_by(RunEventRow.seq)
         .limit(limit)
     )
-    return [LoggedEvent(int(seq), event, data) for seq, event, data in rows.all()]
+    return [LoggedEvent(int(seq), event, data, float(age)) for seq, event, data, age in rows.all()]
 
 
 async def heads(session: AsyncSession, run_ids: Collection[str]) -> dict[str, int]:
@@ -132,9 +143,10 @@ async def heads(session: AsyncSession, run_ids: Collection[str]) -> dict[str, in
 
 
 async def prune(session: AsyncSession, older_than: float, terminal: Collection[str]) -> int:
-    """Delete the logs of runs whose last event is older than ``older_than`` (a time.time()) and that
-    have ended (their status is in ``terminal``) or are gone (their thread was deleted); how many events
-    went. A run waiting for tool outputs keeps its log however old, since its stream is not over."""
+    """Delete the logs of runs whose last event is older than ``older_than`` (a time.time(), compared with
+    the database server's clock on PostgreSQL: a skew far below any retention time) and that have ended
+    (their status is in ``terminal``) or are gone (their thread was deleted); how many events went. A run
+    waiting for tool outputs keeps its log however old, since its stream is not over."""
     quiet = (
         select(RunEventRow.run_id)
         .group_by(RunEventRow.run_id)
