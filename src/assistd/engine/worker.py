@@ -26,6 +26,10 @@ from .executor import RunExecutor, Started
 
 log = logging.getLogger(__name__)
 
+# Runs a worker claims in one transaction at most: enough to keep up with a burst of queued runs, few
+# enough that one transaction stays short.
+_CLAIM_BATCH = 16
+
 # How often a worker prunes the run event log (a cheap delete when there is nothing to prune).
 _PRUNE_EVERY_SECONDS = 60.0
 # At most this long for handing one run back at shutdown (the database may be what failed).
@@ -168,35 +172,49 @@ class WorkerPool:
         while self._stopped_at is None:
             await self._wait_for_work()
             await self._slots.acquire()
+            wanted = 1 + await self._free_slots(_CLAIM_BATCH - 1)
             if self._stopped_at is not None:
-                self._slots.release()
+                self._release_slots(wanted)
                 return
             self._claiming = True
+            claimed: list[tuple[str, int]] = []
+            starts: list[Started] = []
             try:
-                started = None
                 async with self._db.write() as session:
-                    claimed = await jobs.claim_next(session, self.worker_id, self._settings.run_lease_seconds)
-                    if claimed is not None:
-                        # Starting the run in the claim's transaction saves a write per run.
-                        started = await self._executor.start(session, claimed[0], claimed[1])
+                    claimed = await jobs.claim_batch(
+                        session, self.worker_id, self._settings.run_lease_seconds, wanted
+                    )
+                    # Starting the runs in the claim's transaction saves a write per run.
+                    for run_id, attempts in claimed:
+                        starts.append(await self._executor.start(session, run_id, attempts))
             except BaseException:
-                self._slots.release()
+                self._release_slots(wanted)
                 raise
             finally:
                 self._claiming = False
-            if claimed is None or started is None:
-                self._slots.release()
-                continue
-            run_id, _, more = claimed
-            if more:
-                self._wake.set()  # another job was ready: claim again at once
-            self._executor.deliver(run_id, started.events)
-            if started.run is None:
-                self._slots.release()
-                continue
-            task = asyncio.create_task(self._run(started.run, started.seq))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if claimed and len(claimed) == wanted:
+                self._wake.set()  # as many as it asked for: there may be more, claimed at once
+            self._release_slots(wanted - len(claimed))
+            for (run_id, _), started in zip(claimed, starts, strict=True):
+                self._executor.deliver(run_id, started.events)
+                if started.run is None:
+                    self._slots.release()
+                    continue
+                task = asyncio.create_task(self._run(started.run, started.seq))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _free_slots(self, most: int) -> int:
+        """Take up to ``most`` more run slots, only those free now (no waiting)."""
+        taken = 0
+        while taken < most and not self._slots.locked():
+            await self._slots.acquire()
+            taken += 1
+        return taken
+
+    def _release_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
 
     async def _wait_for_work(self) -> None:
         """Until the dispatcher is woken (at start, or after a claim that saw another job ready), or a look

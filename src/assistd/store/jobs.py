@@ -87,6 +87,25 @@ class JobQueue:
         self._enqueue = insert(jobs)
         self._claimable = select(job).where(ready).limit(1)
         self._candidates = select(job).where(ready).order_by(jobs.c.enqueued_at).limit(2)
+        # Several at once: the oldest ready jobs, up to ``:limit``, in one statement. On PostgreSQL the rows
+        # another claimer is taking are skipped (SKIP LOCKED), not waited for; SQLite's write transaction
+        # is exclusive anyway (and renders no FOR UPDATE).
+        batch = (
+            select(job)
+            .where(ready)
+            .order_by(jobs.c.enqueued_at)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        self._claim_batch = (
+            update(jobs)
+            .where(job.in_(batch), free)
+            .values(
+                locked_by=bindparam("worker"), locked_until=bindparam("until"), attempts=jobs.c.attempts + 1
+            )
+            .returning(job, jobs.c.attempts, jobs.c.enqueued_at)
+        )
         self._claim = (
             update(jobs)
             .where(job == bindparam("job"), free)
@@ -171,6 +190,18 @@ class JobQueue:
                 return candidate, int(attempts), len(candidates) > 1
         return None
 
+    async def claim_batch(
+        self, session: AsyncSession, worker_id: str, lease_seconds: float, limit: int
+    ) -> list[tuple[str, int]]:
+        """Take up to ``limit`` of the oldest jobs nobody holds (and no other live process is wanted for),
+        oldest first: each one's key and how many times it was claimed. One statement, so a worker keeps up
+        with runs queued faster than it could claim them one transaction each."""
+        now = time.time()
+        params = {**self._ready(now, worker_id, lease_seconds), "limit": limit}
+        params.update(worker=worker_id, until=now + lease_seconds)
+        rows = (await session.execute(self._claim_batch, params)).all()
+        return [(str(key), int(attempts)) for key, attempts, _ in sorted(rows, key=lambda row: row[2])]
+
     async def extend(self, session: AsyncSession, job: str, worker_id: str, lease_seconds: float) -> bool:
         params = {"job": job, "worker": worker_id, "until": time.time() + lease_seconds}
         result = await session.execute(self._extend, params)
@@ -192,6 +223,7 @@ INGESTION = JobQueue(IngestJobRow, IngestJobRow.job_id)
 enqueue = RUNS.enqueue
 claimable = RUNS.claimable
 claim_next = RUNS.claim_next
+claim_batch = RUNS.claim_batch
 extend = RUNS.extend
 finish = RUNS.finish
 release = RUNS.release
