@@ -216,6 +216,25 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the local PostgreSQL server: its postmaster, the backends that ended (the
+    postmaster reaped them: cutime, cstime) and those alive; NaN when no local server is found (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if not command[0].endswith(b"/postgres") or b"-D" not in command:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total = sum(int(value) for value in fields[11:15]) / ticks
+        return total + sum(cpu_seconds(child) for child in _children(int(entry.name)))
+    return math.nan
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     try:

@@ -1,8 +1,8 @@
 """Scale-out on one PostgreSQL, measured side by side in one run on this machine:
 
-1. Throughput (completed runs per second, 50 lean clients, thread+message -> create_and_poll): SQLite with
-   one process, PostgreSQL with one process, and PostgreSQL with one API replica (`serve --workers 0`) and
-   1, 2 and 4 `assistd worker` processes.
+1. Throughput (completed runs per second, 50 lean clients, thread+message -> create_and_poll): SQLite and
+   PostgreSQL each with one `assistd serve` process and with `serve --processes 2`, and PostgreSQL with one
+   API replica (`serve --workers 0`) and 1, 2 and 4 `assistd worker` processes.
 2. First-delta overhead through a replica that does not execute the run: the time from the upstream
    sending a content chunk to the client reading its ``thread.message.delta``, streaming through the
    executing replica (`serve`) and through an API-only one (`serve --workers 0`) on the same database.
@@ -36,6 +36,7 @@ from bench.common import (
     cpu_seconds,
     create_assistant,
     fake_upstream_process,
+    postgres_cpu_seconds,
     print_results,
     write_json,
 )
@@ -82,12 +83,21 @@ def _start(
     return server
 
 
-def _throughput(label: str, url: str, workers: int, clients: int, duration: float, warmup: float) -> Result:
-    """``workers`` 0: one `serve` process that executes; else an API-only replica and that many workers."""
+def _throughput(
+    label: str,
+    url: str,
+    workers: int,
+    clients: int,
+    duration: float,
+    warmup: float,
+    serve_args: tuple[str, ...] = (),
+) -> Result:
+    """``workers`` 0: one `serve` (with ``serve_args``, e.g. ``--processes 2``) that executes; else an
+    API-only replica and that many workers."""
     result = Result(f"scale-out throughput ({label})", f"{clients} lean clients, {duration:g} s measured")
     with ExitStack() as stack, fake_upstream_process() as (fake_url, _):
         if workers == 0:
-            api = _start(stack, url, fake_url)
+            api = _start(stack, url, fake_url, args=serve_args)
             executors = [api]
         else:
             api = _start(stack, url, fake_url, args=("--workers", "0"))
@@ -96,19 +106,66 @@ def _throughput(label: str, url: str, workers: int, clients: int, duration: floa
             assistant_id = create_assistant(client)
         pids = [s.process.pid for s in {id(s): s for s in [api, *executors]}.values() if s.process]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        postgres_before = postgres_cpu_seconds()
+        wal_before = _wal_position(url)
         started = time.perf_counter()
         latency, errors = asyncio.run(
             _drive(api.base_url, API_KEY, assistant_id, clients, warmup, duration, True)
         )
         wall = time.perf_counter() - started
         cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        postgres_used = postgres_cpu_seconds() - postgres_before
+        wal_bytes = _wal_bytes_since(url, wal_before)
     rate = latency.n / duration
     result.metric("runs/s", rate, "runs/s", at_least=TARGET_RUNS_PER_SECOND)
     result.metric("cycle p50", latency.p50, "ms")
     result.metric("errors", float(len(errors)), "")
-    result.details = {"cpu_cores_used_by_assistd": round(cpu_used / wall, 2), "first_errors": errors[:3]}
+    result.details = {
+        "cpu_cores_used_by_assistd": round(cpu_used / wall, 2),
+        # Cores busy over the whole drive (warm-up included) per run/s of the measured window.
+        "cpu_ms_per_run_assistd": round(1000 * (cpu_used / wall) / max(rate, 1e-9), 2),
+        "first_errors": errors[:3],
+    }
     result.notes.append(f"assistd processes used {cpu_used / wall:.2f} cores")
+    if url.startswith("postgresql") and postgres_used == postgres_used:  # not NaN: a local server
+        result.details["cpu_cores_used_by_postgresql"] = round(postgres_used / wall, 2)
+        result.notes.append(f"PostgreSQL used {postgres_used / wall:.2f} cores")
+    if wal_bytes is not None:
+        # Every run of the drive, warm-up included, wrote WAL: per run of the whole drive.
+        runs = max(1, round(rate * wall))
+        result.details["wal_bytes_per_run"] = round(wal_bytes / runs)
+        result.notes.append(f"WAL written: about {wal_bytes / runs / 1024:.1f} KiB per run")
     return result
+
+
+def _wal_position(url: str) -> str | None:
+    if not url.startswith("postgresql"):
+        return None
+
+    async def read() -> str:
+        connection = await asyncpg.connect(url)
+        try:
+            return str(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def _wal_bytes_since(url: str, position: str | None) -> float | None:
+    """Bytes of WAL the server wrote since ``position`` (all databases: nothing else runs meanwhile)."""
+    if position is None:
+        return None
+
+    async def read() -> float:
+        connection = await asyncpg.connect(url)
+        try:
+            diff = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)"
+            return float(await connection.fetchval(diff, position))
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
 
 
 def _first_deltas(server: AssistdServer, fake: TimedFake, assistant_id: str, streams: int) -> Latency:
@@ -160,12 +217,17 @@ def main() -> None:
     admin = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
     duration, warmup, streams = (3.0, 1.0, 10) if args.quick else (args.duration, 3.0, 50)
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        results.append(
-            _throughput("SQLite, 1 process", f"sqlite:///{tmp}/b.db", 0, args.clients, duration, warmup)
-        )
-    with _pg_database(admin) as url:
-        results.append(_throughput("PostgreSQL, 1 process", url, 0, args.clients, duration, warmup))
+    two = ("--processes", "2")
+    for label, serve_args in (("1 process", ()), ("serve --processes 2", two)):
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite_url = f"sqlite:///{tmp}/b.db"
+            results.append(
+                _throughput(f"SQLite, {label}", sqlite_url, 0, args.clients, duration, warmup, serve_args)
+            )
+        with _pg_database(admin) as url:
+            results.append(
+                _throughput(f"PostgreSQL, {label}", url, 0, args.clients, duration, warmup, serve_args)
+            )
     for workers in (1, 2, 4):
         with _pg_database(admin) as url:
             label = f"PostgreSQL, API replica + {workers} worker{'s' if workers > 1 else ''}"
