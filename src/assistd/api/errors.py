@@ -50,6 +50,9 @@ _ASYNCPG_UNAVAILABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A deadlock or serialization failure PostgreSQL broke by rolling this transaction back: nothing was
+    # written, and the same request again succeeds (e.g. a cancel racing the worker that claims the run).
+    asyncpg.exceptions.TransactionRollbackError,
 )
 # Socket-level failures count only when raised inside the database's client (connecting to it): the
 # same exceptions from elsewhere (a file write, a sandbox pipe) are not the database's.

@@ -228,7 +228,7 @@ class Engine:
     async def modify_run(self, tenant: str, thread_id: str, run_id: str, params: RunUpdateParams) -> Run:
         """Change the run's metadata (the one field a client may change), whatever its status."""
         async with self.db.write() as session:
-            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            run = await run_store.get_row(session, tenant, thread_id, run_id, for_change=True)
             if "metadata" in params.model_fields_set:
                 run.meta = params.metadata or {}
                 await save(session, run, "meta")
@@ -236,7 +236,7 @@ class Engine:
 
     async def cancel_run(self, tenant: str, thread_id: str, run_id: str) -> Run:
         async with self.db.write() as session:
-            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            run = await run_store.get_row(session, tenant, thread_id, run_id, for_change=True)
             if run.status in state.TERMINAL or run.status == "cancelling":
                 raise ConflictError(f"Cannot cancel run with status '{run.status}'.", param="run_id")
             final = run.status != "in_progress"
@@ -256,7 +256,7 @@ class Engine:
         listener: RunSubscription | None = None,
     ) -> Run:
         async with self.db.write() as session:
-            run = await run_store.get_row(session, tenant, thread_id, run_id)
+            run = await run_store.get_row(session, tenant, thread_id, run_id, for_change=True)
             if run.status != "requires_action" or not run.required_action:
                 raise ConflictError(
                     f"Runs in status '{run.status}' do not accept tool outputs.", param="run_id"

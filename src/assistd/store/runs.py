@@ -97,17 +97,26 @@ def new_run_row(
 
 # Runs are read detached (see ``detached``): ``engine.state`` writes the fields a transition changes.
 _RUNS = table_of(RunRow)
-_BY_ID = select(_RUNS).where(_RUNS.c.id == bindparam("id"))
+# Every change of a run reads it FOR UPDATE first (a no-op on SQLite, whose write transactions are
+# exclusive): on PostgreSQL two replicas changing one run at once (a cancel and the turn's end, two submits
+# of tool outputs) then take turns, and the second sees what the first did, instead of both deciding from
+# the status they read and one of them overwriting the other's.
+_FOR_CHANGE = select(_RUNS).where(_RUNS.c.id == bindparam("id")).with_for_update()
 _OWNED = owned(RunRow, "thread_id")
+_OWNED_FOR_CHANGE = _OWNED.with_for_update()
 
 
-async def get_row(session: AsyncSession, tenant: str, thread_id: str, run_id: str) -> RunRow:
+async def get_row(
+    session: AsyncSession, tenant: str, thread_id: str, run_id: str, *, for_change: bool = False
+) -> RunRow:
+    """The run, or OpenAI's 404; ``for_change``: locked until the transaction ends (see ``_FOR_CHANGE``)."""
     params = {"id": run_id, "thread_id": thread_id, "tenant": tenant}
-    return await fetch_owned(session, RunRow, _OWNED, params, "run")
+    return await fetch_owned(session, RunRow, _OWNED_FOR_CHANGE if for_change else _OWNED, params, "run")
 
 
 async def get_row_by_id(session: AsyncSession, run_id: str) -> RunRow | None:
-    return await fetch_one(session, RunRow, _BY_ID, {"id": run_id})
+    """The run, locked for a change until the transaction ends (see ``_FOR_CHANGE``)."""
+    return await fetch_one(session, RunRow, _FOR_CHANGE, {"id": run_id})
 
 
 _STATUS = select(_RUNS.c.status).where(_RUNS.c.id == bindparam("id"))
