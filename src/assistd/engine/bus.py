@@ -33,7 +33,7 @@ class RunSubscription(Protocol):
 
     queue: asyncio.Queue[StreamEvent]
 
-    async def attach(self, run_id: str, after: int | None = None) -> None: ...
+    async def attach(self, run_id: str, after: int | None = None, *, new: bool = False) -> None: ...
 
     def last_seq(self, run_id: str) -> int: ...
 
@@ -88,7 +88,7 @@ class MemorySubscription:
         self._runs: dict[str, int] = {}
         self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
-    async def attach(self, run_id: str, after: int | None = None) -> None:
+    async def attach(self, run_id: str, after: int | None = None, *, new: bool = False) -> None:
         history = self._bus._history(run_id)
         head = history.events[-1][0] if history.events else 0
         self._runs[run_id] = head if after is None else after

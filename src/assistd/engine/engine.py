@@ -152,7 +152,7 @@ class Engine:
         await insert_rows(session, run)
         await self._enqueue_here(session, run.id)
         if listener is not None:
-            await listener.attach(run.id, after=0)
+            await listener.attach(run.id, after=0, new=True)
         wire = run_store.to_wire(run)
         opening = [StreamEvent("thread.run.created", wire), StreamEvent("thread.run.queued", wire)]
         new.run_id, new.opened = run.id, await self.bus.record(session, run.id, opening)

@@ -54,14 +54,25 @@ class LogSubscription:
         self._runs: dict[str, int] = {}  # run id → the last seq handed to this listener
         self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
 
-    async def attach(self, run_id: str, after: int | None = None) -> None:
+    async def attach(self, run_id: str, after: int | None = None, *, new: bool = False) -> None:
         """Listen to ``run_id`` from the event after seq ``after``; None: from the events written after
-        this call (the head is read first)."""
-        if after is None:
-            async with self._bus.db.read() as session:
-                after = (await run_events.heads(session, [run_id])).get(run_id, 0)
+        this call. ``new``: the run is being created in the caller's transaction, so its log is empty.
+
+        A run this process follows already costs no read: its listeners have every event it knows of, and a
+        new one starts at the last of them (later ones wake it as they wake the others). Otherwise the head
+        is read, then the log after it, for the events written in between."""
+        followed = self._bus._followed.get(run_id)
+        catch_up, head = not new, None
+        if after is None and followed is not None:
+            after, catch_up = followed.head, False
+        elif after is None:
+            # Shielded: a caller cancelled meanwhile (a run that ended) leaves the read to finish, rather
+            # than cut it mid-transaction.
+            reading = asyncio.ensure_future(self._bus._head(run_id))
+            reading.add_done_callback(_consume)
+            after = head = await asyncio.shield(reading)
         self._runs[run_id] = after
-        self._bus._follow(run_id, self)
+        self._bus._follow(run_id, self, catch_up=catch_up, head=head)
 
     def last_seq(self, run_id: str) -> int:
         return self._runs.get(run_id, 0)
@@ -128,6 +139,8 @@ class LogBus:
         # PostgreSQL: a slow look at the heads as well, for a wake-up missed while LISTEN reconnected.
         self._safety_poll_seconds = safety_poll_seconds
         self._tasks: list[asyncio.Task[None]] = []
+        # Every read of the log in progress, including those of runs no longer followed (closed at the end).
+        self._reads: set[asyncio.Task[None]] = set()
         self._listen_connection: Any = None
 
     # Lifecycle ----------------------------------------------------------------------------------
@@ -152,10 +165,9 @@ class LogBus:
                         await self.record(session, run_id, taken[run_id])
             except Exception:
                 log.warning("run events queued at shutdown were not written", exc_info=True)
-        for followed in self._followed.values():
-            if followed.reading is not None:
-                followed.reading.cancel()
-                self._tasks.append(followed.reading)
+        for reading in list(self._reads):
+            reading.cancel()
+            self._tasks.append(reading)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
@@ -250,11 +262,21 @@ class LogBus:
         followed = self._followed.get(run_id)
         return followed is not None and bool(followed.listeners)
 
-    def _follow(self, run_id: str, listener: LogSubscription) -> None:
+    async def _head(self, run_id: str) -> int:
+        async with self.db.read() as session:
+            return (await run_events.heads(session, [run_id])).get(run_id, 0)
+
+    def _follow(
+        self, run_id: str, listener: LogSubscription, *, catch_up: bool = True, head: int | None = None
+    ) -> None:
+        """Add ``listener`` to the run's; ``head``: the run's head as just read from the log."""
         followed = self._followed.setdefault(run_id, _Followed())
+        if head is not None:
+            followed.head = max(followed.head, head)
         followed.listeners.add(listener)
-        # It may start behind the others (a resume): read what it lacks.
-        self._wake(run_id, None)
+        if catch_up:
+            # It may start behind the others (a resume), or events came between its head and now.
+            self._wake(run_id, None)
 
     def _unfollow(self, run_id: str, listener: LogSubscription) -> None:
         followed = self._followed.get(run_id)
@@ -262,8 +284,8 @@ class LogBus:
             return
         followed.listeners.discard(listener)
         if not followed.listeners:
-            if followed.reading is not None:
-                followed.reading.cancel()
+            # A read in progress is left to end (it stops, finding no listener): cancelled, it would cut
+            # its transaction and lose its pooled connection, which a run's end must not cost.
             del self._followed[run_id]
 
     def _wake(self, run_id: str, seq: int | None) -> None:
@@ -279,6 +301,8 @@ class LogBus:
             followed.again = True
             return
         followed.reading = asyncio.create_task(self._read(run_id, followed))
+        self._reads.add(followed.reading)
+        followed.reading.add_done_callback(self._reads.discard)
 
     async def _read(self, run_id: str, followed: _Followed) -> None:
         while True:
@@ -361,6 +385,12 @@ class LogBus:
             self._wake(run_id, int(seq))
         except ValueError:
             log.warning("unreadable run event wake-up %r", payload)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a shielded task's outcome, so that one whose caller left does not log it as never seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def decode(entry: LoggedEvent) -> StreamEvent:
