@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # How often a worker prunes the run event log (a cheap delete when there is nothing to prune).
 _PRUNE_EVERY_SECONDS = 60.0
+# Claims of queued runs one worker has under way at once.
+_CLAIMS_AT_ONCE = 8
 
 
 class WorkerPool:
@@ -107,8 +109,20 @@ class WorkerPool:
                 await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
     async def _dispatch(self) -> None:
+        # Claims run side by side, each on a job of its own (the candidates are locked, others skip them):
+        # one at a time, a worker holding hundreds of runs claimed a few a second, each statement of each
+        # claim waiting its turn on a loop busy with the runs in flight (bench/capacity.py).
+        claiming = asyncio.Semaphore(_CLAIMS_AT_ONCE)
         while not self._closing:
             await self._wait_for_work()
+            await claiming.acquire()
+            task = asyncio.create_task(self._claim(claiming))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _claim(self, claiming: asyncio.Semaphore) -> None:
+        """Claim the oldest job nobody holds and start its run, in one transaction, in a free slot."""
+        try:
             await self._slots.acquire()
             try:
                 started = None
@@ -120,19 +134,23 @@ class WorkerPool:
             except BaseException:
                 self._slots.release()
                 raise
-            if claimed is None or started is None:
-                self._slots.release()
-                continue
-            run_id, _, more = claimed
-            if more:
-                self._wake.set()  # another job was ready: claim again at once
-            self._executor.deliver(run_id, started.events)
-            if started.run is None:
-                self._slots.release()
-                continue
-            task = asyncio.create_task(self._run(started.run))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        except Exception:
+            # A database hiccup: the next wake-up or look at the queue claims again.
+            log.exception("could not claim a run")
+            return
+        finally:
+            claiming.release()
+        if claimed is None or started is None:
+            self._slots.release()
+            return
+        run_id, _, more = claimed
+        if more:
+            self._wake.set()  # another job was ready: claim again at once
+        self._executor.deliver(run_id, started.events)
+        if started.run is None:
+            self._slots.release()
+            return
+        await self._run(started.run)
 
     async def _wait_for_work(self) -> None:
         """Until the dispatcher is woken (at start, or after a claim that saw another job ready), or a look

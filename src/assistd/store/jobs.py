@@ -34,7 +34,11 @@ class JobQueue:
         free = jobs.c.locked_until < bindparam("now")
         self._enqueue = insert(jobs)
         self._claimable = select(job).where(free).limit(1)
-        self._candidates = select(job).where(free).order_by(jobs.c.enqueued_at).limit(2)
+        # Locked for the claim's transaction, and skipped by the others' (PostgreSQL; SQLite has one writer):
+        # a worker's claims run side by side, each on a job of its own, none waiting on another's.
+        self._candidates = (
+            select(job).where(free).order_by(jobs.c.enqueued_at).limit(2).with_for_update(skip_locked=True)
+        )
         self._claim = (
             update(jobs)
             .where(job == bindparam("job"), free)
