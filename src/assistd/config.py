@@ -16,6 +16,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".assistd")
     database_url: str | None = None
+    # PostgreSQL connections one process keeps (its LISTEN connection is one more). A run holds one only
+    # for its short transactions, never while its model answers.
+    database_pool_size: int = Field(default=30, ge=1)
     upstream_base_url: str | None = None
     upstream_api_key: SecretStr | None = None
     api_keys: str = ""

@@ -110,7 +110,7 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, role: Role = "both") -> AsyncIterator[Runtime]:
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await prepare_schema(db, auto_migrate=settings.auto_migrate)
     providers = build_providers(settings)
     embedder = build_embedder(settings)
