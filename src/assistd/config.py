@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     metrics: bool = True
 
     # The run engine
-    # Runs one process executes at once; 0: none, an API-only replica (`assistd serve --workers 0`).
-    workers: int = Field(default=64, ge=0)
+    # Runs one process executes at once; 0: none, an API-only replica (`assistd serve --workers 0`). A run
+    # waiting for its model costs about 100-150 KiB and no CPU (bench/capacity.py), so the default lets a
+    # process hold a thousand: a lower cap only queues runs while the model's latency, not the CPU, limits.
+    workers: int = Field(default=1000, ge=0)
     run_lease_seconds: float = Field(default=30.0, gt=0)
     # At SIGTERM, runs in flight may finish for this long (counted from the signal) before they are handed
     # back to other workers; keep it below the supervisor's own stop timeout (docs/deploy.md).
@@ -66,7 +68,9 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=4, ge=0)
     upstream_retry_budget_seconds: float = Field(default=60.0, gt=0)
     upstream_retry_base_seconds: float = Field(default=0.5, ge=0)
-    upstream_max_concurrency: int = Field(default=32, ge=1)
+    # Requests one process has in flight to the upstream (its HTTP connection pool is as large). Lower it
+    # for an upstream that refuses what it cannot queue (e.g. Ollama past OLLAMA_MAX_QUEUE).
+    upstream_max_concurrency: int = Field(default=1000, ge=1)
 
     # The assistant /ask uses when a request names none and its session has none yet: a name or an id.
     # Unset, or absent from the tenant: the tenant's built-in default assistant.

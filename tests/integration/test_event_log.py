@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
+
 from assistd.engine.bus import Sequenced
 from assistd.engine.event_log import LogBus, LogSubscription
 from assistd.engine.events import StreamEvent
@@ -37,10 +39,10 @@ def _numbers(events: list[Sequenced]) -> list[int]:
     return [int(event.data["delta"]["n"]) for _, event in events]  # type: ignore[index]
 
 
-def _run(scenario: Callable[..., Coroutine[Any, Any, None]], migrated_url: str) -> None:
+def _run(scenario: Callable[..., Coroutine[Any, Any, None]], migrated_url: str, **options: float) -> None:
     async def main() -> None:
         dbs = [Database(migrated_url), Database(migrated_url)]
-        buses = [LogBus(db) for db in dbs]
+        buses = [LogBus(db, **options) for db in dbs]
         for bus in buses:
             await bus.start()
         try:
@@ -186,5 +188,89 @@ def test_queued_deltas_are_batched_and_stay_before_what_follows_a_settle(migrate
             listeners[run_id].close()
         async with writer.db.read() as session:
             assert len(await run_events.read_after(session, runs[0], 0)) == 51
+
+    _run(scenario, migrated_url)
+
+
+def test_listening_to_a_run_this_process_follows_reads_nothing(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's later listeners (a worker's cancel watcher, a long poll) start at the last event this process
+    has, without a read; a listener of a run being created reads nothing either. Under load each read
+    would wait for a pooled connection that the runs' own work needs."""
+    reads: list[str] = []
+    heads, read_after = run_events.heads, run_events.read_after
+
+    async def counted_heads(*args: Any, **kwargs: Any) -> dict[str, int]:
+        reads.append("heads")
+        return await heads(*args, **kwargs)
+
+    async def counted_read_after(*args: Any, **kwargs: Any) -> list[run_events.LoggedEvent]:
+        reads.append("read_after")
+        return await read_after(*args, **kwargs)
+
+    async def scenario(bus: LogBus, _other: LogBus) -> None:
+        # On PostgreSQL, once LISTEN connects, every followed run is read (for wake-ups it missed).
+        for _ in range(1000):
+            if bus.db.is_sqlite or bus._listen_connection is not None:
+                break
+            await asyncio.sleep(0.01)
+        monkeypatch.setattr(run_events, "heads", counted_heads)
+        monkeypatch.setattr(run_events, "read_after", counted_read_after)
+        stream = bus.subscription()
+        await stream.attach("run_new", after=0, read=False)
+        await asyncio.sleep(0.1)
+        assert reads == []
+        await bus.publish("run_new", _delta(0), _delta(1))
+        assert _numbers(await _take(stream, 2)) == [0, 1]
+        # This process's own write wakes no read either: its NOTIFY names one of its own connections.
+        await asyncio.sleep(0.1)
+        assert reads == []
+        watcher = bus.subscription()
+        await watcher.attach("run_new")
+        await asyncio.sleep(0.1)
+        assert reads == []
+        await bus.publish("run_new", _delta(2))
+        assert _numbers(await _take(stream, 1)) == [2]
+        assert _numbers(await _take(watcher, 1)) == [2]
+        watcher.close()
+        stream.close()
+
+    # No look at the heads on a timer (SQLite's wake-ups, PostgreSQL's safety net): only attach's reads count.
+    _run(scenario, migrated_url, poll_seconds=3600, safety_poll_seconds=3600)
+
+
+def test_a_listener_that_joins_a_followed_run_gets_what_other_processes_write_next(migrated_url: str) -> None:
+    async def scenario(writer: LogBus, reader: LogBus) -> None:
+        first = reader.subscription()
+        await first.attach("run_f", after=0)
+        await writer.publish("run_f", _delta(0), _delta(1))
+        assert _numbers(await _take(first, 2)) == [0, 1]
+        second = reader.subscription()
+        await second.attach("run_f")
+        await writer.publish("run_f", _delta(2))
+        assert _numbers(await _take(second, 1)) == [2]
+        assert _numbers(await _take(first, 1)) == [2]
+        await asyncio.sleep(0.2)
+        assert second.queue.empty()
+        first.close()
+        second.close()
+
+    _run(scenario, migrated_url)
+
+
+def test_the_last_listener_leaving_lets_a_read_in_progress_end(migrated_url: str) -> None:
+    """Closing a run's last listener while its log is being read must not cancel the read mid-transaction
+    (the pool would log an error closing the connection and lose it)."""
+
+    async def scenario(writer: LogBus, reader: LogBus) -> None:
+        await writer.publish("run_g", *[_delta(n) for n in range(5)])
+        listener = reader.subscription()
+        await listener.attach("run_g", after=0)  # starts a read of the five events
+        reading = reader._followed["run_g"].reading
+        assert reading is not None
+        listener.close()
+        await asyncio.wait_for(reading, 10)
+        assert not reading.cancelled()
 
     _run(scenario, migrated_url)

@@ -60,18 +60,28 @@ class LogSubscription:
 
     async def attach(self, run_id: str, after: int | None = None, *, read: bool = True) -> None:
         """Listen to ``run_id`` from the event after seq ``after``; None: from the events written after
-        this call (the head is read first). ``read=False``: see ``RunSubscription.attach``; a wake-up
-        missed meanwhile is still caught by the look at the heads every ``safety_poll_seconds``."""
+        this call. ``read=False``: see ``RunSubscription.attach``; a wake-up missed meanwhile is still
+        caught by the look at the heads every ``safety_poll_seconds``."""
         if after is not None:
             self._runs[run_id] = after
             self._bus._follow(run_id, self, read=read)
+            return
+        followed = self._bus._followed.get(run_id)
+        if followed is not None and self._bus._positions(run_id, followed):
+            # A run this process follows costs no read: its listeners have every event it knows of, and
+            # a new one starts at the last of them (later ones wake it as they wake the others).
+            self._runs[run_id] = followed.head
+            self._bus._follow(run_id, self, read=False)
             return
         # Followed before the head is read, so that what is written meanwhile raises the run's known
         # head; the log is read only then, not on every attach (a long poll attaches once per call).
         followed = self._bus._follow(run_id, self, read=False)
         try:
-            async with self._bus.db.read() as session:
-                head = (await run_events.heads(session, [run_id])).get(run_id, 0)
+            # Shielded: a caller cancelled meanwhile (a run that ended) leaves the read to finish rather
+            # than cut its transaction, which would cost the pooled connection.
+            reading = asyncio.ensure_future(self._bus._head(run_id))
+            reading.add_done_callback(_consume)
+            head = await asyncio.shield(reading)
         except BaseException:
             self._bus._unfollow(run_id, self)
             raise
@@ -155,6 +165,8 @@ class LogBus:
         # PostgreSQL: a slow look at the heads as well, for a wake-up missed while LISTEN reconnected.
         self._safety_poll_seconds = safety_poll_seconds
         self._tasks: list[asyncio.Task[None]] = []
+        # Every read of the log in progress, including those of runs no longer followed (closed at the end).
+        self._reads: set[asyncio.Task[None]] = set()
         self._listen_connection: Any = None
 
     # Lifecycle ----------------------------------------------------------------------------------
@@ -179,10 +191,9 @@ class LogBus:
                         await self.record(session, run_id, taken[run_id])
             except Exception:
                 log.warning("run events queued at shutdown were not written", exc_info=True)
-        for followed in self._followed.values():
-            if followed.reading is not None:
-                followed.reading.cancel()
-                self._tasks.append(followed.reading)
+        for reading in list(self._reads):
+            reading.cancel()
+            self._tasks.append(reading)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
@@ -287,6 +298,10 @@ class LogBus:
         followed = self._followed.get(run_id)
         return followed is not None and bool(followed.listeners)
 
+    async def _head(self, run_id: str) -> int:
+        async with self.db.read() as session:
+            return (await run_events.heads(session, [run_id])).get(run_id, 0)
+
     def _follow(self, run_id: str, listener: LogSubscription, *, read: bool) -> _Followed:
         followed = self._followed.setdefault(run_id, _Followed())
         followed.listeners.add(listener)
@@ -302,8 +317,8 @@ class LogBus:
             return
         followed.listeners.discard(listener)
         if not followed.listeners:
-            if followed.reading is not None:
-                followed.reading.cancel()
+            # A read in progress is left to end (it stops, finding no listener): cancelled, it would cut
+            # its transaction and lose its pooled connection, which a run's end must not cost.
             del self._followed[run_id]
 
     def _wake(self, run_id: str, seq: int | None) -> None:
@@ -319,6 +334,8 @@ class LogBus:
             followed.again = True
             return
         followed.reading = asyncio.create_task(self._read(run_id, followed))
+        self._reads.add(followed.reading)
+        followed.reading.add_done_callback(self._reads.discard)
 
     @staticmethod
     def _positions(run_id: str, followed: _Followed) -> list[int]:
@@ -421,6 +438,12 @@ class LogBus:
             self._wake(run_id, int(seq))
         except ValueError:
             log.warning("unreadable run event wake-up %r", payload)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a shielded task's outcome, so that one whose caller left does not log it as never seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def decode(entry: LoggedEvent) -> StreamEvent:

@@ -36,11 +36,19 @@ class UpstreamProvider:
         max_retries: int = 4,
         retry_budget: float = 60.0,
         retry_base: float = 0.5,
-        max_concurrency: int = 32,
+        max_concurrency: int = 1000,
     ) -> None:
         self._api_key = api_key or ""
+        # As many connections as requests in flight, all kept alive between them: the SDK's default pool
+        # (1,000 connections, 100 kept) would cap a larger limit, and would open and close a connection per
+        # request past 100 at once, leaving sockets in TIME_WAIT by the thousand at a high run rate.
+        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
         )
         self._retry = RetryPolicy("The model provider", self._api_key, max_retries, retry_budget, retry_base)
         # ``max_concurrency`` is the deployment's: each executing process holds its share (``share``).
