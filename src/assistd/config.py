@@ -16,9 +16,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".assistd")
     database_url: str | None = None
-    # PostgreSQL connections each process keeps open (as many more are opened under peaks, then closed).
-    # A connection opened per transaction would cost its setup and its prepared statements every time.
-    database_pool_size: int = Field(default=20, ge=1)
+    # PostgreSQL connections each process keeps open, and its transactions at once (the others wait their
+    # turn; one opened inside another may take up to as many more). Ten keep two cores busy: more would
+    # only run more transactions side by side on the same CPU, and crowd PostgreSQL's max_connections.
+    database_pool_size: int = Field(default=10, ge=1)
     upstream_base_url: str | None = None
     upstream_api_key: SecretStr | None = None
     api_keys: str = ""

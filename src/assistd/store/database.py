@@ -55,7 +55,7 @@ class Database:
     through a second engine whose transactions don't, so polls never queue behind writers.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = async_url(url)
         self.backend_pids: set[int] = set()
         self.is_sqlite = self.url.startswith("sqlite")
