@@ -89,6 +89,8 @@ CHUNKS = ["Hello", " from", " the", " capacity", " bench."]
 # socket and the upstream connection), and spare ones (the database, logs, the model files).
 FDS_PER_RUN = 2
 FDS_SPARE = 512
+# PostgreSQL connections the split mode may hold: two processes' pools and LISTEN connections, the sampler's.
+PG_CONNECTIONS_WANTED = 2 * 31 + 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,8 +156,18 @@ def pg_database(admin_url: str) -> Iterator[str]:
         connection = await asyncpg.connect(admin_url)
         try:
             await connection.execute(sql)
+            free = await connection.fetchval(
+                "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+            )
         finally:
             await connection.close()
+        if free < PG_CONNECTIONS_WANTED:
+            # Another user of the server holds the rest: runs may fail on "too many clients already".
+            print(
+                f"capacity: warning: PostgreSQL has {free} connections free, the split mode may open "
+                f"{PG_CONNECTIONS_WANTED}",
+                file=sys.stderr,
+            )
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
