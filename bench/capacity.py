@@ -26,9 +26,9 @@ Measured:
   with a 2 s reply the plateau is when the last runs are still being created;
 - the servers' RSS over its baseline (after a warm-up) per run in flight, at the moment most runs were in
   flight (created, their first event read, not ended);
-- on PostgreSQL: the database's own CPU (the postmaster and every backend, those that ended too), its
-  transactions per run (``pg_stat_database``), the peak of its connections to the benchmark's database,
-  and the queue (runs still ``queued``) over time in the JSON;
+- on PostgreSQL: the CPU of the backends serving the benchmark's database (``Backends``), its
+  transactions per run (``pg_stat_database``), the peak of its connections and how many were opened during
+  the burst, and the queue (runs still ``queued``) over time in the JSON;
 - the whole machine's busy cores, and how many of them were not this benchmark's processes (others
   sharing the machine).
 
@@ -89,6 +89,8 @@ CHUNKS = ["Hello", " from", " the", " capacity", " bench."]
 # socket and the upstream connection), and spare ones (the database, logs, the model files).
 FDS_PER_RUN = 2
 FDS_SPARE = 512
+# PostgreSQL connections the split mode may hold: two processes' pools and LISTEN connections, the sampler's.
+PG_CONNECTIONS_WANTED = 2 * 31 + 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,8 +156,18 @@ def pg_database(admin_url: str) -> Iterator[str]:
         connection = await asyncpg.connect(admin_url)
         try:
             await connection.execute(sql)
+            free = await connection.fetchval(
+                "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+            )
         finally:
             await connection.close()
+        if free < PG_CONNECTIONS_WANTED:
+            # Another user of the server holds the rest: runs may fail on "too many clients already".
+            print(
+                f"capacity: warning: PostgreSQL has {free} connections free, the split mode may open "
+                f"{PG_CONNECTIONS_WANTED}",
+                file=sys.stderr,
+            )
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
@@ -206,27 +218,34 @@ def machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds(postmaster: int | None) -> float:
-    """CPU seconds of PostgreSQL: the postmaster, its live children and those it reaped (cutime, cstime:
-    connections closed meanwhile count too). NaN when its processes cannot be read (another user's)."""
-    if postmaster is None:
-        return math.nan
-    try:
-        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    total = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    for child in _tree(postmaster)[1:]:
-        used = cpu_seconds(child)
-        total += 0.0 if math.isnan(used) else used
-    return total
+class Backends:
+    """The CPU of the PostgreSQL backends that serve one database, followed by sampling ``pg_stat_activity``:
+    each backend's last reading counts, so one that ends between two samples loses its last tenth of a second
+    at most. PostgreSQL's shared processes (WAL writer, checkpointer...) and other databases' backends (other
+    users of a shared server) are not counted."""
 
+    def __init__(self) -> None:
+        self._base: dict[int, float] = {}
+        self._last: dict[int, float] = {}
 
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+    def read(self, pids: list[int], *, start: bool = False) -> None:
+        for pid in pids:
+            used = cpu_seconds(pid)
+            if math.isnan(used):
+                continue
+            self._last[pid] = used
+            if start:
+                self._base[pid] = used
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds since the start reading (a backend born since counts from zero)."""
+        return sum(used - self._base.get(pid, 0.0) for pid, used in self._last.items())
+
+    @property
+    def opened(self) -> int:
+        """Backends (connections) that started since the start reading."""
+        return len(set(self._last) - set(self._base))
 
 
 def rss_bytes(pid: int) -> int:
@@ -408,7 +427,8 @@ class Burst:
     upstream_cpu: float = 0.0
     machine_cpu: float = 0.0  # CPU seconds every process on the machine used meanwhile
     transactions: float = math.nan  # PostgreSQL: transactions committed or rolled back in the database
-    postgres_cpu: float | None = None
+    postgres_cpu: float | None = None  # the benchmark database's backends (Backends)
+    connections_opened: int | None = None
 
 
 async def _setup(base_url: str, threads: int) -> tuple[str, list[str]]:
@@ -475,12 +495,19 @@ async def _burst(
     baseline_rss = sum(rss_bytes(pid) for pid in pids)
     pg = await _pg_connections(pg_url)
     database = urlsplit(pg_url).path.lstrip("/") if pg_url else ""
-    postmaster = None if pg is None else _parent(await pg.fetchval("SELECT pg_backend_pid()"))
+    backends = Backends()
+
+    async def backend_pids() -> list[int]:
+        assert pg is not None
+        found = await pg.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+        return [int(row["pid"]) for row in found]
+
     baseline_cpu = sum(cpu_seconds(pid) for pid in pids)
     upstream_before = cpu_seconds(upstream_pid)
     client_before = time.process_time()
     machine_before = machine_cpu_seconds()
-    postgres_before = postgres_cpu_seconds(postmaster)
+    if pg is not None:
+        backends.read(await backend_pids(), start=True)
     transactions_before = await _transactions(pg, database)
     outcomes = [Outcome() for _ in threads]
     samples: list[Sample] = []
@@ -493,9 +520,9 @@ async def _burst(
             opened = sum(1 for o in outcomes if o.started and o.ended is None and not o.error)
             connections = queued = None
             if pg is not None:
-                connections = await pg.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
-                )
+                serving = await backend_pids()
+                connections = len(serving)
+                backends.read(serving)
                 queued = await pg.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'")
             samples.append(
                 Sample(
@@ -531,8 +558,10 @@ async def _burst(
         client_cpu=time.process_time() - client_before,
         upstream_cpu=cpu_seconds(upstream_pid) - upstream_before,
         machine_cpu=machine_cpu_seconds() - machine_before,
-        postgres_cpu=postgres_cpu_seconds(postmaster) - postgres_before if postmaster else None,
     )
+    if pg is not None:
+        backends.read(await backend_pids())
+        burst.postgres_cpu, burst.connections_opened = backends.cpu, backends.opened
     if pg is not None:
         # Less the sampler's own two statements a sample (each a transaction of its own).
         ended = await _transactions(pg, database)
@@ -678,6 +707,8 @@ def _report(result: Result, burst: Burst, runs: int, upstream_seconds: float, pr
         result.metric("PostgreSQL CPU per run", burst.postgres_cpu / runs * 1000, "ms")
     if not math.isnan(burst.transactions):
         result.metric("PostgreSQL transactions per run", burst.transactions / runs, "")
+    if burst.connections_opened is not None:
+        result.metric("PostgreSQL connections opened", float(burst.connections_opened), "")
     ours = cpu + burst.client_cpu + burst.upstream_cpu + (burst.postgres_cpu or 0.0)
     result.metric("machine cores busy (every process)", burst.machine_cpu / burst.wall, "cores")
     result.metric("of which not this benchmark's", max(0.0, burst.machine_cpu - ours) / burst.wall, "cores")

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 
     # The run engine
     # Runs one process executes at once; 0: none, an API-only replica (`assistd serve --workers 0`). A run
-    # waiting for its model costs about 100-150 KiB and no CPU (bench/capacity.py), so the default lets a
+    # waiting for its model costs about 100 KiB and almost no CPU (bench/capacity.py), so the default lets a
     # process hold a thousand: a lower cap only queues runs while the model's latency, not the CPU, limits.
     workers: int = Field(default=1000, ge=0)
     run_lease_seconds: float = Field(default=30.0, gt=0)
