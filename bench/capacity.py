@@ -53,11 +53,9 @@ import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -71,11 +69,12 @@ if __package__ in (None, ""):
 from bench.common import (
     API_KEY,
     MODEL,
-    TESTS,
     Latency,
     Result,
     arg_parser,
     cpu_seconds,
+    fake_upstream_process,
+    pg_database,
     print_results,
     write_json,
 )
@@ -119,61 +118,23 @@ def slow_upstream(seconds: float) -> Iterator[tuple[str, int]]:
     """``tests/fake_upstream.py`` in its own process, each reply taking ``seconds``: the role chunk at once,
     then each content chunk and the final one evenly spaced, the last at ``seconds``. Yields (url, pid)."""
     delay = seconds / (len(CHUNKS) + 1)
-    command = [
-        sys.executable,
-        str(TESTS / "fake_upstream.py"),
-        "--port",
-        "0",
-        "--text",
-        "".join(CHUNKS),
-        "--chunk-delay",
-        repr(delay),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("fake upstream listening on "):
-            raise RuntimeError(f"fake upstream did not start (exit {process.poll()})")
-        yield line.rsplit(" ", 1)[1].strip(), process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with fake_upstream_process(
+        "--text", "".join(CHUNKS), "--chunk-delay", repr(delay), instant=False
+    ) as found:
+        yield found
 
 
-@contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    import asyncpg
-
-    name = f"assistd_capacity_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(admin_url)
-        try:
-            await connection.execute(sql)
-            free = await connection.fetchval(
-                "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
-            )
-        finally:
-            await connection.close()
-        if free < PG_CONNECTIONS_WANTED:
-            # Another user of the server holds the rest: runs may fail on "too many clients already".
-            print(
-                f"capacity: warning: PostgreSQL has {free} connections free, the split mode may open "
-                f"{PG_CONNECTIONS_WANTED}",
-                file=sys.stderr,
-            )
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+async def _warn_when_connections_short(connection: Any) -> None:
+    free = await connection.fetchval(
+        "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+    )
+    if free < PG_CONNECTIONS_WANTED:
+        # Another user of the server holds the rest: runs may fail on "too many clients already".
+        print(
+            f"capacity: warning: PostgreSQL has {free} connections free, the split mode may open "
+            f"{PG_CONNECTIONS_WANTED}",
+            file=sys.stderr,
+        )
 
 
 def _start(
@@ -609,7 +570,11 @@ def measure(
     admin = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
     with ExitStack() as stack:
         upstream, upstream_pid = stack.enter_context(slow_upstream(upstream_seconds))
-        pg_url = None if mode == "sqlite" else stack.enter_context(pg_database(admin))
+        pg_url = (
+            None
+            if mode == "sqlite"
+            else stack.enter_context(pg_database(admin, _warn_when_connections_short))
+        )
         if mode == "pg-split":
             assert pg_url is not None
             api = _start(stack, pg_url, upstream, env, api=True)

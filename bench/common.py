@@ -8,6 +8,7 @@ Every benchmark talks to a real ``python -m assistd serve`` subprocess over HTTP
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -16,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -246,9 +248,13 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def fake_upstream_process(*args: str, timeout: float = 20.0) -> Iterator[tuple[str, int]]:
-    """``tests/fake_upstream.py --port 0 --instant ARGS`` in its own process; yields (base_url, pid)."""
-    command = [sys.executable, str(TESTS / "fake_upstream.py"), "--port", "0", "--instant", *args]
+def fake_upstream_process(
+    *args: str, timeout: float = 20.0, instant: bool = True
+) -> Iterator[tuple[str, int]]:
+    """``tests/fake_upstream.py --port 0 [--instant] ARGS`` in its own process; yields (base_url, pid)."""
+    command = [sys.executable, str(TESTS / "fake_upstream.py"), "--port", "0", *args]
+    if instant:
+        command.append("--instant")
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
     )
@@ -272,6 +278,30 @@ def fake_upstream_process(*args: str, timeout: float = 20.0) -> Iterator[tuple[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def pg_database(admin_url: str, check: Callable[[Any], Awaitable[None]] | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database on ``admin_url``'s server, dropped afterwards; ``check`` is awaited with
+    the admin connection first (e.g. to warn about the server's free connections)."""
+    import asyncpg
+
+    name = f"assistd_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str, *, checking: bool = False) -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            if checking and check is not None:
+                await check(connection)
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"', checking=True))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager

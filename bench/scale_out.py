@@ -17,9 +17,7 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -36,6 +34,7 @@ from bench.common import (
     cpu_seconds,
     create_assistant,
     fake_upstream_process,
+    pg_database,
     postgres_cpu_seconds,
     print_results,
     write_json,
@@ -47,24 +46,6 @@ from server import AssistdServer
 
 TARGET_RUNS_PER_SECOND = 100.0
 TARGET_OVERHEAD_MS = 10.0
-
-
-@contextmanager
-def _pg_database(admin_url: str) -> Iterator[str]:
-    name = f"assistd_bench_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(admin_url)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _start(
@@ -224,15 +205,15 @@ def main() -> None:
             results.append(
                 _throughput(f"SQLite, {label}", sqlite_url, 0, args.clients, duration, warmup, serve_args)
             )
-        with _pg_database(admin) as url:
+        with pg_database(admin) as url:
             results.append(
                 _throughput(f"PostgreSQL, {label}", url, 0, args.clients, duration, warmup, serve_args)
             )
     for workers in (1, 2, 4):
-        with _pg_database(admin) as url:
+        with pg_database(admin) as url:
             label = f"PostgreSQL, API replica + {workers} worker{'s' if workers > 1 else ''}"
             results.append(_throughput(label, url, workers, args.clients, duration, warmup))
-    with _pg_database(admin) as url:
+    with pg_database(admin) as url:
         results.append(_overhead(url, streams))
     print_results(results)
     write_json(args.json, results)
