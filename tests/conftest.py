@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,15 @@ def server(
     srv = start_server(tmp_path_factory, databases, fake, upstream_timeout_seconds="3")
     yield srv
     srv.stop()
+
+
+def wait_for_processes(server: AssistdServer, processes: int, timeout: float = 60.0) -> None:
+    """Until all of ``serve --processes N``'s processes are up: /healthz answers once one is ready, and
+    each claims its numbered slot file first thing."""
+    deadline = time.monotonic() + timeout
+    while len(list((server.data_dir / "relay").glob("slot-*.lock"))) < processes:
+        assert time.monotonic() < deadline, "not every process of the server started"
+        time.sleep(0.1)
 
 
 def make_client(server: AssistdServer, key: str = KEYS[0]) -> OpenAI:

@@ -23,7 +23,7 @@ from openai import OpenAI
 from assistd.store import code_sessions
 from assistd.store.code_sessions import CodeSession
 from assistd.store.database import Database
-from conftest import Databases, make_client, start_server
+from conftest import Databases, make_client, start_server, wait_for_processes
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from server import KEYS, AssistdServer
 
@@ -64,10 +64,7 @@ def two(
     """`serve --processes 2`: both processes create and execute runs."""
     srv = start_server(tmp_path_factory, databases, fake, processes="2", long_poll_seconds="20")
     try:
-        deadline = time.monotonic() + 60
-        while len(list((srv.data_dir / "relay").glob("slot-*.lock"))) < 2:
-            assert time.monotonic() < deadline, "the second process never started"
-            time.sleep(0.1)
+        wait_for_processes(srv, 2)
         yield srv
     finally:
         srv.stop()

@@ -8,7 +8,6 @@ run, and never heard of its end, would time the test out instead of answering la
 from __future__ import annotations
 
 import fcntl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from openai import OpenAI
 from openai.types.beta import AssistantStreamEvent
 
-from conftest import Databases, start_server
+from conftest import Databases, start_server, wait_for_processes
 from fake_upstream import FakeUpstream, Text
 from server import KEYS, AssistdServer
 
@@ -39,12 +38,7 @@ def two(
         run_lease_seconds="120",
     )
     try:
-        # /healthz answers once one process is ready; the other may still be starting. Each process
-        # claims its numbered slot file first thing.
-        deadline = time.monotonic() + 60
-        while len(list((srv.data_dir / "relay").glob("slot-*.lock"))) < 2:
-            assert time.monotonic() < deadline, "the second process never started"
-            time.sleep(0.1)
+        wait_for_processes(srv, 2)
         yield srv
     finally:
         srv.stop()
