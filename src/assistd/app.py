@@ -31,6 +31,7 @@ from .api import (
     vector_stores,
 )
 from .api.auth import KeyRing
+from .api.body_limits import BodyLimits
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
 from .config import Settings
@@ -101,6 +102,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keyring = KeyRing(settings.api_key_list)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst).install(app)
     app.state.ready = False
+    # Inside CORS, so that a browser can read the refusal of a body.
+    app.add_middleware(
+        BodyLimits,
+        max_json_bytes=settings.max_json_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+        min_bytes_per_second=settings.body_min_bytes_per_second,
+    )
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

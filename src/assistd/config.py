@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     # Unset, or absent from the tenant: the tenant's built-in default assistant.
     ask_default_assistant: str | None = None
 
+    # Request bodies (docs/reliability.md, "Limits"). A JSON body past this is refused with 413 before it
+    # is parsed; 32 MiB holds the largest legitimate one, a thread created with 32 messages of 256,000
+    # characters each, in any script's UTF-8.
+    max_json_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # A body must arrive within this many seconds, plus one for every body_min_bytes_per_second it has sent
+    # (a large upload on a slow link still may); past it, 408 and the connection closes (slow loris).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_min_bytes_per_second: int = Field(default=64 * 1024, ge=1)
+
     # Files and retrieval
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     # An OpenAI-compatible /v1/embeddings service; unset: the local model ASSISTD_LOCAL_EMBEDDINGS names.

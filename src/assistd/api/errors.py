@@ -117,7 +117,7 @@ def error_response(exc: AssistdError) -> JSONResponse:
 
 def _is_branch_label(part: object) -> bool:
     return isinstance(part, str) and (
-        part.startswith(("function-", "list[", "literal["))
+        part.startswith(("function-", "list[", "literal[", "constrained-"))
         or "[" in part
         or part in ("str", "int", "float", "bool", "dict")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -140,10 +141,40 @@ class SparseModel(BaseModel):
 # Tools ------------------------------------------------------------------------------------------
 
 
+# A function's ``parameters`` schema goes to the model with every run that has the tool, and is walked by
+# the code that adapts it per provider. OpenAI documents no bound; these keep one schema far below the body
+# limit yet far above any real one (Structured Outputs itself allows 5,000 properties, 10 levels deep).
+MAX_SCHEMA_BYTES = 64 * 1024  # as compact UTF-8 JSON
+MAX_SCHEMA_DEPTH = 32  # objects and arrays within one another
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _check_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    # Depth first: it bounds the recursion of serializing it for the size.
+    if _depth(value) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"a schema may nest objects and arrays at most {MAX_SCHEMA_DEPTH} levels deep")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_SCHEMA_BYTES:
+        raise ValueError(f"a schema may be at most {MAX_SCHEMA_BYTES} bytes of JSON, not {size}")
+    return value
+
+
+JsonSchema = Annotated[dict[str, Any] | None, AfterValidator(_check_schema)]
+
+
 class FunctionDefinition(SparseModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonSchema = None
     strict: bool | None = None
 
 
@@ -269,7 +300,7 @@ class JsonSchemaFormat(SparseModel):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JsonSchema = Field(default=None, alias="schema")
     strict: bool | None = None
 
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from .common import CodeInterpreterTool, Metadata, RequestModel, SparseModel, WireModel
+from .common import CodeInterpreterTool, Metadata, ParamValueError, RequestModel, SparseModel, WireModel
+
+# OpenAI refuses a message whose text is over 256,000 characters (its bound on instructions too).
+MAX_MESSAGE_TEXT = 256_000
+# OpenAI documents no bound on content parts; text is bounded above, and a model sees few images at once.
+MAX_CONTENT_PARTS = 32
+# OpenAI's bound on the files of one message (documented with v1's file_ids, kept for attachments).
+MAX_ATTACHMENTS = 10
 
 # Content as the client sends it -----------------------------------------------------------------
 
 
 class TextPartParam(BaseModel):
     type: Literal["text"]
-    text: str
+    text: str = Field(max_length=MAX_MESSAGE_TEXT)
 
 
 class ImageFileParam(SparseModel):
@@ -55,9 +62,25 @@ class Attachment(BaseModel):
 
 class MessageCreateParams(RequestModel):
     role: Literal["user", "assistant"]
-    content: str | Annotated[list[ContentPartParam], Field(min_length=1)]
-    attachments: list[Attachment] | None = None
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_TEXT)]
+        | Annotated[list[ContentPartParam], Field(min_length=1, max_length=MAX_CONTENT_PARTS)]
+    )
+    attachments: list[Attachment] | None = Field(default=None, max_length=MAX_ATTACHMENTS)
     metadata: Metadata = None
+
+    @model_validator(mode="after")
+    def _text_in_all(self) -> MessageCreateParams:
+        # Each part is bounded alone above; the bound is on the message's text, so on the parts together.
+        if isinstance(self.content, list):
+            total = sum(len(part.text) for part in self.content if isinstance(part, TextPartParam))
+            if total > MAX_MESSAGE_TEXT:
+                raise ParamValueError(
+                    f"the text of a message may be at most {MAX_MESSAGE_TEXT} characters in all, "
+                    f"not {total}.",
+                    "content",
+                )
+        return self
 
 
 class MessageUpdateParams(RequestModel):
