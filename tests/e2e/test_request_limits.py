@@ -336,7 +336,7 @@ def _error_body(response: httpx.Response, status: int, param: str | None) -> dic
     return dict(error)
 
 
-def test_json_body_size(limited_client: OpenAI) -> None:
+def test_json_body_size(limited: AssistdServer, limited_client: OpenAI) -> None:
     beta = limited_client.beta
     before = len(beta.assistants.list().data)
     error = refused(
@@ -344,6 +344,8 @@ def test_json_body_size(limited_client: OpenAI) -> None:
     )
     assert error["code"] == "request_too_large" and str(JSON_LIMIT) in error["message"]
     refused(lambda: beta.threads.create(messages=[{"role": "user", "content": "m" * JSON_LIMIT}]), None, 413)
+    status, headers, answer = _declared_only(limited, "/v1/assistants", "application/json")
+    assert (status, headers["connection"], answer["error"]["code"]) == (413, "close", "request_too_large")
     assert len(beta.assistants.list().data) == before
     # Just within it: the body is read and the request served.
     fits = beta.assistants.create(model="fake-model", instructions="i" * (JSON_LIMIT - 1024))
@@ -397,10 +399,13 @@ def test_upload_size(limited: AssistdServer, limited_client: OpenAI) -> None:
         response = http.post(
             "/files", content=body, headers={"content-type": "multipart/form-data; boundary=bnd"}
         )
-    error = _error_body(response, 413, "file")
-    assert error["code"] == "request_too_large"
+    error = _error_body(response, 400, "file")
+    assert error["code"] == "file_too_large" and str(UPLOAD_LIMIT) in error["message"]
     assert response.headers["connection"] == "close"
     assert body.sent < ENDLESS
+    # A body declared past the limit is refused before any of it is sent.
+    status, headers, answer = _declared_only(limited, "/v1/files", "multipart/form-data; boundary=bnd")
+    assert (status, headers["connection"], answer["error"]["code"]) == (400, "close", "file_too_large")
     assert {f.id for f in files.list()} == before
     # At the limit: stored whole.
     kept = files.create(file=("fits.txt", b"y" * UPLOAD_LIMIT), purpose="assistants")
@@ -418,6 +423,20 @@ def _slow_request(server: AssistdServer, path: str, content_type: str, first: by
         + first
     )
     return sock
+
+
+def _declared_only(server: AssistdServer, path: str, content_type: str) -> tuple[int, dict[str, str], Any]:
+    """The answer to a request that declares a terabyte of body and sends none of it."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEYS[0]}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {10**12}\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after its answer
+            answer += chunk
+    return _parse(answer)
 
 
 def _trickle_until_answered(socks: list[socket.socket], answers: dict[int, bytes]) -> None:

@@ -3,9 +3,9 @@
 Checked as the bytes arrive, before any endpoint parses them: a declared ``Content-Length`` over the bound
 is refused before a byte of the body is read, and a chunked body that runs past it is cut there, so no
 body is ever held in memory whole past its bound. A body that trickles in (slow loris) is cut at its
-deadline. Either way the client is answered in OpenAI's error body (413 or 408) on a connection that then
-closes: what is left of the body is never read. The endpoint, which saw the body end early, answers
-nothing more; no database session is open while a body arrives (endpoints read it first).
+deadline. Either way the client is answered in OpenAI's error body (413, an upload's 400, or 408) on a
+connection that then closes: what is left of the body is never read. The endpoint, which saw the body end
+early, answers nothing more; no database session is open while a body arrives (endpoints read it first).
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ class _BodyRefused(AssistdError):
         self.status_code = status
 
 
-def _too_large(limit: int, param: str | None) -> _BodyRefused:
-    return _BodyRefused(
-        f"The request body is too large: it may be at most {limit} bytes.", 413, "request_too_large", param
-    )
-
-
 class BodyLimits:
     """ASGI middleware: ``max_json_bytes`` bounds every body but an upload's (POST /v1/files), which may
     be ``max_upload_bytes`` of file plus its form; each body must arrive within ``timeout_seconds``, plus
@@ -56,28 +50,45 @@ class BodyLimits:
         min_bytes_per_second: int,
     ) -> None:
         self.app = app
-        self.max_json_bytes = max_json_bytes
-        self.max_upload_bytes = max_upload_bytes + _FORM_ALLOWANCE
         self.timeout_seconds = timeout_seconds
         self.min_bytes_per_second = min_bytes_per_second
+        # A JSON body has no one parameter to name.
+        self.json_bound = (
+            max_json_bytes,
+            _BodyRefused(
+                f"The request body is too large: it may be at most {max_json_bytes} bytes.",
+                413,
+                "request_too_large",
+            ),
+        )
+        # An upload past its bound is refused as the upload endpoint refuses a file too large (its body
+        # may run a little past the file's bound, by the form around the file, before it is cut).
+        self.upload_bound = (
+            max_upload_bytes + _FORM_ALLOWANCE,
+            _BodyRefused(
+                f"Invalid 'file': files may be at most {max_upload_bytes} bytes.",
+                400,
+                "file_too_large",
+                "file",
+            ),
+        )
 
-    def limit_of(self, scope: Scope) -> tuple[int, str | None]:
-        """The bound of this request's body, and the parameter that runs past it: an upload's ``file``;
-        a JSON body has no one parameter to name."""
+    def bound_of(self, scope: Scope) -> tuple[int, _BodyRefused]:
+        """The most bytes this request's body may have, and the answer to one that has more."""
         if scope["method"] == "POST" and scope["path"].rstrip("/") == _UPLOAD_PATH:
-            return self.max_upload_bytes, "file"
-        return self.max_json_bytes, None
+            return self.upload_bound
+        return self.json_bound
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, param = self.limit_of(scope)
+        limit, too_large = self.bound_of(scope)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await error_response(_too_large(limit, param))(scope, receive, send)
+            await error_response(too_large)(scope, receive, send)
             return
-        await _Guarded(self, scope, receive, send, limit, param).run()
+        await _Guarded(self, scope, receive, send, limit, too_large).run()
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -94,10 +105,16 @@ class _Guarded:
     """One request, its body counted and timed as the endpoint reads it."""
 
     def __init__(
-        self, limits: BodyLimits, scope: Scope, receive: Receive, send: Send, limit: int, param: str | None
+        self,
+        limits: BodyLimits,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        too_large: _BodyRefused,
     ) -> None:
         self.limits, self.scope, self._receive, self._send = limits, scope, receive, send
-        self.limit, self.param = limit, param
+        self.limit, self.too_large = limit, too_large
         self.started = time.monotonic()
         self.received = 0
         self.ended = False
@@ -136,7 +153,7 @@ class _Guarded:
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.limit:
-                return await self.refuse(_too_large(self.limit, self.param))
+                return await self.refuse(self.too_large)
             self.ended = not message.get("more_body", False)
         return message
 
