@@ -143,7 +143,7 @@ class SparseModel(BaseModel):
 
 # A function's ``parameters`` schema goes to the model with every run that has the tool, and is walked by
 # the code that adapts it per provider. OpenAI documents no bound; these keep one schema far below the body
-# limit yet far above any real one (Structured Outputs itself allows 5,000 properties, 10 levels deep).
+# limit (128 tools of it fit) yet far above any real one.
 MAX_SCHEMA_BYTES = 64 * 1024  # as compact UTF-8 JSON
 MAX_SCHEMA_DEPTH = 32  # objects and arrays within one another
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from .common import CodeInterpreterTool, Metadata, ParamValueError, RequestModel, SparseModel, WireModel
 
-# OpenAI refuses a message whose text is over 256,000 characters (its bound on instructions too).
+# OpenAI's bound on instructions; its OpenAPI description states none for a message's text, so the same.
 MAX_MESSAGE_TEXT = 256_000
 # OpenAI documents no bound on content parts; text is bounded above, and a model sees few images at once.
 MAX_CONTENT_PARTS = 32
