@@ -505,3 +505,35 @@ def test_slow_bodies_are_cut_and_block_nothing(limited: AssistdServer, limited_c
     assert [f.filename for f in limited_client.files.list()].count("big.txt") == 0
     # The endpoints saw their bodies end early and answered nothing more: no error of theirs was logged.
     assert "Traceback" not in limited.log()
+
+
+def _paced(head: bytes, tail: bytes, size: int, step: int, pause: float) -> Iterator[bytes]:
+    yield head
+    for _ in range(size // step):
+        time.sleep(pause)
+        yield b"i" * step
+    yield tail
+
+
+def test_the_deadline_grows_with_what_arrives(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> None:
+    # Two seconds, and one more for every KiB sent: a body at twice that pace arrives whole whatever its
+    # length; one at a fiftieth of it is cut.
+    server = start_server(
+        tmp_path_factory, databases, fake, body_timeout_seconds="2", body_min_bytes_per_second="1024"
+    )
+    head, tail = b'{"model": "fake-model", "instructions": "', b'"}'
+    try:
+        with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=60) as http:
+            json_type = {"content-type": "application/json"}
+            steady = http.post("/assistants", content=_paced(head, tail, 8192, 512, 0.25), headers=json_type)
+            assert steady.status_code == 200, steady.text
+            assert steady.json()["instructions"] == "i" * 8192
+            trickle = http.post("/assistants", content=_paced(head, tail, 400, 5, 0.25), headers=json_type)
+            error = _error_body(trickle, 408, None)
+            assert error["code"] == "request_timeout"
+            assert len(http.get("/assistants").json()["data"]) == 1
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
