@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from . import __version__
 from .api import (
     actions,
+    admin_keys,
     ask,
     assistants,
     errors,
@@ -31,6 +32,7 @@ from .api import (
     vector_stores,
 )
 from .api.auth import KeyRing
+from .api.managed_keys import ManagedKeys
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
 from .config import Settings
@@ -98,7 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_key_list)
+    app.state.keyring = keyring = KeyRing(settings.api_key_list)
+    app.state.managed_keys = ManagedKeys(
+        keyring, admin_key_set=settings.admin_key is not None, cache_seconds=settings.key_cache_seconds
+    )
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst).install(app)
     app.state.ready = False
     if settings.cors_origin_list:
@@ -115,6 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "x-ratelimit-limit-requests",
                 "x-ratelimit-remaining-requests",
                 "x-ratelimit-reset-requests",
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
             ],
             max_age=600,
         )
@@ -126,4 +134,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     if settings.metrics:
         app.include_router(metrics.router)
+    if settings.admin_key is not None:
+        app.include_router(admin_keys.router)
     return app
