@@ -65,14 +65,16 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     host = args.host
-    if not settings.api_key_list and not _is_loopback(host):
+    # An admin key makes keys required too (api/managed_keys.py), whatever the database holds.
+    keyed = bool(settings.api_key_list) or settings.admin_key is not None
+    if not keyed and not _is_loopback(host):
         log.warning(
             "no ASSISTD_API_KEYS are set: binding 127.0.0.1 instead of %s so nobody else can reach "
             "an open server. Set keys to serve other machines.",
             host,
         )
         host = "127.0.0.1"
-    elif not settings.api_key_list:
+    elif not keyed:
         log.warning("no ASSISTD_API_KEYS are set: any key is accepted, and only this machine can connect")
     if not settings.upstream_base_url:
         log.info("no ASSISTD_UPSTREAM_BASE_URL is set: runs use the local models only")
