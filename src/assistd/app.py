@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "x-ratelimit-limit-tokens",
                 "x-ratelimit-remaining-tokens",
                 "x-ratelimit-reset-tokens",
+                "x-ratelimit-limit-storage-bytes",
+                "x-ratelimit-remaining-storage-bytes",
             ],
             max_age=600,
         )
