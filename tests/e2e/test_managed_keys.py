@@ -252,6 +252,19 @@ def test_tokens_per_day_quota(managed: AssistdServer, fake: FakeUpstream) -> Non
         assert client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id).id == run.id
 
 
+def test_tokens_per_day_counts_and_refuses_ask_too(managed: AssistdServer, fake: FakeUpstream) -> None:
+    created = create_key(managed, tokens_per_day=10)
+    with admin(managed, created["key"]) as client:
+        fake.push(Text("Short.", prompt_tokens=8, completion_tokens=5))
+        answered = client.post("/ask", json={"session_id": "s1", "user_input": "Hello?"})
+        assert answered.status_code == 200, answered.text
+        assert answered.headers["x-ratelimit-remaining-tokens"] == "10"
+        over = client.post("/ask", json={"session_id": "s1", "user_input": "Again?"})
+        assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+        assert over.headers["x-ratelimit-remaining-tokens"] == "0"
+        assert over.json()["error"]["type"] == "tokens" and "Used 13." in over.json()["error"]["message"]
+
+
 def test_storage_quota(managed: AssistdServer) -> None:
     created = create_key(managed, storage_bytes=100)
     with make_client(managed, created["key"]) as client:

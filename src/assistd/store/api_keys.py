@@ -100,10 +100,8 @@ async def revoke(session: AsyncSession, key_id: str) -> ApiKeyRow:
     """Revoke the key (again: its first revocation time stays)."""
     row = await get(session, key_id)
     if row.revoked_at is None:
-        row.revoked_at = now()
-        await session.execute(
-            update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(revoked_at=row.revoked_at)
-        )
+        row.revoked_at = now()  # written as the session flushes
+        await session.flush()
     return row
 
 
