@@ -100,9 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     app.state.settings = settings
-    app.state.keyring = keyring = KeyRing(settings.api_key_list)
+    # Static keys first, then the database's (api/managed_keys.py).
     app.state.managed_keys = ManagedKeys(
-        keyring, admin_key_set=settings.admin_key is not None, cache_seconds=settings.key_cache_seconds
+        KeyRing(settings.api_key_list),
+        admin_key_set=settings.admin_key is not None,
+        cache_seconds=settings.key_cache_seconds,
     )
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst).install(app)
     app.state.ready = False

@@ -20,7 +20,7 @@ from ..retrieval.search import Retriever
 from ..storage import FileStorage
 from ..store.database import Database
 from . import quotas
-from .auth import Caller, KeyRing
+from .auth import Caller
 from .managed_keys import ManagedKeys
 from .rate_limit import STATE_KEY, RateLimiter
 from .render import poll_after
@@ -29,11 +29,6 @@ from .render import poll_after
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-async def get_keyring(request: Request) -> KeyRing:
-    keyring: KeyRing = request.app.state.keyring
-    return keyring
 
 
 async def get_managed_keys(request: Request) -> ManagedKeys:
