@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from . import __version__
 from .api import (
     actions,
+    admin_keys,
     ask,
     assistants,
     errors,
@@ -32,6 +33,7 @@ from .api import (
 )
 from .api.auth import KeyRing
 from .api.body_limits import BodyLimits
+from .api.managed_keys import ManagedKeys
 from .api.nul_guard import NulGuard
 from .api.rate_limit import RateLimiter
 from .config import Settings
@@ -99,7 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_key_list)
+    # Static keys first, then the database's (api/managed_keys.py).
+    app.state.managed_keys = ManagedKeys(
+        KeyRing(settings.api_key_list),
+        admin_key_set=settings.admin_key is not None,
+        cache_seconds=settings.key_cache_seconds,
+    )
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst).install(app)
     app.state.ready = False
     # Inside CORS, so that a browser can read the refusal of a body.
@@ -124,6 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "x-ratelimit-limit-requests",
                 "x-ratelimit-remaining-requests",
                 "x-ratelimit-reset-requests",
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+                "x-ratelimit-limit-storage-bytes",
+                "x-ratelimit-remaining-storage-bytes",
             ],
             max_age=600,
         )
@@ -135,4 +147,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     if settings.metrics:
         app.include_router(metrics.router)
+    if settings.admin_key is not None:
+        app.include_router(admin_keys.router)
     return app

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from . import __version__, chat
+from . import __version__, chat, keys_cli
 from .config import Settings
 from .store.database import Database
 
@@ -65,14 +65,16 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     host = args.host
-    if not settings.api_key_list and not _is_loopback(host):
+    # An admin key makes keys required too (api/managed_keys.py), whatever the database holds.
+    keyed = bool(settings.api_key_list) or settings.admin_key is not None
+    if not keyed and not _is_loopback(host):
         log.warning(
             "no ASSISTD_API_KEYS are set: binding 127.0.0.1 instead of %s so nobody else can reach "
             "an open server. Set keys to serve other machines.",
             host,
         )
         host = "127.0.0.1"
-    elif not settings.api_key_list:
+    elif not keyed:
         log.warning("no ASSISTD_API_KEYS are set: any key is accepted, and only this machine can connect")
     if not settings.upstream_base_url:
         log.info("no ASSISTD_UPSTREAM_BASE_URL is set: runs use the local models only")
@@ -171,29 +173,6 @@ async def _work(settings: Settings) -> None:
         )
 
 
-def keys(args: argparse.Namespace) -> int:
-    """Fingerprints and tenants of the configured keys (never the keys), or a fresh random key."""
-    import secrets
-
-    from .api.auth import key_entries
-
-    if args.action == "new":
-        print("sk-" + secrets.token_urlsafe(32))
-        return 0
-    try:
-        entries = key_entries(Settings().api_key_list)
-    except ValueError as exc:
-        print(f"assistd keys: {exc}", file=sys.stderr)
-        return 2
-    if not entries:
-        print("no ASSISTD_API_KEYS are set: any key is accepted, from this machine only", file=sys.stderr)
-        return 0
-    print(f"{'fingerprint':<16}  {'tenant':<27}  name")
-    for entry in entries:
-        print(f"{entry.fingerprint:<16}  {entry.tenant:<27}  {entry.tenant_name or '-'}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="assistd", description="A drop-in OpenAI Assistants API v2 server.")
     parser.add_argument("--version", action="version", version=f"assistd {__version__}")
@@ -232,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     chat_parser = commands.add_parser("chat", help="chat with an assistant in the terminal")
     chat.add_arguments(chat_parser)
     chat_parser.set_defaults(handler=chat.run)
-    keys_parser = commands.add_parser("keys", help="show the configured keys' fingerprints and tenants")
-    keys_parser.add_argument("action", nargs="?", choices=["list", "new"], default="list")
-    keys_parser.set_defaults(handler=keys)
+    keys_parser = commands.add_parser("keys", help="list, create and revoke API keys (default: list)")
+    keys_cli.add_arguments(keys_parser)
+    keys_parser.set_defaults(handler=keys_cli.run)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper() if hasattr(args, "log_level") else "INFO",

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     local_threads: int | None = Field(default=None, ge=1)
     local_max_tokens: int = Field(default=512, ge=1)
 
+    # The key of the admin API (/admin/keys), which manages keys in the database; unset: no admin API.
+    admin_key: SecretStr | None = None
+    # How long a process trusts what it read of a managed key: a revoked key stops working within it.
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+
     # Requests per minute per tenant (API key); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=0, ge=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)

@@ -12,8 +12,11 @@ __all__ = [
     "ConflictError",
     "InvalidRequestError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "StorageLimitError",
+    "TokenRateLimitError",
     "UpstreamError",
 ]
 
@@ -56,6 +59,11 @@ class AuthenticationError(AssistdError):
     default_code = "invalid_api_key"
 
 
+class PermissionDeniedError(AssistdError):
+    status_code = 403
+    type = "invalid_request_error"
+
+
 class NotFoundError(AssistdError):
     status_code = 404
     type = "invalid_request_error"
@@ -68,6 +76,18 @@ class RateLimitError(AssistdError):
     status_code = 429
     type = "requests"
     default_code = "rate_limit_exceeded"
+
+
+class TokenRateLimitError(RateLimitError):
+    """Over a managed key's tokens per day."""
+
+    type = "tokens"
+
+
+class StorageLimitError(RateLimitError):
+    """Over a managed key's storage quota (an assistd limit: OpenAI names no such type)."""
+
+    type = "storage"
 
 
 class ServerError(AssistdError):

@@ -15,7 +15,7 @@ from .. import __version__
 from ..protocol.ask import AskParams
 from ..store import ask_sessions as store
 from ..store.pagination import PageQuery
-from .deps import AskService, CallerKey, Db
+from .deps import AskService, CallerKey, Db, RunKey
 from .pagination import page_query
 from .render import json_response
 from .sse import data_stream
@@ -31,10 +31,10 @@ async def welcome() -> Response:
 
 
 @router.post("/ask")
-async def ask(params: AskParams, caller: CallerKey, sessions: AskService) -> Response:
+async def ask(params: AskParams, caller: CallerKey, key: RunKey, sessions: AskService) -> Response:
     # Begun before answering, so that a refusal (an unknown assistant, a busy session) is an ordinary
     # error response, a stream included.
-    asked = await sessions.begin(caller.tenant, caller.fingerprint, params)
+    asked = await sessions.begin(caller.tenant, caller.fingerprint, params, key_id=key)
     if params.stream:
         return data_stream(sessions.stream(asked))
     return json_response(await sessions.answer(asked))

@@ -71,14 +71,48 @@ def key_entries(entries: list[str]) -> list[KeyEntry]:
 
 
 @dataclass(frozen=True)
+class Quotas:
+    """A managed key's own limits; None: the server's request rate limit, and no token or storage limit."""
+
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    storage_bytes: int | None = None
+
+
+NO_QUOTAS = Quotas()
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who sent a request: the tenant of its key and the key's fingerprint (None when no keys are set)."""
+    """Who sent a request: the tenant of its key and the key's fingerprint (None when no keys are set).
+    ``managed``: the key is one of the database's (api/managed_keys.py), with its ``quotas``."""
 
     tenant: str
     fingerprint: str | None
+    managed: bool = False
+    quotas: Quotas = NO_QUOTAS
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The key of an ``Authorization: Bearer KEY`` header, or the 401 for a missing or malformed one."""
+    if not authorization:
+        raise AuthenticationError(
+            "You didn't provide an API key. Provide it in an Authorization header: 'Bearer YOUR_KEY'.",
+            code=None,
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("The Authorization header must be 'Bearer YOUR_KEY'.")
+    return token.strip()
+
+
+def unknown_key() -> AuthenticationError:
+    return AuthenticationError("Incorrect API key provided.")
 
 
 class KeyRing:
+    """The static keys of ``ASSISTD_API_KEYS``."""
+
     def __init__(self, keys: list[str]) -> None:
         # Only digests are kept; tenant ids and fingerprints are derived so they never reveal a key.
         self._entries = key_entries(keys)
@@ -87,27 +121,25 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self._entries)
 
-    def identify(self, authorization: str | None) -> Caller:
-        if not self._entries:
-            # Any key works, so no key proves anything: none is given a fingerprint.
-            return Caller(NO_KEYS_TENANT, None)
-        if not authorization:
-            raise AuthenticationError(
-                "You didn't provide an API key. Provide it in an Authorization header: 'Bearer YOUR_KEY'.",
-                code=None,
-            )
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError("The Authorization header must be 'Bearer YOUR_KEY'.")
-        offered = _digest(token.strip())
+    def match(self, token: str) -> Caller | None:
+        """The caller a static key identifies, or None when ``token`` is none of them."""
+        offered = _digest(token)
         found = None
         for entry in self._entries:
             # No early exit: every key is compared, so timing reveals nothing about which one matched.
             if hmac.compare_digest(entry.digest, offered):
                 found = entry
+        return None if found is None else Caller(found.tenant, found.fingerprint)
+
+    def identify(self, authorization: str | None) -> Caller:
+        """The caller by static keys alone (managed keys are looked up by api/managed_keys.py)."""
+        if not self._entries:
+            # Any key works, so no key proves anything: none is given a fingerprint.
+            return Caller(NO_KEYS_TENANT, None)
+        found = self.match(bearer_token(authorization))
         if found is None:
-            raise AuthenticationError("Incorrect API key provided.")
-        return Caller(found.tenant, found.fingerprint)
+            raise unknown_key()
+        return found
 
     def tenant_for(self, authorization: str | None) -> str:
         return self.identify(authorization).tenant

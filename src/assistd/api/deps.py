@@ -19,7 +19,9 @@ from ..retrieval.ingest_worker import IngestWorker
 from ..retrieval.search import Retriever
 from ..storage import FileStorage
 from ..store.database import Database
-from .auth import Caller, KeyRing
+from . import quotas
+from .auth import Caller
+from .managed_keys import ManagedKeys
 from .rate_limit import STATE_KEY, RateLimiter
 from .render import poll_after
 
@@ -29,9 +31,9 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_keyring(request: Request) -> KeyRing:
-    keyring: KeyRing = request.app.state.keyring
-    return keyring
+async def get_managed_keys(request: Request) -> ManagedKeys:
+    keys: ManagedKeys = request.app.state.managed_keys
+    return keys
 
 
 async def get_limiter(request: Request) -> RateLimiter:
@@ -80,19 +82,33 @@ Search = Annotated[Retriever, Depends(get_retriever)]
 
 async def get_caller(
     request: Request,
-    keyring: Annotated[KeyRing, Depends(get_keyring)],
+    keys: Annotated[ManagedKeys, Depends(get_managed_keys)],
     limiter: Annotated[RateLimiter, Depends(get_limiter)],
     db: Db,
 ) -> Caller:
     """The request's tenant and key fingerprint, within its key's request rate limit."""
-    found = keyring.identify(request.headers.get("authorization"))
-    if limiter.enabled:
+    found = await keys.identify(db, request.headers.get("authorization"))
+    limit = limiter.for_key(found.quotas.requests_per_minute)
+    if limit.enabled:
         # The middleware limiter.install added puts these on the response, whichever kind it is.
-        setattr(request.state, STATE_KEY, await limiter.check(db, found))
+        setattr(request.state, STATE_KEY, await limit.check(db, found))
     return found
 
 
 CallerKey = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_run_key(request: Request, caller: CallerKey, db: Db) -> str | None:
+    """For a request that creates or continues a run: the managed key to count its tokens under (None
+    for any other key), within the key's tokens per day."""
+    headers = await quotas.check_tokens(db, caller)
+    if headers:
+        found = getattr(request.state, STATE_KEY, None)
+        setattr(request.state, STATE_KEY, {**(found or {}), **headers})
+    return caller.fingerprint if caller.managed else None
+
+
+RunKey = Annotated[str | None, Depends(get_run_key)]
 
 
 async def get_tenant(caller: CallerKey) -> str:

@@ -17,7 +17,8 @@ from ..protocol.files import FileCreateFields, FileDeleted
 from ..storage import FileStorage, StoredBlob, UploadTooLarge
 from ..store import files as store
 from ..store.pagination import PageQuery
-from .deps import AppSettings, Db, Storage, Tenant
+from . import quotas
+from .deps import AppSettings, CallerKey, Db, Storage, Tenant
 from .multipart import MultipartReader
 from .render import json_response
 
@@ -119,13 +120,14 @@ def _content_disposition(filename: str) -> str:
 
 @router.post("")
 async def upload_file(
-    request: Request, tenant: Tenant, db: Db, storage: Storage, settings: AppSettings
+    request: Request, caller: CallerKey, db: Db, storage: Storage, settings: AppSettings
 ) -> Response:
     reader = await MultipartReader.of(request, "file")
     fields, filename, blob = await _receive(reader, storage, settings.max_upload_bytes)
     try:
         async with db.write() as session:
-            created = await store.create(session, tenant, fields, filename, blob)
+            await quotas.check_storage(session, caller, blob.size)
+            created = await store.create(session, caller.tenant, fields, filename, blob)
     except BaseException:
         await storage.delete(blob.key)
         raise

@@ -64,11 +64,18 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    def for_key(self, per_minute: int | None) -> RateLimiter:
+        """The limit of a key with its own requests per minute (a managed key's quota, its bucket as
+        large), else this one."""
+        if per_minute is None or per_minute == self.per_minute:
+            return self
+        return RateLimiter(per_minute)
+
     def install(self, app: FastAPI) -> RateLimiter:
-        """Add the middleware that puts the headers on allowed responses, when there is a limit; returns
-        the limiter. Without one, nothing is added: no limit costs nothing."""
-        if self.enabled:
-            app.add_middleware(RateLimitHeaders)
+        """Add the middleware that puts the headers on allowed responses; returns the limiter. It is
+        added even without a server-wide limit, because a managed key may carry its own (and its token
+        quota's headers go the same way); with nothing to add it passes responses through untouched."""
+        app.add_middleware(RateLimitHeaders)
         return self
 
     async def check(self, db: Database, caller: Caller, *, now: float | None = None) -> dict[str, str]:

@@ -22,7 +22,7 @@ from ..protocol.runs import (
 from ..protocol.threads import Thread
 from ..store import runs as store
 from ..store.pagination import PageQuery
-from .deps import Db, PollHeaders, RunEngine, Tenant
+from .deps import Db, PollHeaders, RunEngine, RunKey, Tenant
 from .pagination import page_query
 from .render import json_response
 from .sse import event_stream
@@ -79,10 +79,10 @@ async def _run_response(
 
 @router.post("/runs")
 async def create_thread_and_run(
-    params: ThreadAndRunCreateParams, poll: PollHeaders, tenant: Tenant, engine: RunEngine
+    params: ThreadAndRunCreateParams, poll: PollHeaders, tenant: Tenant, key: RunKey, engine: RunEngine
 ) -> Response:
     async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
-        thread, run = await engine.create_thread_and_run(tenant, params, listener)
+        thread, run = await engine.create_thread_and_run(tenant, params, listener, key_id=key)
         return run, [_thread_created(thread)]
 
     return await _run_response(poll, engine, params.stream, start)
@@ -94,13 +94,14 @@ async def create_run(
     params: RunCreateParams,
     poll: PollHeaders,
     tenant: Tenant,
+    key: RunKey,
     engine: RunEngine,
     include: Include = None,
 ) -> Response:
     _include_content(include)
 
     async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:
-        return await engine.create_run(tenant, thread_id, params, listener), []
+        return await engine.create_run(tenant, thread_id, params, listener, key_id=key), []
 
     return await _run_response(poll, engine, params.stream, start)
 
@@ -145,6 +146,7 @@ async def submit_tool_outputs(
     params: SubmitToolOutputsParams,
     poll: PollHeaders,
     tenant: Tenant,
+    _key: RunKey,  # continuing a run spends tokens too: refused past the key's tokens per day
     engine: RunEngine,
 ) -> Response:
     async def start(listener: RunSubscription | None) -> tuple[Run, list[AsyncIterator[StreamEvent]]]:

@@ -88,10 +88,12 @@ class AskSessions:
         self._default_assistant = default_assistant
         self._default_model = default_model
 
-    async def begin(self, tenant: str, key: str | None, params: AskParams) -> AskTurn:
+    async def begin(
+        self, tenant: str, key: str | None, params: AskParams, *, key_id: str | None = None
+    ) -> AskTurn:
         """Queue the run that answers ``params.user_input`` in the session (made on its first turn), once
         the session's previous run has ended. ``key``: the caller's key fingerprint, for private
-        assistants."""
+        assistants; ``key_id``: the managed key whose daily tokens the run counts against."""
         loop = asyncio.get_running_loop()
         queue_by = loop.time() + ANSWER_TIMEOUT_SECONDS
 
@@ -108,6 +110,7 @@ class AskSessions:
                     user_input=params.user_input,
                     time_limit=ANSWER_TIMEOUT_SECONDS,
                     queue_for=queue_by - loop.time(),
+                    key_id=key_id,
                 )
             except ThreadBusyError as exc:
                 raise AnswerTimeoutError(

@@ -101,8 +101,15 @@ class Engine:
         await self.bus.close()
 
     async def create_run(
-        self, tenant: str, thread_id: str, params: RunCreateParams, listener: RunSubscription | None = None
+        self,
+        tenant: str,
+        thread_id: str,
+        params: RunCreateParams,
+        listener: RunSubscription | None = None,
+        *,
+        key_id: str | None = None,
     ) -> Run:
+        """Queue a run; ``key_id``: the managed key creating it, whose daily token count its usage adds to."""
         async with self._creating() as (session, new):
             thread = await thread_store.read_row(session, tenant, thread_id)
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
@@ -110,7 +117,7 @@ class Engine:
                 await message_store.insert(
                     session, tenant, thread.id, message, at=f"additional_messages[{index}]"
                 )
-            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
+            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new, key_id)
         return wire
 
     @contextlib.asynccontextmanager
@@ -151,10 +158,12 @@ class Engine:
         params: RunCreateParams | ThreadAndRunCreateParams,
         listener: RunSubscription | None,
         new: _NewRun,
+        key_id: str | None,
     ) -> Run:
         run = run_store.new_run_row(
             tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
         )
+        run.api_key_id = key_id
         await thread_store.claim_for_run(session, thread_id, run.id)
         if listener is not None:
             # Nobody else can write the events of a run that is not committed yet.
@@ -180,7 +189,12 @@ class Engine:
         return await jobs.enqueue(session, run_id, held_by=held_by, lease_seconds=lease, thread_id=thread_id)
 
     async def create_thread_and_run(
-        self, tenant: str, params: ThreadAndRunCreateParams, listener: RunSubscription | None = None
+        self,
+        tenant: str,
+        params: ThreadAndRunCreateParams,
+        listener: RunSubscription | None = None,
+        *,
+        key_id: str | None = None,
     ) -> tuple[Thread, Run]:
         async with self._creating() as (session, new):
             assistant = await assistant_store.read_row(session, tenant, params.assistant_id)
@@ -195,7 +209,7 @@ class Engine:
             thread = await thread_store.create(
                 session, tenant, thread_params, messages_at="thread.messages", resources_at=resources_at
             )
-            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new)
+            wire = await self._queue_run(session, tenant, thread.id, assistant, params, listener, new, key_id)
         return thread, wire
 
     async def retrieve_run(self, tenant: str, thread_id: str, run_id: str, *, hold: bool = False) -> Run:

@@ -18,7 +18,7 @@ from ..errors import AssistdError, UpstreamError
 from ..llm.registry import ProviderRegistry
 from ..llm.types import TokenUsage
 from ..protocol.runs import Usage
-from ..store import jobs
+from ..store import api_keys, jobs
 from ..store import messages as message_store
 from ..store import runs as run_store
 from ..store.clock import now
@@ -436,6 +436,9 @@ class RunExecutor:
         if turn.tool_step is not None and turn.calls and not truncated:
             called = await self._close_tool_step(session, run, turn, usage, outcomes, made)
             events += called.events
+        if run.api_key_id is not None:
+            # The managed key's count for the day, in the transaction that records the turn: counted once.
+            await api_keys.add_tokens(session, run.api_key_id, api_keys.day_of(now()), usage["total_tokens"])
         # Written with the run's transition below, or alone when the run goes on without one.
         total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
         if called is None:

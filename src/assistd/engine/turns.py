@@ -195,6 +195,7 @@ async def start_turn(
     user_input: str | None = None,
     time_limit: float,
     queue_for: float | None = None,
+    key_id: str | None = None,
 ) -> Turn:
     """Queue a run of the assistant on the thread, ``user_input`` added to the thread as a user message by
     the same transaction, and follow it for ``time_limit`` seconds from then.
@@ -209,9 +210,9 @@ async def start_turn(
     listener = engine.bus.subscription()
     try:
         if queue_for is None:
-            run = await engine.create_run(tenant, thread_id, params, listener)
+            run = await engine.create_run(tenant, thread_id, params, listener, key_id=key_id)
         else:
-            run = await _queue_behind(engine, tenant, thread_id, params, listener, queue_for)
+            run = await _queue_behind(engine, tenant, thread_id, params, listener, queue_for, key_id)
     except BaseException:
         listener.close()
         raise
@@ -230,6 +231,7 @@ async def _queue_behind(
     params: RunCreateParams,
     listener: RunSubscription,
     seconds: float,
+    key_id: str | None,
 ) -> Run:
     """Queue the run once the thread's active run, if any, has ended: a run may outlive the turn that
     started it (a timed-out turn, a client of /v1 on the same thread)."""
@@ -239,7 +241,7 @@ async def _queue_behind(
         active = await _active_run(engine, thread_id)
         if active is None:
             try:
-                return await engine.create_run(tenant, thread_id, params, listener)
+                return await engine.create_run(tenant, thread_id, params, listener, key_id=key_id)
             except ConflictError:
                 # Another run took the thread between the read and the claim.
                 active = await _active_run(engine, thread_id)

@@ -101,6 +101,9 @@ class RunRow(_Object, Base):
     cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
     failed_at: Mapped[int | None] = mapped_column(BigInteger)
     completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The managed key (its fingerprint) that created the run, whose daily token count its usage adds to;
+    # None for a static or no key, whose usage is not counted per key.
+    api_key_id: Mapped[str | None] = mapped_column(String(64))
     # The step ids this run's include[] asked for are not stored: include is a read-time option.
 
 
@@ -371,3 +374,35 @@ class CodeSessionRow(Base):
     live: Mapped[bool] = mapped_column(Boolean)
     files: Mapped[dict[str, str]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiKeyRow(Base):
+    """A key managed in the database (``assistd keys create``, ``/admin/keys``). The key itself is never
+    stored: only its SHA-256, by which a request's key is looked up, and its public fingerprint (``id``)."""
+
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    tenant_name: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Quotas; None: the server's default (requests) or none (tokens, storage).
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ApiKeyUsageRow(Base):
+    """Model tokens a managed key's runs used on one UTC day (``YYYY-MM-DD``)."""
+
+    __tablename__ = "api_key_usage"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
