@@ -333,7 +333,7 @@ def _pdf_text(data: bytes) -> str:
         )
     }
     # The configuration is a context variable: this thread's parse only, other threads keep theirs.
-    with apply_configuration(**limits):
+    with apply_configuration(None, **limits):
         return _bounded_pdf_text(data)
 
 
