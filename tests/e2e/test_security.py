@@ -6,6 +6,7 @@ tests/unit/test_constant_time_and_bombs.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
@@ -58,6 +59,7 @@ def secret_forms(secret: str) -> set[bytes]:
     change)."""
     raw = secret.encode()
     forms = {secret, quote(secret), quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    forms.add(raw.hex())
     for shift in range(3):
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             encoded = encode(b"\0" * shift + raw).decode().rstrip("=")
@@ -66,13 +68,38 @@ def secret_forms(secret: str) -> set[bytes]:
 
 
 def _captured(server: AssistdServer) -> dict[str, bytes]:
-    """Everything the server wrote: its stdout and stderr (the log file the tests capture them to) and
-    every file under its data directory, the SQLite database included."""
-    return {
+    """Everything the server wrote: its stdout and stderr (the log file the tests capture them to), every
+    file under its data directory, and its database (SQLite's files, PostgreSQL's rows as text)."""
+    captured = {
         str(path.relative_to(server.data_dir)): path.read_bytes()
         for path in sorted(server.data_dir.rglob("*"))
         if path.is_file()
     }
+    if server.database_url.startswith("sqlite:///"):
+        database = Path(server.database_url.removeprefix("sqlite:///"))
+        for path in database.parent.glob(database.name + "*"):  # the database, its WAL and shared memory
+            captured[f"database {path.name}"] = path.read_bytes()
+    else:
+        captured.update(asyncio.run(_database_rows(server.database_url)))
+    return captured
+
+
+async def _database_rows(url: str) -> dict[str, bytes]:
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        rows = {}
+        for table in tables:
+            name = table["table_name"]
+            texts = await connection.fetch(f'SELECT t::text AS row FROM "{name}" t')
+            rows[f"table {name}"] = "\n".join(r["row"] for r in texts).encode()
+        return rows
+    finally:
+        await connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +202,10 @@ def test_no_secret_reaches_the_logs(logged_server: AssistdServer, fake: FakeUpst
     # The log did record at DEBUG level what happened: the upstream calls, the refusals.
     assert "DEBUG" in log and "/v1/chat/completions" in log
     assert "401 Unauthorized" in log and "429 Too Many Requests" in log
+    # The database was searched too: what the scenario stored is in what was captured.
+    assert any(
+        b"Weather in Oslo?" in data for name, data in captured.items() if name != logged_server.log_path.name
+    )
     for secret in (UPSTREAM_SECRET, *TENANT_KEYS):
         for form in secret_forms(secret):
             for name, data in captured.items():
