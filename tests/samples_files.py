@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ __all__ = [
     "corrupt_docx",
     "corrupt_pdf",
     "docx_bomb",
+    "lying_docx",
     "make_csv",
     "make_docx",
     "make_html",
@@ -94,7 +96,7 @@ def pdf_bomb(unpacked: int) -> bytes:
     return _assemble_pdf(objects)
 
 
-def docx_bomb(unpacked: int) -> bytes:
+def docx_bomb(unpacked: int, *, zip64: bool = True) -> bytes:
     """A valid Word document whose word/document.xml is ``unpacked`` bytes, nearly all of it whitespace
     between two paragraphs (legal XML), deflated to a few megabytes per gigabyte."""
     source = zipfile.ZipFile(io.BytesIO(make_docx(["A paragraph before the padding."])))
@@ -106,7 +108,7 @@ def docx_bomb(unpacked: int) -> bytes:
         for member in source.infolist():
             if member.filename != "word/document.xml":
                 bomb.writestr(member, source.read(member))
-        with bomb.open("word/document.xml", "w", force_zip64=True) as document:
+        with bomb.open("word/document.xml", "w", force_zip64=zip64) as document:
             document.write(head)
             padding = unpacked - len(head) - len(tail)
             block = b" " * (1 << 20)
@@ -115,6 +117,30 @@ def docx_bomb(unpacked: int) -> bytes:
             document.write(b" " * (padding & ((1 << 20) - 1)))
             document.write(tail)
     return buffer.getvalue()
+
+
+def lying_docx(unpacked: int) -> bytes:
+    """``docx_bomb`` (at most 2 GiB, so no ZIP64 fields) whose headers claim word/document.xml holds a few
+    kilobytes, with the checksum of those first kilobytes: a check of the declared sizes alone passes it,
+    while its deflate stream still runs on to ``unpacked`` bytes."""
+    data = bytearray(docx_bomb(unpacked, zip64=False))
+    name = b"word/document.xml"
+    declared = 4096
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive, archive.open(name.decode()) as member:
+        first = member.read(declared)
+    checksum = zlib.crc32(first)
+    # (signature, offset of the name's length, offset of the name, offset of the CRC-32 then the two sizes)
+    for signature, length_at, name_at, crc_at in ((b"PK\x03\x04", 26, 30, 14), (b"PK\x01\x02", 28, 46, 16)):
+        at = 0
+        while True:
+            at = data.index(signature, at)
+            length = struct.unpack_from("<H", data, at + length_at)[0]
+            if data[at + name_at : at + name_at + length] == name:
+                break
+            at += 4
+        compressed = struct.unpack_from("<I", data, at + crc_at + 4)[0]
+        struct.pack_into("<III", data, at + crc_at, checksum, compressed, declared)
+    return bytes(data)
 
 
 def corrupt_pdf() -> bytes:

@@ -26,7 +26,7 @@ from openai import OpenAI
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import Error, FakeUpstream, Text, ToolCalls
-from samples_files import docx_bomb, make_pdf, pdf_bomb
+from samples_files import docx_bomb, lying_docx, make_pdf, pdf_bomb
 from server import KEYS, AssistdServer
 
 # Keys with characters that URL-encoding and base64 spell differently, so every form is a distinct search.
@@ -387,7 +387,15 @@ def _peak_rss(pid: int) -> int:
 def test_decompression_bombs_fail_cleanly(server: AssistdServer, client: OpenAI) -> None:
     assert server.process is not None
     unpacked = 2 * 1024**3
-    bombs = {"bomb.pdf": pdf_bomb(unpacked), "bomb.docx": docx_bomb(unpacked)}
+    bombs = {
+        "bomb.pdf": pdf_bomb(unpacked),
+        "bomb.docx": docx_bomb(unpacked),
+        # Headers that claim 4 KiB for a part that inflates to 1 GiB (unit tests: the lying DOCX).
+        "lying.docx": lying_docx(1024**3),
+    }
+    # What each says: the first two are refused unread; the third is read to its declared 4 KiB, which
+    # end mid-element.
+    expected = {"bomb.pdf": "decompression bomb", "bomb.docx": "decompression bomb", "lying.docx": "damaged"}
     peak_before = _peak_rss(server.process.pid)
     ids = {
         client.files.create(file=(name, data), purpose="assistants").id: name for name, data in bombs.items()
@@ -402,10 +410,10 @@ def test_decompression_bombs_fail_cleanly(server: AssistdServer, client: OpenAI)
         item = files[file_id]
         assert item.status == "failed", name
         assert item.last_error is not None and item.last_error.code == "invalid_file"
-        assert "decompression bomb" in item.last_error.message, item.last_error.message
+        assert expected[name] in item.last_error.message, item.last_error.message
     assert files[fine.id].status == "completed"  # the bombs cost nothing to the file beside them
     counts = client.vector_stores.retrieve(store.id).file_counts
-    assert (counts.failed, counts.completed) == (2, 1)
+    assert (counts.failed, counts.completed) == (3, 1)
     # Gigabytes were on offer; the server's peak memory grew by far less.
     assert peak_after - peak_before < 300 * 1024**2, (peak_before, peak_after)
     assert server.process.poll() is None

@@ -22,7 +22,7 @@ if _TESTS_DIR not in sys.path:
 from assistd.api.auth import KeyRing  # noqa: E402
 from assistd.errors import AuthenticationError  # noqa: E402
 from assistd.retrieval.parsing import MAX_UNPACKED_BYTES, ParseError, extract_text  # noqa: E402
-from samples_files import docx_bomb, pdf_bomb  # noqa: E402
+from samples_files import docx_bomb, lying_docx, pdf_bomb  # noqa: E402
 
 KEYS = [f"sk-ring-{n}-" + "x" * 40 for n in range(5)]
 
@@ -102,6 +102,20 @@ def test_decompression_bombs_are_refused_within_bounds(
     assert f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB" in str(info.value)
     # Peak memory grew by at most the bound and some parsing overhead, not by the inflated size.
     assert after - before < MAX_UNPACKED_BYTES + 200 * 1024**2
+
+
+def test_a_docx_that_understates_its_size_is_read_within_bounds(tmp_path: Path) -> None:
+    # Its headers declare 4 KiB (with the checksum of those 4 KiB) for a part that inflates to 1 GiB:
+    # checking the declared sizes passes it, and zipfile, asked for the whole part, inflates all of it
+    # before cutting it short. Read a chunk at a time, only the declared 4 KiB are ever unpacked.
+    path = tmp_path / "lying.docx"
+    path.write_bytes(lying_docx(1024**3))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with pytest.raises(ParseError) as info:
+        extract_text(path, "lying.docx")
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert "damaged" in str(info.value)  # cut at 4 KiB, its XML ends mid-element
+    assert after - before < 200 * 1024**2
 
 
 @pytest.mark.parametrize(("name", "make"), [("small.pdf", pdf_bomb), ("small.docx", docx_bomb)])

@@ -48,6 +48,8 @@ SUPPORTED_EXTENSIONS: frozenset[str] = (
 # documents' text streams stay far below this.
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 _UNPACKED_MB = MAX_UNPACKED_BYTES // (1024 * 1024)
+# What one read of a compressed member may inflate at once.
+_UNPACK_CHUNK = 1024 * 1024
 
 # Above this share of control characters a "text" file is taken for a binary one.
 _BINARY_CONTROL_SHARE = 0.1
@@ -386,16 +388,7 @@ def _docx_text(data: bytes) -> str:
     from docx.text.paragraph import Paragraph
 
     try:
-        # Each member's declared size bounds what zipfile unpacks (more fails its CRC check), so the
-        # declared sizes are all there is to check before python-docx reads the parts whole.
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(member.file_size for member in archive.infolist())
-        if unpacked > MAX_UNPACKED_BYTES:
-            raise ParseError(
-                f"The .docx file unpacks to {unpacked} bytes, more than {_UNPACKED_MB} MB: refused as a "
-                "possible decompression bomb."
-            )
-        document = Document(io.BytesIO(data))
+        document = Document(io.BytesIO(_repacked_docx(data)))
     except ParseError:
         raise
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
@@ -411,6 +404,40 @@ def _docx_text(data: bytes) -> str:
         elif isinstance(item, Table):
             blocks.append(_docx_table(item))
     return "\n".join(blocks)
+
+
+def _repacked_docx(data: bytes) -> bytes:
+    """The DOCX's parts copied, unpacked within bounds, into a new uncompressed archive.
+
+    python-docx reads each part whole, and zipfile then inflates as much as the deflate stream holds
+    before cutting it to the size the headers declare: headers that understate a bomb's size would cost
+    gigabytes there. Read a chunk at a time, a part stops at its declared size (failing its checksum if it
+    holds more than that), and the declared sizes are bounded, so the copy holds no more than what was
+    checked.
+    """
+    import zipfile
+
+    unpacked = 0
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as archive,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy,
+    ):
+        for member in archive.infolist():
+            unpacked += member.file_size
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise ParseError(
+                    f"The .docx file unpacks to more than {_UNPACKED_MB} MB: refused as a possible "
+                    "decompression bomb."
+                )
+            if member.is_dir():
+                continue
+            parts = []
+            with archive.open(member) as source:
+                while chunk := source.read(_UNPACK_CHUNK):
+                    parts.append(chunk)
+            copy.writestr(member.filename, b"".join(parts))
+    return out.getvalue()
 
 
 def _docx_table(table: Any) -> str:
