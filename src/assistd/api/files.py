@@ -112,8 +112,16 @@ async def _receive(
         raise
 
 
+def _download_name(filename: str) -> str:
+    """The last part of an uploaded name: a name like ``../../etc/passwd`` is kept as the file's label,
+    but a client saving a download must not be offered a path that climbs out of its folder."""
+    last = re.split(r"[/\\]", filename)[-1].strip()
+    return last if last.strip(".") else "download"
+
+
 def _content_disposition(filename: str) -> str:
     # A plain-ASCII name for old clients, the exact one (RFC 6266) for the rest.
+    filename = _download_name(filename)
     fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 

@@ -27,7 +27,14 @@ _CONTENT_TYPES = {
     ".json": "application/json",
 }
 # The page changes with each release of the package; revalidating is cheap and avoids stale scripts.
-_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+# The page's URL says nothing worth leaking, but no page it links to needs to know it either; and no other
+# site may frame it (frame-ancestors below, X-Frame-Options for browsers that predate it).
+_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 # The page shows what models write: should anything slip through its escaping, the browser still runs
 # only the package's own scripts and talks only to this server.
 _PAGE_HEADERS = {

@@ -17,7 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["SUPPORTED_EXTENSIONS", "ParseError", "extension_of", "extract_text"]
+__all__ = ["MAX_UNPACKED_BYTES", "SUPPORTED_EXTENSIONS", "ParseError", "extension_of", "extract_text"]
 
 
 class ParseError(Exception):
@@ -42,6 +42,14 @@ _DOCX = ".docx"
 SUPPORTED_EXTENSIONS: frozenset[str] = (
     PLAIN_TEXT_EXTENSIONS | SOURCE_EXTENSIONS | _HTML | _JSON | frozenset(_TABLES) | {_PDF, _DOCX}
 )
+
+# What one PDF stream or the whole of a DOCX may unpack to. A few kilobytes of zeros deflate-compress a
+# thousandfold, so without a bound one upload could make ingestion hold gigabytes (a "zip bomb"); real
+# documents' text streams stay far below this.
+MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+_UNPACKED_MB = MAX_UNPACKED_BYTES // (1024 * 1024)
+# What one read of a compressed member may inflate at once.
+_UNPACK_CHUNK = 1024 * 1024
 
 # Above this share of control characters a "text" file is taken for a binary one.
 _BINARY_CONTROL_SHARE = 0.1
@@ -311,9 +319,34 @@ def _is_number(text: str) -> bool:
 
 def _pdf_text(data: bytes) -> str:
     # pypdf and python-docx are imported on first use: together they add about 0.2 s to start-up.
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError, PyPdfError
+    from pypdf import apply_configuration
 
+    limits = {
+        name: MAX_UNPACKED_BYTES
+        for name in (
+            "zlib_maximum_output_length",
+            "lzw_maximum_output_length",
+            "run_length_maximum_output_length",
+            "brotli_maximum_output_length",
+            "jbig2_maximum_output_length",
+            "array_based_stream_maximum_output_length",
+            "maximum_declared_stream_length",
+            "image_maximum_buffer_size",
+        )
+    }
+    # The configuration is a context variable: this thread's parse only, other threads keep theirs.
+    with apply_configuration(None, **limits):
+        return _bounded_pdf_text(data)
+
+
+def _bounded_pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError, PdfReadError, PyPdfError
+
+    too_large = ParseError(
+        f"The PDF holds a stream that unpacks to more than {_UNPACKED_MB} MB: refused as a possible "
+        "decompression bomb."
+    )
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -326,6 +359,8 @@ def _pdf_text(data: bytes) -> str:
         pages = list(reader.pages)
     except ParseError:
         raise
+    except LimitReachedError as exc:
+        raise too_large from exc
     except (PdfReadError, PyPdfError) as exc:
         raise ParseError(f"The PDF is damaged or not a PDF: {exc}"[:500]) from exc
     except Exception as exc:
@@ -335,6 +370,9 @@ def _pdf_text(data: bytes) -> str:
     for page in pages:
         try:
             texts.append(page.extract_text() or "")
+        except LimitReachedError as exc:
+            # Not a broken page but a hostile one: the rest of the file is not to be trusted either.
+            raise too_large from exc
         except Exception:
             failures += 1  # one broken page should not cost the rest of the document
     if failures and failures == len(pages):
@@ -350,7 +388,9 @@ def _docx_text(data: bytes) -> str:
     from docx.text.paragraph import Paragraph
 
     try:
-        document = Document(io.BytesIO(data))
+        document = Document(io.BytesIO(_repacked_docx(data)))
+    except ParseError:
+        raise
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ParseError(f"The .docx file is damaged or not a Word document: {exc}"[:500]) from exc
     except Exception as exc:
@@ -364,6 +404,40 @@ def _docx_text(data: bytes) -> str:
         elif isinstance(item, Table):
             blocks.append(_docx_table(item))
     return "\n".join(blocks)
+
+
+def _repacked_docx(data: bytes) -> bytes:
+    """The DOCX's parts copied, unpacked within bounds, into a new uncompressed archive.
+
+    python-docx reads each part whole, and zipfile then inflates as much as the deflate stream holds
+    before cutting it to the size the headers declare: headers that understate a bomb's size would cost
+    gigabytes there. Read a chunk at a time, a part stops at its declared size (failing its checksum if it
+    holds more than that), and the declared sizes are bounded, so the copy holds no more than what was
+    checked.
+    """
+    import zipfile
+
+    unpacked = 0
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as archive,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy,
+    ):
+        for member in archive.infolist():
+            unpacked += member.file_size
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise ParseError(
+                    f"The .docx file unpacks to more than {_UNPACKED_MB} MB: refused as a possible "
+                    "decompression bomb."
+                )
+            if member.is_dir():
+                continue
+            parts = []
+            with archive.open(member) as source:
+                while chunk := source.read(_UNPACK_CHUNK):
+                    parts.append(chunk)
+            copy.writestr(member.filename, b"".join(parts))
+    return out.getvalue()
 
 
 def _docx_table(table: Any) -> str:
