@@ -19,10 +19,15 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
+class TransientUpstreamError(Exception):
+    """A failure of one answer that asking again may not repeat (a garbled stream, as a dropped
+    connection can be): retried like a 5xx."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | httpx.TransportError)
+    return isinstance(exc, openai.APIConnectionError | httpx.TransportError | TransientUpstreamError)
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -69,6 +74,9 @@ def next_wait(
 def describe(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"HTTP {exc.status_code}"
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        # httpx's read timeouts carry no message: without this a stalled stream reads "ReadTimeout: ".
+        return f"timed out ({type(exc).__name__})"
     return type(exc).__name__
 
 
@@ -78,7 +86,8 @@ def upstream_error(exc: BaseException, service: str, secret: str, *, exhausted: 
     code = "rate_limit_exceeded" if status == 429 else "server_error"
     detail = str(exc).replace(secret, "***") if len(secret) >= 4 else str(exc)
     prefix = f"{service} kept failing after retries" if exhausted else f"{service} failed"
-    return UpstreamError(f"{prefix}: {describe(exc)}: {detail}"[:1000], code=code)
+    message = f"{prefix}: {describe(exc)}: {detail}" if detail else f"{prefix}: {describe(exc)}"
+    return UpstreamError(message[:1000], code=code)
 
 
 @dataclass(frozen=True)
