@@ -424,6 +424,18 @@ def slow_runs(client: OpenAI, upstream: FakeUpstream, count: int) -> list[Run]:
     return [start_run(client, f"slow {i}") for i in range(count)]
 
 
+def outcomes_of(client: OpenAI, runs: list[Run]) -> Counter[str]:
+    """Each run ends completed, or failed saying that the database went away (not a generic error)."""
+    outcomes: Counter[str] = Counter()
+    for run in runs:
+        run = settle(client, run)
+        if run.status == "failed":
+            assert run.last_error is not None and run.last_error.code == "server_error"
+            assert "database became unavailable" in run.last_error.message, run.last_error
+        outcomes[run.status] += 1
+    return outcomes
+
+
 @pytest.fixture
 def patient(server: AssistdServer, ledger: Ledger) -> Iterator[OpenAI]:
     with client_of(server, ledger, retries=8) as c:
@@ -488,8 +500,7 @@ def test_postgres_connections_killed_in_the_middle_of_runs_and_requests(
             killed += _terminate_backends(database)
         time.sleep(0.5)
     assert killed > 0
-    for run in runs:
-        settle(patient, run)
+    outcomes_of(patient, runs)
     traffic.all_there(patient)
     ledger.check(allowed=frozenset({503}))
     healthy(server, patient, upstream)
@@ -525,8 +536,7 @@ def test_postgres_unreachable_for_seconds_while_runs_and_requests_go_on(
             time.sleep(3)
             proxy.restore()
             time.sleep(0.5)
-        for run in runs:
-            settle(client, run)
+        outcomes_of(client, runs)
         traffic.all_there(client)
         counts = ledger.check(allowed=frozenset({503}))
         assert counts[503] > 0, "the outage was not seen at all"

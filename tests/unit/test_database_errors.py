@@ -7,7 +7,7 @@ from collections.abc import Callable
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-from assistd.api.errors import database_unavailable
+from assistd.store.outage import database_unavailable
 
 
 def _raised(fail: Callable[[], None]) -> BaseException:
