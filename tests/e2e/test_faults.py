@@ -571,7 +571,12 @@ def small_disk(
     url = databases.new()
     where = data_dir / ("files" if url.startswith("sqlite") else "scratch")
     with small_filesystem(where, "2m"):
-        settings = {"ASSISTD_UPSTREAM_BASE_URL": upstream.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream"}
+        settings = {
+            "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
+            "ASSISTD_UPSTREAM_API_KEY": "sk-upstream",
+            # An interrupted ingestion is tried again once its lease lapses: soon, here.
+            "ASSISTD_RUN_LEASE_SECONDS": "1",
+        }
         srv = AssistdServer(data_dir, url, settings).start()
         try:
             yield srv, where
@@ -613,11 +618,7 @@ def test_disk_full_during_an_upload(
         assert set(_files_left(files_dir)) == on_disk  # no half file left behind
 
         # Nearly full: a small upload fails too, until space is freed.
-        filler = files_dir / "filler"
-        with contextlib.suppress(OSError), filler.open("wb") as handle:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
+        filler = _fill(files_dir)
         _expect_disk_full(lambda: _upload(client, "small.bin", os.urandom(300_000)))
         assert [f.id for f in client.files.list()] == [kept]
         filler.unlink()
@@ -629,4 +630,56 @@ def test_disk_full_during_an_upload(
         assert {f.id for f in client.files.list()} == {kept, again}
         counts = ledger.check(allowed=frozenset({507}))
         assert counts[507] == 2
+        healthy(srv, client, upstream)
+
+
+def _fill(directory: Path) -> Path:
+    """Write zeros into ``directory`` until its filesystem is full; returns the file to delete."""
+    filler = directory / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+    return filler
+
+
+def _ingested(client: OpenAI, store_id: str, file_id: str) -> Any:
+    deadline = time.monotonic() + POLL_SECONDS
+    while True:
+        member = client.vector_stores.files.retrieve(file_id, vector_store_id=store_id)
+        if member.status != "in_progress":
+            return member
+        assert time.monotonic() < deadline, "ingestion did not end"
+        time.sleep(0.2)
+
+
+@pytest.mark.postgres_only
+def test_disk_full_on_a_postgres_host(
+    small_disk: tuple[AssistdServer, Path], ledger: Ledger, upstream: FakeUpstream
+) -> None:
+    # File bytes live in PostgreSQL (the shared server's disk is not ours to fill): an upload larger than
+    # this host's whole disk succeeds. What a host's disk does hold is the scratch copy a file is parsed
+    # from: filled, ingestion fails with the cause named, and succeeds again once space is freed.
+    srv, scratch = small_disk
+    big = os.urandom(3_000_000)
+    text = ("The lighthouse keeper counts the ships at dawn. " * 4000).encode()
+    with client_of(srv, ledger) as client:
+        big_id = _upload(client, "big.bin", big)
+        assert client.files.content(big_id).content == big
+        doc = client.files.create(file=("notes.txt", text), purpose="assistants").id
+
+        filler = _fill(scratch)
+        store = client.vector_stores.create(name="full disk", file_ids=[doc])
+        member = _ingested(client, store.id, doc)
+        assert member.status == "failed"
+        assert member.last_error is not None and member.last_error.code == "server_error"
+        assert "No space left" in member.last_error.message, member.last_error
+
+        filler.unlink()
+        assert _files_left(scratch) == []  # no half copy left behind
+        again = client.vector_stores.create(name="space again", file_ids=[doc])
+        assert _ingested(client, again.id, doc).status == "completed"
+        assert _files_left(scratch) == []
+        assert {f.id for f in client.files.list()} == {big_id, doc}
+        ledger.check()
         healthy(srv, client, upstream)
