@@ -354,7 +354,7 @@ def test_a_retry_after_beyond_the_retry_budget_fails_at_once(
     run = run_to_end(client, "hello")
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "rate_limit_exceeded"
-    assert "429" in run.last_error.message
+    assert "asked to wait 3600s" in run.last_error.message and "429" in run.last_error.message
     assert len(upstream.requests) == 1
     ledger.check()
     healthy(server, client, upstream)
@@ -683,3 +683,40 @@ def test_disk_full_on_a_postgres_host(
         assert {f.id for f in client.files.list()} == {big_id, doc}
         ledger.check()
         healthy(srv, client, upstream)
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_database_disk_full(
+    tmp_path_factory: pytest.TempPathFactory, ledger: Ledger, upstream: FakeUpstream
+) -> None:
+    # SQLite only: PostgreSQL's disk is the shared server's, not this test's to fill.
+    data_dir = tmp_path_factory.mktemp("faults-dbdisk")
+    with small_filesystem(data_dir / "db", "4m") as db_dir:
+        settings = {"ASSISTD_UPSTREAM_BASE_URL": upstream.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream"}
+        srv = AssistdServer(data_dir, f"sqlite:///{db_dir / 'assistd.db'}", settings).start()
+        try:
+            with client_of(srv, ledger) as client:
+                kept = client.beta.assistants.create(model="fake-model", name="before the disk filled")
+                thread = client.beta.threads.create(messages=[{"role": "user", "content": "kept"}])
+                filler = _fill(db_dir)
+                for write in (
+                    lambda: client.beta.assistants.create(model="fake-model", instructions="x" * 5000),
+                    lambda: client.beta.threads.messages.create(thread.id, role="user", content="y" * 5000),
+                ):
+                    with pytest.raises(openai.APIStatusError) as info:
+                        write()
+                    assert info.value.status_code == 507
+                    error = info.value.response.json()["error"]
+                    assert (error["type"], error["code"]) == ("server_error", "insufficient_storage")
+                    assert "no space left" in error["message"]
+                # Reads go on meanwhile.
+                assert client.beta.assistants.retrieve(kept.id).name == "before the disk filled"
+                assert len(client.beta.threads.messages.list(thread.id).data) == 1
+                filler.unlink()
+                assert client.beta.assistants.create(model="fake-model").id
+                assert len(client.beta.threads.messages.list(thread.id).data) == 1  # nothing half-written
+                counts = ledger.check(allowed=frozenset({507}))
+                assert counts[507] == 2
+                healthy(srv, client, upstream)
+        finally:
+            srv.stop()

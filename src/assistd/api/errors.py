@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import AssistdError
+from ..errors import AssistdError, InsufficientStorageError
 from ..protocol.common import ParamValueError
-from ..store.outage import database_unavailable
+from ..store.outage import database_unavailable, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,15 @@ def install(app: FastAPI) -> None:
         return _error(500, "The server had an error while processing your request.", "server_error")
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if storage_full(exc):
+            # Checked first: SQLite's "database or disk is full" is an OperationalError, which alone would
+            # read as an outage, and a 503 would have clients retry what cannot succeed soon.
+            log.warning("no space left on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return error_response(
+                InsufficientStorageError(
+                    "The server has no space left to store this request. Try again once space has been freed."
+                )
+            )
         if database_unavailable(exc):
             # One line, no traceback: during an outage every request fails the same way.
             log.warning(

@@ -80,12 +80,20 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def upstream_error(exc: BaseException, service: str, secret: str, *, exhausted: bool) -> UpstreamError:
-    """What the run or file reports of a failed upstream call: the kind of failure, never the key."""
+def upstream_error(
+    exc: BaseException, service: str, secret: str, *, exhausted: bool, asked_wait: float | None = None
+) -> UpstreamError:
+    """What the run or file reports of a failed upstream call: the kind of failure, never the key.
+    ``asked_wait``: the retry-after the upstream asked for, when it alone ran past the retry budget."""
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
     code = "rate_limit_exceeded" if status == 429 else "server_error"
     detail = str(exc).replace(secret, "***") if len(secret) >= 4 else str(exc)
-    prefix = f"{service} kept failing after retries" if exhausted else f"{service} failed"
+    if asked_wait is not None:
+        prefix = f"{service} asked to wait {asked_wait:g}s before a retry, past the retry budget"
+    elif exhausted:
+        prefix = f"{service} kept failing after retries"
+    else:
+        prefix = f"{service} failed"
     message = f"{prefix}: {describe(exc)}: {detail}" if detail else f"{prefix}: {describe(exc)}"
     return UpstreamError(message[:1000], code=code)
 
@@ -105,8 +113,10 @@ class RetryPolicy:
         """The retry state of one request, its time budget starting now."""
         return Attempts(self, monotonic() + self.budget)
 
-    def error(self, exc: BaseException, *, exhausted: bool = False) -> UpstreamError:
-        return upstream_error(exc, self.service, self.secret, exhausted=exhausted)
+    def error(
+        self, exc: BaseException, *, exhausted: bool = False, asked_wait: float | None = None
+    ) -> UpstreamError:
+        return upstream_error(exc, self.service, self.secret, exhausted=exhausted, asked_wait=asked_wait)
 
 
 @dataclass
@@ -123,7 +133,9 @@ class Attempts:
         self.failures += 1
         wait = next_wait(exc, self.failures, policy.base, policy.max_retries, self.deadline)
         if wait is None:
-            raise policy.error(exc, exhausted=True) from exc
+            # Retries left but a retry-after past the deadline: say that, not "kept failing after retries".
+            asked = retry_after_seconds(exc) if self.failures <= policy.max_retries else None
+            raise policy.error(exc, exhausted=True, asked_wait=asked) from exc
         log.warning(
             "%s: attempt %d failed (%s); retrying in %.2fs",
             policy.service,

@@ -1,17 +1,19 @@
 """Whether an exception means the database cannot be reached or cannot serve now (not a bad statement):
 the HTTP layer answers such a request with a 503, the engine says so in the ``last_error`` of a run it
-breaks."""
+breaks. And whether it means there is no room left to write (a 507)."""
 
 from __future__ import annotations
 
+import errno
 import socket
+import sqlite3
 from collections.abc import Iterator
 from types import TracebackType
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["database_unavailable"]
+__all__ = ["database_unavailable", "storage_full"]
 
 # Failures of the connection to the database, or of the database as a service, not of a statement.
 _SQLALCHEMY_UNAVAILABLE = (
@@ -68,5 +70,21 @@ def database_unavailable(exc: BaseException) -> bool:
         if isinstance(error, _SQLALCHEMY_UNAVAILABLE + _ASYNCPG_UNAVAILABLE):
             return True
         if isinstance(error, _SOCKET_ERRORS) and _raised_in_database_client(error.__traceback__):
+            return True
+    return False
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` means there is no room left for what was being written: the database's disk
+    (PostgreSQL's "disk full", SQLite's SQLITE_FULL) or any other write of the request's."""
+    for error in _chain(exc):
+        if isinstance(error, asyncpg.exceptions.DiskFullError):
+            return True
+        if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", 0) == sqlite3.SQLITE_FULL:
+            return True
+        if isinstance(error, OSError) and error.errno in _NO_SPACE:
             return True
     return False
