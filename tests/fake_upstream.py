@@ -42,6 +42,10 @@ Notes on the failure replies, as they behave with uvicorn:
 * ``StreamError(...)`` sends a well-formed stream that carries an in-band
   ``data: {"error": {...}}`` event (what OpenAI does on mid-stream failures); the SDK raises
   ``openai.APIError`` while iterating.
+* ``Raw(events)`` sends a 200 stream whose events after the role chunk (and ``text``) are the given
+  bytes verbatim: malformed chunks (not JSON, the wrong shape) as a broken upstream sends them.
+* ``Stall(seconds)`` streams ``text``, then sends nothing for ``seconds`` with the connection open
+  (a stall mid-stream, past a client's read timeout), then finishes with ``rest`` or closes unfinished.
 
 ``stop()`` cancels replies still in flight (a ``Hang``, a slow stream) instead of waiting for them; a
 client still connected then gets uvicorn's plain-text 500 (or a truncated stream).
@@ -82,7 +86,9 @@ __all__ = [
     "Error",
     "FakeUpstream",
     "Hang",
+    "Raw",
     "Reply",
+    "Stall",
     "StreamError",
     "Text",
     "ToolCalls",
@@ -244,6 +250,28 @@ class Drop:
 
 
 @dataclass
+class Raw:
+    """A 200 stream: the role chunk, ``text``, then ``events`` verbatim (each a whole SSE event, such as
+    ``b"data: {not json\\n\\n"``), then ``[DONE]`` unless ``done`` is false.  A non-streaming request gets
+    the events' bytes as its JSON body."""
+
+    events: list[bytes]
+    text: str = ""
+    done: bool = True
+
+
+@dataclass
+class Stall:
+    """Stream ``text``, then send nothing for ``seconds`` with the connection open; then finish the answer
+    with ``rest``, or (``rest=None``) close the connection without finishing it.  Ends early if the client
+    disconnects."""
+
+    seconds: float
+    text: str = ""
+    rest: str | None = None
+
+
+@dataclass
 class Dynamic:
     """Decide the reply from the request body: ``fn(body) -> Reply``.  Called on the server loop."""
 
@@ -268,7 +296,7 @@ class Echo:
         )
 
 
-Reply: TypeAlias = Text | ToolCalls | Error | StreamError | Hang | Drop | Dynamic | Echo
+Reply: TypeAlias = Text | ToolCalls | Error | StreamError | Hang | Drop | Raw | Stall | Dynamic | Echo
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,6 +406,7 @@ class FakeUpstream:
         self._queue: deque[Reply] = deque()
         self._requests: list[dict[str, Any]] = []
         self._request_headers: list[dict[str, str]] = []
+        self._request_times: list[float] = []
         self._embedding_requests: list[dict[str, Any]] = []
         self._served = 0
         self._chats_open = 0
@@ -404,6 +433,7 @@ class FakeUpstream:
             self._queue.clear()
             self._requests.clear()
             self._request_headers.clear()
+            self._request_times.clear()
             self._embedding_requests.clear()
             self._served = 0
             self._chats_peak = self._chats_open
@@ -437,6 +467,12 @@ class FakeUpstream:
         """Headers (lower-cased names) of every chat completions request, parallel to ``requests``."""
         with self._lock:
             return [dict(h) for h in self._request_headers]
+
+    @property
+    def request_times(self) -> list[float]:
+        """When (``time.monotonic()``) each chat request arrived, parallel to ``requests``."""
+        with self._lock:
+            return list(self._request_times)
 
     @property
     def embedding_requests(self) -> list[dict[str, Any]]:
@@ -567,6 +603,7 @@ class FakeUpstream:
             if self.record:
                 self._requests.append(body)
                 self._request_headers.append(headers)
+                self._request_times.append(time.monotonic())
             self._served += 1
             reply = self._queue.popleft() if self._queue else self.default
             self._lock.notify_all()
@@ -781,6 +818,37 @@ class FakeUpstream:
                 events += [_sse(responder.chunk({"content": p})) for p in split_words(reply.text)]
             events.append(_sse(reply.payload()))
             await send({"type": "http.response.body", "body": b"".join(events), "more_body": False})
+            return
+
+        if isinstance(reply, Raw):
+            if not stream:
+                headers = [(b"content-type", b"application/json")]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": b"".join(reply.events), "more_body": False})
+                return
+            events = [_sse(responder.chunk({"role": "assistant", "content": ""}))]
+            events += [_sse(responder.chunk({"content": p})) for p in split_words(reply.text) if p]
+            events += reply.events
+            if reply.done:
+                events.append(_DONE)
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.body", "body": b"".join(events), "more_body": False})
+            return
+
+        if isinstance(reply, Stall):
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            events = [_sse(responder.chunk({"role": "assistant", "content": ""}))]
+            events += [_sse(responder.chunk({"content": p})) for p in split_words(reply.text) if p]
+            await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+            await asyncio.sleep(reply.seconds)
+            if reply.rest is None:
+                return  # returning unfinished makes uvicorn close the connection
+            tail = [_sse(responder.chunk({"content": p})) for p in split_words(reply.rest) if p]
+            tail.append(_sse(responder.chunk({}, "stop")))
+            if include_usage:
+                tail.append(_sse(responder.usage_chunk(10, len(split_words(reply.text + reply.rest)))))
+            tail.append(_DONE)
+            await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
             return
 
         if isinstance(reply, Text):

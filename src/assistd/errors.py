@@ -10,6 +10,7 @@ __all__ = [
     "AssistdError",
     "AuthenticationError",
     "ConflictError",
+    "InsufficientStorageError",
     "InvalidRequestError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -101,3 +102,12 @@ class UpstreamError(AssistdError):
     status_code = 502
     type = "server_error"
     default_code = "server_error"
+
+
+class InsufficientStorageError(AssistdError):
+    """No room left to store what the request sent. 507, not 503: the disk will not free itself in the
+    seconds a ``retry-after`` would ask a client to wait."""
+
+    status_code = 507
+    type = "server_error"
+    default_code = "insufficient_storage"

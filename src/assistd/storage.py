@@ -7,6 +7,8 @@ key maps to a place, so another backend (object storage) can replace the local o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -18,12 +20,14 @@ from io import BufferedReader, BufferedWriter
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["FileStorage", "LocalFileStorage", "StoredBlob", "UploadTooLarge"]
+__all__ = ["FileStorage", "LocalFileStorage", "StorageFull", "StoredBlob", "UploadTooLarge"]
 
 # Bytes gathered before one write in a worker thread: large enough that thread hops stay rare.
 _WRITE_BUFFER = 1024 * 1024
 _READ_CHUNK = 256 * 1024
 _KEY = re.compile(r"[0-9a-f]{32}")
+# A full disk, or a full quota: what an upload meets when there is no room left for its bytes.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,14 @@ class UploadTooLarge(Exception):
         self.limit = limit
 
 
+class StorageFull(Exception):
+    """There was no room left for the bytes given to ``save``; nothing of them was kept."""
+
+
 class FileStorage(Protocol):
     async def save(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredBlob:
-        """Store the bytes ``chunks`` yields, all or nothing; raise ``UploadTooLarge`` past ``max_bytes``."""
+        """Store the bytes ``chunks`` yields, all or nothing; raise ``UploadTooLarge`` past ``max_bytes``,
+        ``StorageFull`` when there is no room for them."""
         ...
 
     async def open(self, key: str) -> AsyncIterator[bytes]:
@@ -78,7 +87,12 @@ class LocalFileStorage:
     async def save(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredBlob:
         key = secrets.token_hex(16)
         temp = self.root / "tmp" / f"{key}.part"
-        handle = await asyncio.to_thread(_create, temp)
+        try:
+            handle = await asyncio.to_thread(_create, temp)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFull() from exc
+            raise
         digest = hashlib.sha256()
         size = 0
         pending: list[bytes] = []
@@ -95,10 +109,14 @@ class LocalFileStorage:
                     pending, pending_size = [], 0
             await asyncio.to_thread(_write, handle, digest, pending)
             await asyncio.to_thread(_publish, handle, temp, self._path(key))
-        except BaseException:
-            # Inline rather than in a thread: it must also run when this task is being cancelled.
-            handle.close()
+        except BaseException as exc:
+            # Inline rather than in a thread: it must also run when this task is being cancelled. Closing
+            # flushes what is buffered, which fails again on a full disk: the part file goes all the same.
+            with contextlib.suppress(OSError):
+                handle.close()
             temp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+                raise StorageFull() from exc
             raise
         return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-from assistd.api.errors import database_unavailable
+from assistd.store.outage import database_unavailable, storage_full
 
 
 def _raised(fail: Callable[[], None]) -> BaseException:
@@ -58,3 +60,23 @@ def test_bad_statements_and_other_sockets_are_not() -> None:
     assert not database_unavailable(_in_module("assistd.sandbox.local", ConnectionResetError()))
     assert not database_unavailable(_in_module("httpx2._transports", BrokenPipeError()))
     assert not database_unavailable(ValueError("no"))
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code  # as the sqlite3 module sets it
+    return error
+
+
+def test_no_room_left_is_storage_full_not_an_outage() -> None:
+    full = sa_exc.OperationalError(
+        "INSERT", {}, _sqlite_error("database or disk is full", sqlite3.SQLITE_FULL)
+    )
+    assert storage_full(full)
+    assert storage_full(asyncpg.exceptions.DiskFullError("could not extend file"))
+    assert storage_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert storage_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    busy = sa_exc.OperationalError("INSERT", {}, _sqlite_error("database is locked", sqlite3.SQLITE_BUSY))
+    assert not storage_full(busy)
+    assert not storage_full(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not storage_full(OSError(errno.EACCES, "Permission denied"))

@@ -27,6 +27,8 @@ from fake_upstream import (  # noqa: E402
     Error,
     FakeUpstream,
     Hang,
+    Raw,
+    Stall,
     StreamError,
     Text,
     ToolCalls,
@@ -217,6 +219,35 @@ def test_stream_error_event(upstream: FakeUpstream, client: openai.OpenAI) -> No
         for chunk in client.chat.completions.create(model="fake-model", messages=USER, stream=True):
             received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "half"
+
+
+def test_raw_events_are_sent_verbatim(upstream: FakeUpstream) -> None:
+    upstream.push(Raw([b"data: {not json\n\n"], text="half"), Raw([b"data: [1]\n\n"], done=False))
+    body = {"model": "fake-model", "messages": USER, "stream": True}
+    with httpx.Client(base_url=upstream.base_url) as http:
+        first = http.post("/chat/completions", json=body)
+        second = http.post("/chat/completions", json=body)
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/event-stream")
+    events = first.text.split("\n\n")
+    assert json.loads(events[1].removeprefix("data: "))["choices"][0]["delta"]["content"] == "half"
+    assert events[2:] == ["data: {not json", "data: [DONE]", ""]
+    assert second.text.endswith("data: [1]\n\n")
+
+
+def test_stall_then_rest_or_a_cut(upstream: FakeUpstream, client: openai.OpenAI) -> None:
+    upstream.push(Stall(0.2, text="slow ", rest="but sure"), Stall(30, text="never"))
+    chunks = client.chat.completions.create(model="fake-model", messages=USER, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "slow but sure"
+    # Past the client's read timeout mid-stream: the client gives up, the stall ends with it.
+    received: list[str] = []
+    with pytest.raises((openai.APITimeoutError, httpx.ReadTimeout)):
+        for chunk in client.chat.completions.create(
+            model="fake-model", messages=USER, stream=True, timeout=0.3
+        ):
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "never"
+    times = upstream.request_times
+    assert len(times) == 2 and times[0] <= times[1]
 
 
 def test_dynamic_and_echo(upstream: FakeUpstream, client: openai.OpenAI) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -15,8 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import AssistdError
+from ..errors import AssistdError, InsufficientStorageError
 from ..protocol.common import ParamValueError
+from ..store.outage import database_unavailable, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -36,64 +34,6 @@ def _error(
 # How long a client is told to wait before trying again while the database is unavailable. The SDKs
 # honour it (they retry 503s), and a database failing over is usually back within seconds.
 RETRY_AFTER_SECONDS = 2
-
-# Failures of the connection to the database, or of the database as a service, not of a statement.
-_SQLALCHEMY_UNAVAILABLE = (
-    sa_exc.OperationalError,  # PEP 249: "related to the database's operation": disconnects, server gone
-    sa_exc.InterfaceError,  # the driver's connection is closed or broken
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,  # no pooled connection became free in time
-)
-_ASYNCPG_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,  # starting up, shutting down, in recovery
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    # A deadlock or serialization failure PostgreSQL broke by rolling this transaction back: nothing was
-    # written, and the same request again succeeds (e.g. a cancel racing the worker that claims the run).
-    asyncpg.exceptions.TransactionRollbackError,
-)
-# Socket-level failures count only when raised inside the database's client (connecting to it): the
-# same exceptions from elsewhere (a file write, a sandbox pipe) are not the database's.
-_SOCKET_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
-_DATABASE_CLIENT_MODULES = ("sqlalchemy.", "asyncpg.")
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what caused it (``raise ... from``, exceptions during handling, a DBAPI error's orig)."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
-        yield error
-        orig = getattr(error, "orig", None)
-        pending += [error.__cause__, error.__context__, orig if isinstance(orig, BaseException) else None]
-
-
-def _raised_in_database_client(tb: TracebackType | None) -> bool:
-    while tb is not None:
-        module = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if module.startswith(_DATABASE_CLIENT_MODULES):
-            return True
-        tb = tb.tb_next
-    return False
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached or cannot serve now (not a bad statement), so
-    the request may succeed once it is back."""
-    for error in _chain(exc):
-        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-            return True
-        if isinstance(error, _SQLALCHEMY_UNAVAILABLE + _ASYNCPG_UNAVAILABLE):
-            return True
-        if isinstance(error, _SOCKET_ERRORS) and _raised_in_database_client(error.__traceback__):
-            return True
-    return False
 
 
 def unavailable_response(message: str, code: str, *, retry_after: int | None = None) -> JSONResponse:
@@ -219,6 +159,15 @@ def install(app: FastAPI) -> None:
         return _error(500, "The server had an error while processing your request.", "server_error")
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if storage_full(exc):
+            # Checked first: SQLite's "database or disk is full" is an OperationalError, which alone would
+            # read as an outage, and a 503 would have clients retry what cannot succeed soon.
+            log.warning("no space left on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return error_response(
+                InsufficientStorageError(
+                    "The server has no space left to store this request. Try again once space has been freed."
+                )
+            )
         if database_unavailable(exc):
             # One line, no traceback: during an outage every request fails the same way.
             log.warning(

@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import InsufficientStorageError, InvalidRequestError, NotFoundError
 from ..protocol.files import FileCreateFields, FileDeleted
-from ..storage import FileStorage, StoredBlob, UploadTooLarge
+from ..storage import FileStorage, StorageFull, StoredBlob, UploadTooLarge
 from ..store import files as store
 from ..store.pagination import PageQuery
 from . import quotas
@@ -99,6 +99,11 @@ async def _receive(
                     f"Invalid 'file': files may be at most {limit} bytes.",
                     param="file",
                     code="file_too_large",
+                ) from None
+            except StorageFull:
+                raise InsufficientStorageError(
+                    "The server has no space left to store this file; nothing of it was kept. "
+                    "Try again once space has been freed."
                 ) from None
             upload = (filename, blob)
         if upload is None:

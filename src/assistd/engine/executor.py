@@ -25,6 +25,7 @@ from ..store.clock import now
 from ..store.database import Database
 from ..store.detached import insert_rows, save
 from ..store.models import MessageRow, RunRow, RunStepRow
+from ..store.outage import database_unavailable
 from ..tools import code_interpreter
 from ..tools.citations import CitationFilter
 from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
@@ -35,6 +36,8 @@ from .events import StreamEvent
 from .made_files import MadeFiles, take_made, with_made
 
 log = logging.getLogger(__name__)
+
+DATABASE_LOST = "The database became unavailable while the run was in progress. Please create the run again."
 
 MAX_ATTEMPTS = 3
 # Model turns one run may take answering built-in tool calls before it must answer in text.
@@ -188,9 +191,14 @@ class RunExecutor:
             await self.fail(run_id, code, exc.message)
         except context.PromptTooLong:
             await self._end(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
-        except Exception:
-            log.exception("run %s failed on an internal error", run_id)
-            await self.fail(run_id, "server_error", "The server had an error while processing the run.")
+        except Exception as exc:
+            if database_unavailable(exc):
+                # Not a bug: say so, as the HTTP answers of the same moment do (one line, no traceback).
+                log.warning("run %s failed: the database became unavailable (%s)", run_id, type(exc).__name__)
+                await self.fail(run_id, "server_error", DATABASE_LOST)
+            else:
+                log.exception("run %s failed on an internal error", run_id)
+                await self.fail(run_id, "server_error", "The server had an error while processing the run.")
         finally:
             self._fresh.discard(run_id)  # one cancelled before its first turn
 

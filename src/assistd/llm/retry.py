@@ -19,10 +19,15 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
+class TransientUpstreamError(Exception):
+    """A failure of one answer that asking again may not repeat (a garbled stream, as a dropped
+    connection can be): retried like a 5xx."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | httpx.TransportError)
+    return isinstance(exc, openai.APIConnectionError | httpx.TransportError | TransientUpstreamError)
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -69,16 +74,28 @@ def next_wait(
 def describe(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"HTTP {exc.status_code}"
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        # httpx's read timeouts carry no message: without this a stalled stream reads "ReadTimeout: ".
+        return f"timed out ({type(exc).__name__})"
     return type(exc).__name__
 
 
-def upstream_error(exc: BaseException, service: str, secret: str, *, exhausted: bool) -> UpstreamError:
-    """What the run or file reports of a failed upstream call: the kind of failure, never the key."""
+def upstream_error(
+    exc: BaseException, service: str, secret: str, *, exhausted: bool, asked_wait: float | None = None
+) -> UpstreamError:
+    """What the run or file reports of a failed upstream call: the kind of failure, never the key.
+    ``asked_wait``: the retry-after the upstream asked for, when it alone ran past the retry budget."""
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
     code = "rate_limit_exceeded" if status == 429 else "server_error"
     detail = str(exc).replace(secret, "***") if len(secret) >= 4 else str(exc)
-    prefix = f"{service} kept failing after retries" if exhausted else f"{service} failed"
-    return UpstreamError(f"{prefix}: {describe(exc)}: {detail}"[:1000], code=code)
+    if asked_wait is not None:
+        prefix = f"{service} asked to wait {asked_wait:g}s before a retry, past the retry budget"
+    elif exhausted:
+        prefix = f"{service} kept failing after retries"
+    else:
+        prefix = f"{service} failed"
+    message = f"{prefix}: {describe(exc)}: {detail}" if detail else f"{prefix}: {describe(exc)}"
+    return UpstreamError(message[:1000], code=code)
 
 
 @dataclass(frozen=True)
@@ -96,8 +113,10 @@ class RetryPolicy:
         """The retry state of one request, its time budget starting now."""
         return Attempts(self, monotonic() + self.budget)
 
-    def error(self, exc: BaseException, *, exhausted: bool = False) -> UpstreamError:
-        return upstream_error(exc, self.service, self.secret, exhausted=exhausted)
+    def error(
+        self, exc: BaseException, *, exhausted: bool = False, asked_wait: float | None = None
+    ) -> UpstreamError:
+        return upstream_error(exc, self.service, self.secret, exhausted=exhausted, asked_wait=asked_wait)
 
 
 @dataclass
@@ -114,7 +133,9 @@ class Attempts:
         self.failures += 1
         wait = next_wait(exc, self.failures, policy.base, policy.max_retries, self.deadline)
         if wait is None:
-            raise policy.error(exc, exhausted=True) from exc
+            # Retries left but a retry-after past the deadline: say that, not "kept failing after retries".
+            asked = retry_after_seconds(exc) if self.failures <= policy.max_retries else None
+            raise policy.error(exc, exhausted=True, asked_wait=asked) from exc
         log.warning(
             "%s: attempt %d failed (%s); retrying in %.2fs",
             policy.service,

@@ -17,7 +17,7 @@ import httpx2 as httpx
 import openai
 
 from .. import metrics
-from .retry import RetryPolicy, describe
+from .retry import RetryPolicy, TransientUpstreamError, describe
 from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,15 @@ class UpstreamStreamError(Exception):
     """An error the upstream sent inside a 200 stream (``data: {"error": ...}``)."""
 
 
+class MalformedChunk(TransientUpstreamError):
+    """A line of the stream that is no chat completion chunk: not JSON, or JSON of another shape. Checked
+    here, so that a broken upstream fails the run with this message, not with an ``AttributeError`` from
+    deep in the engine (or a number where text belongs)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the upstream sent a malformed stream chunk ({what})")
+
+
 def _outcome(exc: BaseException) -> str:
     """The ``status`` label of a failed attempt: the HTTP status the upstream answered, else the kind of
     failure (a bounded set, so the metric's series stay few)."""
@@ -163,7 +172,7 @@ def _outcome(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         return "connection_error"
-    if isinstance(exc, UpstreamStreamError):
+    if isinstance(exc, UpstreamStreamError | MalformedChunk):
         return "stream_error"
     return "error"
 
@@ -174,7 +183,12 @@ def _parse_line(line: str) -> list[ChatChunk]:
     data = line[5:].strip()
     if not data or data == "[DONE]":
         return []
-    chunk = json.loads(data)
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise MalformedChunk("not JSON") from None
+    if not isinstance(chunk, dict):
+        raise MalformedChunk("not a JSON object")
     if "error" in chunk:
         error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
         raise UpstreamStreamError(str(error.get("message", "the upstream reported an error mid-stream")))
@@ -183,29 +197,65 @@ def _parse_line(line: str) -> list[ChatChunk]:
 
 def _convert(chunk: dict[str, Any]) -> list[ChatChunk]:
     out: list[ChatChunk] = []
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        calls = tuple(
-            ToolCallDelta(
-                index=call.get("index", 0),
-                id=call.get("id"),
-                name=(call.get("function") or {}).get("name"),
-                arguments=(call.get("function") or {}).get("arguments"),
+    for choice in _list(chunk.get("choices"), "choices"):
+        choice = _object(choice, "choices[]")
+        delta = _object(choice.get("delta"), "delta")
+        calls: list[ToolCallDelta] = []
+        for call in _list(delta.get("tool_calls"), "tool_calls"):
+            call = _object(call, "tool_calls[]")
+            function = _object(call.get("function"), "function")
+            calls.append(
+                ToolCallDelta(
+                    index=_int(call.get("index", 0), "tool_calls[].index"),
+                    id=_text(call.get("id"), "tool_calls[].id"),
+                    name=_text(function.get("name"), "function.name"),
+                    arguments=_text(function.get("arguments"), "function.arguments"),
+                )
             )
-            for call in delta.get("tool_calls") or []
-        )
-        text = delta.get("content")
-        finish_reason = choice.get("finish_reason")
+        text = _text(delta.get("content"), "content")
+        finish_reason = _text(choice.get("finish_reason"), "finish_reason")
         if text or calls or finish_reason:
-            out.append(ChatChunk(text=text or None, tool_calls=calls, finish_reason=finish_reason))
+            out.append(ChatChunk(text=text or None, tool_calls=tuple(calls), finish_reason=finish_reason))
     usage = chunk.get("usage")
     if usage:
+        usage = _object(usage, "usage")
         out.append(
             ChatChunk(
                 usage=TokenUsage(
-                    prompt_tokens=usage.get("prompt_tokens") or 0,
-                    completion_tokens=usage.get("completion_tokens") or 0,
+                    prompt_tokens=_int(usage.get("prompt_tokens") or 0, "usage.prompt_tokens"),
+                    completion_tokens=_int(usage.get("completion_tokens") or 0, "usage.completion_tokens"),
                 )
             )
         )
     return out
+
+
+# The shape checks of ``_convert``: absent (None) is always allowed, as the fields are optional.
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedChunk(f"'{name}' is not a list")
+    return value
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedChunk(f"'{name}' is not an object")
+    return value
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise MalformedChunk(f"'{name}' is not a string")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedChunk(f"'{name}' is not an integer")
+    return value

@@ -102,7 +102,7 @@ class IngestWorker:
             if attempts >= MAX_ATTEMPTS:
                 with contextlib.suppress(Exception):
                     await self._ingestor.fail(
-                        vector_store_id, file_id, "server_error", f"Ingestion failed: {type(exc).__name__}."
+                        vector_store_id, file_id, "server_error", f"Ingestion failed: {_reason(exc)}."
                     )
             # Otherwise the lease lapses and another attempt follows.
         finally:
@@ -118,3 +118,10 @@ class IngestWorker:
                     await INGESTION.extend(session, job, self.worker_id, lease)
             except Exception:
                 log.warning("could not extend the lease of ingestion %s", job, exc_info=True)
+
+
+def _reason(exc: Exception) -> str:
+    # An OSError's own words name the cause ("No space left on device"), without the path it carries.
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
