@@ -39,8 +39,9 @@ class Servers:
         self.current = start_server(self.tmp_path_factory, self.databases, self.fake, **env)
         return self.current
 
-    def restart(self, *, kill: bool = False) -> AssistdServer:
-        """Stop (SIGTERM, or SIGKILL when ``kill``) and start a new process on the same database."""
+    def restart(self, *, kill: bool = False, same_port: bool = False) -> AssistdServer:
+        """Stop (SIGTERM, or SIGKILL when ``kill``) and start a new process on the same database (and, with
+        ``same_port``, the same port: clients that keep a base URL find it again)."""
         old = self.current
         assert old is not None
         process = old.process
@@ -52,12 +53,20 @@ class Servers:
             # After its shutdown uvicorn exits 0 or re-raises the SIGTERM it caught; SIGKILL would mean
             # it hung and ``stop()`` had to kill it.
             assert process.returncode in (0, -signal.SIGTERM), f"assistd did not stop cleanly:\n{old.log()}"
-        self.current = AssistdServer(old.data_dir, old.database_url, old.extra_env).start()
+        self.current = respawn(old, same_port=same_port)
         return self.current
 
     def close(self) -> None:
         if self.current is not None:
             self.current.stop()
+
+
+def respawn(old: AssistdServer, *, same_port: bool = False, timeout: float = 30.0) -> AssistdServer:
+    """A new process in the place of ``old`` (stopped or killed): same role, data folder and database."""
+    new = AssistdServer(old.data_dir, old.database_url, old.extra_env, args=old.args, worker=old.worker)
+    if same_port and not old.worker:
+        new.port, new.log_path = old.port, old.log_path
+    return new.start(timeout)
 
 
 @pytest.fixture(name="fake")
