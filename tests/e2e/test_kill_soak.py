@@ -37,12 +37,15 @@ pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get("ASSISTD_SOAK_KILLS", "20"))
 # Up between kills for this long, at random: kills land anywhere in a run, an upload or a write.
 UP_SECONDS = (0.2, 1.5)
-# A stream that lasts longer than this hung (a run here takes about a second; a restart a few).
+# A stream that lasts longer than this, beyond the slowest restart, hung: a run here takes about a second,
+# and a stream on PostgreSQL's API replica may wait for its killed worker's replacement to start.
 STREAM_BOUND_SECONDS = 60.0
 # After the last kill, every run must be final within this long.
 SETTLE_SECONDS = 120.0
 # What the fake upstream answers every run: a short reply streamed over about a second.
 REPLY = Text("steady " * 25, chunk_delay_s=0.04)
+# Between two calls of one load thread.
+PACE_SECONDS = 0.02
 FINAL_EVENTS = {f"thread.run.{status}" for status in TERMINAL}
 
 
@@ -123,7 +126,7 @@ def fake() -> Iterator[FakeUpstream]:
 def _client(deployment: Deployment) -> OpenAI:
     # Generous: a request caught by a kill breaks at once; one that waits is what the bounds look for.
     client = make_client(deployment.api)
-    return client.with_options(timeout=STREAM_BOUND_SECONDS * 2)
+    return client.with_options(timeout=STREAM_BOUND_SECONDS * 3)
 
 
 def _loop(stop: threading.Event, tally: Tally, name: str, step: Callable[[int], None]) -> None:
@@ -135,6 +138,8 @@ def _loop(stop: threading.Event, tally: Tally, name: str, step: Callable[[int], 
         n += 1
         try:
             step(n)
+            # Steady, not flat out: the server restarting after a kill shares the machine's cores.
+            time.sleep(PACE_SECONDS)
         except openai.APITimeoutError as exc:
             with tally.lock:
                 tally.crashes.append(f"{name}: a request hung: {exc!r}")
@@ -277,7 +282,7 @@ def test_kill_9_soak(
         time.sleep(UP_SECONDS[1])  # some load on the last process too
         stop.set()
         for thread in threads:
-            thread.join(STREAM_BOUND_SECONDS * 2 + 10)
+            thread.join(STREAM_BOUND_SECONDS * 3 + 10)
             assert not thread.is_alive(), f"the {thread.name} load hung"
         assert tally.crashes == []
         loaded_for = time.monotonic() - began
@@ -326,7 +331,8 @@ def test_kill_9_soak(
 
         # No stream hung: each ended (its run's end, or a connection its server's death broke) in time.
         assert tally.streams["ended without a final event"] == 0, tally.streams
-        assert max(tally.stream_seconds, default=0.0) < STREAM_BOUND_SECONDS, tally.stream_seconds
+        bound = STREAM_BOUND_SECONDS + max(deployment.restart_seconds, default=0.0)
+        assert max(tally.stream_seconds, default=0.0) < bound, tally.stream_seconds
     finally:
         stop.set()
         deployment.stop()
