@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres lint typecheck bench bench-filler bench-large screenshots clean
+.PHONY: install run test test-sqlite test-postgres soak lint typecheck bench bench-filler bench-large screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,19 @@ test: lint typecheck
 	@echo "== SQLite pass"
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
+
+# The kill -9 soak at length (`make test` runs it with 20 kills): 200 SIGKILLs under load on SQLite, then
+# on PostgreSQL when a server answers at PG_URL (about 15-25 minutes each on two cores). Prints its figures.
+SOAK_KILLS ?= 200
+soak: install
+	@echo "== kill -9 soak, SQLite ($(SOAK_KILLS) kills)"
+	ASSISTD_SOAK_KILLS=$(SOAK_KILLS) $(PY) -m pytest tests/e2e/test_kill_soak.py -s -q $(PYTEST_ARGS)
+	@if $(PY) -c "import asyncio, asyncpg, sys; asyncio.run(asyncpg.connect('$(PG_URL)', timeout=3))" >/dev/null 2>&1; then \
+		echo "== kill -9 soak, PostgreSQL ($(SOAK_KILLS) kills, $(PG_URL))"; \
+		ASSISTD_SOAK_KILLS=$(SOAK_KILLS) ASSISTD_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest tests/e2e/test_kill_soak.py -s -q $(PYTEST_ARGS); \
+	else \
+		echo "== kill -9 soak, PostgreSQL: NOT RUN (no PostgreSQL answered at $(PG_URL); set PG_URL to run it)"; \
+	fi
 
 # Retakes the playground's screenshots in docs/screenshots/ (the README shows them).
 screenshots: install

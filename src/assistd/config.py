@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     # waiting for its model costs about 100 KiB and almost no CPU (bench/capacity.py), so the default lets a
     # process hold a thousand: a lower cap only queues runs while the model's latency, not the CPU, limits.
     workers: int = Field(default=1000, ge=0)
-    run_lease_seconds: float = Field(default=30.0, gt=0)
+    # A worker's hold on a run, renewed every third of it: a worker that vanishes (another host's, or one
+    # whose lock file is not in this data folder) loses its runs this long after its last renewal. A killed
+    # process of this host is found dead at once by its own host's next start (engine/process_lock.py).
+    run_lease_seconds: float = Field(default=10.0, gt=0)
     # At SIGTERM, runs in flight may finish for this long (counted from the signal) before they are handed
     # back to other workers; keep it below the supervisor's own stop timeout (docs/deploy.md).
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)

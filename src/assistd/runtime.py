@@ -121,7 +121,6 @@ async def open_runtime(settings: Settings, role: Role = "both") -> AsyncIterator
         log.warning("could not start the embedding model; trying again on first use", exc_info=True)
     storage = build_storage(settings, db)
     retriever = Retriever(db, embedder)
-    ingest_worker = IngestWorker(settings, db, Ingestor(db, storage, embedder))
     sandbox_root = None
     slot_handle = None
     if settings.processes > 1:
@@ -132,6 +131,7 @@ async def open_runtime(settings: Settings, role: Role = "both") -> AsyncIterator
     await sandbox.start()
     executes = role != "api"
     engine = Engine(settings, db, providers, retriever, storage, sandbox, role=role)
+    ingest_worker = IngestWorker(settings, db, Ingestor(db, storage, embedder), engine.pool.worker_id)
     runtime = Runtime(settings, role, db, providers, retriever, storage, engine, ingest_worker, slot_handle)
     await engine.start()
     if executes:

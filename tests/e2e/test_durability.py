@@ -7,9 +7,7 @@ a new ``AssistdServer`` on the same ``database_url``.
 from __future__ import annotations
 
 import json
-import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,76 +16,14 @@ from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
 
-from conftest import Databases, make_client, start_server
+from conftest import make_client
 from fake_upstream import Echo, FakeUpstream, Text, ToolCalls
+from restarts import POLL_SECONDS, Servers, fake_fixture, servers_fixture, wait_for  # noqa: F401
 from samples import WEATHER_TOOL
 from server import AssistdServer
 from wire import check, check_schema, raw
 
 pytestmark = pytest.mark.slow
-
-POLL_SECONDS = 30.0
-TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
-
-
-class Servers:
-    """Starts servers on one database and restarts them; stops whatever is left at the end."""
-
-    def __init__(self, tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream):
-        self.tmp_path_factory, self.databases, self.fake = tmp_path_factory, databases, fake
-        self.current: AssistdServer | None = None
-
-    def start(self, **env: str) -> AssistdServer:
-        self.current = start_server(self.tmp_path_factory, self.databases, self.fake, **env)
-        return self.current
-
-    def restart(self, *, kill: bool = False) -> AssistdServer:
-        """Stop (SIGTERM, or SIGKILL when ``kill``) and start a new process on the same database."""
-        old = self.current
-        assert old is not None
-        process = old.process
-        assert process is not None
-        if kill:
-            old.kill()
-        else:
-            old.stop()
-            # After its shutdown uvicorn exits 0 or re-raises the SIGTERM it caught; SIGKILL would mean
-            # it hung and ``stop()`` had to kill it.
-            assert process.returncode in (0, -signal.SIGTERM), f"assistd did not stop cleanly:\n{old.log()}"
-        self.current = AssistdServer(old.data_dir, old.database_url, old.extra_env).start()
-        return self.current
-
-    def close(self) -> None:
-        if self.current is not None:
-            self.current.stop()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstream]:
-    """A private upstream: no request left over from the session server's runs can take its replies."""
-    with FakeUpstream(models=["fake-model", "fake-model-large"]) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def servers(
-    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
-) -> Iterator[Servers]:
-    pool = Servers(tmp_path_factory, databases, fake)
-    yield pool
-    pool.close()
-
-
-def wait_for(client: OpenAI, server: AssistdServer, thread_id: str, run_id: str, statuses: set[str]) -> Run:
-    """Poll the run until its status is in ``statuses``; fail at once on another final status."""
-    deadline = time.monotonic() + POLL_SECONDS
-    while True:
-        run = client.beta.threads.runs.retrieve(run_id=run_id, thread_id=thread_id)
-        if run.status in statuses:
-            return run
-        if run.status in TERMINAL or time.monotonic() > deadline:
-            pytest.fail(f"run {run_id} is {run.status}, wanted {statuses}: {run}\n{server.log()}")
-        time.sleep(0.05)
 
 
 def wait_until_assistant_draft(client: OpenAI, thread_id: str) -> Message:

@@ -23,6 +23,7 @@ from ..store.models import RunRow
 from . import state
 from .bus import RunBus
 from .executor import RunExecutor, Started
+from .process_lock import ProcessLock, dead_processes
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class WorkerPool:
         self._process = processes.Process(
             worker_id, socket.gethostname(), os.getpid(), role, time.time(), time.time()
         )
+        # Held while this process lives: a process of this host that finds it free knows this one died.
+        self._lock = ProcessLock(settings.data_dir / "processes", worker_id)
         self._slots = asyncio.Semaphore(settings.workers)
         self._wake = asyncio.Event()
         self._cancel_requests: dict[str, asyncio.Event] = {}
@@ -77,11 +80,17 @@ class WorkerPool:
         self._claiming = False
 
     async def start(self) -> None:
+        self._lock.acquire()
         # Listed before it claims anything: runs of threads whose sessions it starts go to a live process.
         try:
             await self.beat()
         except Exception:
             log.warning("could not record this process in the processes table; retrying", exc_info=True)
+        # The runs of the process this one replaces, if it was killed: resumed now, not a lease later.
+        try:
+            await self.release_dead()
+        except Exception:
+            log.warning("could not free the jobs of dead processes; their leases will lapse", exc_info=True)
         self._wake.set()  # jobs left by an earlier process are claimed at once
         self._loops = [
             asyncio.create_task(self._guard(self._dispatch, "dispatcher")),
@@ -155,6 +164,7 @@ class WorkerPool:
                 await processes.leave(session, self.worker_id)
         except Exception:
             log.warning("could not remove this process from the processes table", exc_info=True)
+        self._lock.release()
 
     async def _guard(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
         # A database hiccup must not end the loop that every run depends on; one that returns is done.
@@ -353,6 +363,8 @@ class WorkerPool:
             # As often as a run's lease is renewed: a process unseen for a lease is dead to the others.
             if time.monotonic() - self._beaten_at >= self._settings.run_lease_seconds / 3:
                 await self.beat()
+                # A sibling of this host (`serve --processes N`) that was killed: its runs now.
+                await self.release_dead()
             await self.expire_overdue()
             # Often enough for a short retention, at most once a minute for the usual hour.
             every = min(_PRUNE_EVERY_SECONDS, self._settings.run_events_retention_seconds / 10)
@@ -370,6 +382,26 @@ class WorkerPool:
             alive = await processes.live(session, now - self._settings.run_lease_seconds)
         self._beaten_at = time.monotonic()
         self._executor.share_upstream(len(alive))
+
+    async def release_dead(self) -> None:
+        """Free the jobs of this host's processes that died (their file locks are free: killed, or
+        crashed), and forget their ``processes`` rows, so that their runs and ingestions are claimed now,
+        not once their leases lapse. A live process's lock is held: its jobs are never taken."""
+        with dead_processes(self._lock.directory, self.worker_id) as dead:
+            if not dead:
+                return
+            async with self._db.write() as session:
+                runs = await jobs.RUNS.release_dead(session, dead)
+                ingestions = await jobs.INGESTION.release_dead(session, [jobs.ingest_holder(d) for d in dead])
+                for process_id in dead:
+                    await processes.leave(session, process_id)
+        log.warning(
+            "processes %s of this host died: %d runs and %d ingestions they held are resumed now",
+            ", ".join(dead),
+            runs,
+            ingestions,
+        )
+        self._wake.set()
 
     async def prune_events(self) -> None:
         """Delete the event logs of runs that ended more than ``run_events_retention_seconds`` ago: long

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 
 from ..config import Settings
 from ..store import vector_stores as store
 from ..store.database import Database
-from ..store.jobs import INGESTION
+from ..store.jobs import INGESTION, ingest_holder
 from .ingest import Ingestor
 
 log = logging.getLogger(__name__)
@@ -22,11 +20,13 @@ MAX_ATTEMPTS = 3
 
 
 class IngestWorker:
-    def __init__(self, settings: Settings, db: Database, ingestor: Ingestor) -> None:
+    def __init__(self, settings: Settings, db: Database, ingestor: Ingestor, process_id: str) -> None:
         self._settings = settings
         self._db = db
         self._ingestor = ingestor
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:ingest:{id(self):x}"
+        # The process's id (``engine.worker.new_process_id``) and a suffix: what a process that finds this
+        # one dead frees at once (``WorkerPool.release_dead``).
+        self.worker_id = ingest_holder(process_id)
         self._slots = asyncio.Semaphore(settings.ingest_workers)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()

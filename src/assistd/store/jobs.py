@@ -33,6 +33,12 @@ from .models import IngestJobRow, RunJobRow
 CHANNEL = "assistd_jobs"
 
 
+def ingest_holder(process_id: str) -> str:
+    """What the ingestion jobs of the process ``process_id`` are locked by (at most 64 characters: a process
+    id has at most 57)."""
+    return f"{process_id}:ingest"
+
+
 class JobQueue:
     """One queue table: ``table`` has the columns of ``RunJobRow``, with ``key`` naming the job.
 
@@ -119,6 +125,12 @@ class JobQueue:
         self._finish = delete(jobs).where(job == bindparam("job"))
         self._release = (
             update(jobs).where(*held).values(locked_until=0.0, locked_by=None, attempts=jobs.c.attempts - 1)
+        )
+        # The attempt is kept: a run that kills its process every time still ends after its last attempt.
+        self._release_dead = (
+            update(jobs)
+            .where(jobs.c.locked_by.in_(bindparam("holders", expanding=True)))
+            .values(locked_until=0.0, locked_by=None)
         )
 
     async def enqueue(
@@ -214,6 +226,16 @@ class JobQueue:
         """Give a job back unfinished (at shutdown), so the next claim, of any worker, takes it at once."""
         await session.execute(self._release, {"job": job, "worker": worker_id})
         await self._wake_workers(session)
+
+    async def release_dead(self, session: AsyncSession, holders: list[str]) -> int:
+        """Free the jobs of workers known to be dead (``engine/process_lock.py``), so that they are claimed
+        at once rather than once their leases lapse; how many were freed. Never for a live worker: it would
+        run its jobs twice."""
+        result = await session.execute(self._release_dead, {"holders": holders})
+        freed = int(result.rowcount)  # type: ignore[attr-defined]
+        if freed:
+            await self._wake_workers(session)
+        return freed
 
 
 RUNS = JobQueue(RunJobRow, RunJobRow.run_id, RunJobRow.session_holder)
