@@ -17,12 +17,15 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import schemathesis
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from openai import OpenAI
 from schemathesis import CheckContext, Response
 from schemathesis.core.failures import Failure
@@ -59,6 +62,28 @@ def announce() -> None:
     print(
         f"assistd fuzz: seed {SEED}, {EXAMPLES} examples per operation and phase; {REPLAY}", file=sys.stderr
     )
+
+
+def property_settings(max_examples: int) -> settings:
+    """Settings of the hypothesis property tests: the fuzzing's example database, ``max_examples`` in CI,
+    scaled as ``ASSISTD_FUZZ_EXAMPLES`` scales the fuzzing's (default 12), and no deadline (a loaded machine
+    is slow, and speed is not what they test)."""
+    return settings(
+        max_examples=max(1, max_examples * EXAMPLES // 12),
+        deadline=None,
+        derandomize=False,
+        database=DirectoryBasedExampleDatabase(DATABASE),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+
+def properties(max_examples: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``property_settings`` and the fuzzing's seed, for a ``@given`` test."""
+
+    def apply(test: Callable[..., Any]) -> Callable[..., Any]:
+        return seed(SEED)(property_settings(max_examples)(test))  # type: ignore[no-any-return]
+
+    return apply
 
 
 def configure(schema: schemathesis.BaseSchema) -> None:
