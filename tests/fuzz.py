@@ -1,13 +1,15 @@
 """What the schemathesis fuzzing of ``e2e/test_fuzz.py`` shares: its budget, seed and example database, the
 real objects whose ids it feeds into paths and bodies, and the check of OpenAI's error body.
 
-Budget: ``ASSISTD_FUZZ_EXAMPLES`` generated requests per operation and generation phase (default 12, what
-CI affords: the module stays within about three minutes per database pass on two loaded cores). Raise it
-for a longer local hunt: ``ASSISTD_FUZZ_EXAMPLES=500``.
+Budget: ``ASSISTD_FUZZ_EXAMPLES`` generated requests per operation in schemathesis' fuzzing phase (default
+12, what CI affords: the module stays within about three minutes per database pass on two loaded cores);
+its examples and coverage phases add their own fixed sets (about 80 requests per operation). Raise it for a
+longer local hunt: ``ASSISTD_FUZZ_EXAMPLES=500``. The property tests scale their examples with it.
 
 Seed: random on each run (Hypothesis' ``derandomize`` stays off) and printed; ``ASSISTD_FUZZ_SEED=<n>``
-replays a run. Failing examples are kept in ``<repo>/.hypothesis/examples`` (git-ignored), which survives
-between runs on one machine, and are tried first on the next run; ``ASSISTD_FUZZ_DATABASE`` moves it.
+replays a run. Failing examples are kept in ``~/.cache/assistd/hypothesis`` (``$XDG_CACHE_HOME`` if set),
+outside the checkout, so they survive between runs on one machine, CI's clean checkouts too, and are
+never committed; each run tries them first. ``ASSISTD_FUZZ_DATABASE`` moves it.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from schemathesis.core.failures import Failure
 
 from fake_upstream import FakeUpstream, ToolCalls
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("ASSISTD_FUZZ_EXAMPLES", "12"))
 SEED = int(os.environ.get("ASSISTD_FUZZ_SEED") or random.SystemRandom().randrange(2**63))
-DATABASE = os.environ.get("ASSISTD_FUZZ_DATABASE") or str(REPO / ".hypothesis" / "examples")
+# Outside the checkout: CI (.ci/run) starts from a clean one, where .hypothesis/ would be lost each run.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+DATABASE = os.environ.get("ASSISTD_FUZZ_DATABASE") or str(CACHE / "assistd" / "hypothesis")
 # Stands for a real object's id in a generated case until it is sent (``RealIds.resolve``); plain
 # characters, which the quoting of path parameters leaves alone.
 MARK = "assistd-real-id-of-"
