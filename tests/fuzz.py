@@ -62,9 +62,7 @@ REPLAY = f"replay with ASSISTD_FUZZ_SEED={SEED} ASSISTD_FUZZ_EXAMPLES={EXAMPLES}
 
 def announce() -> None:
     """The seed, where a failing run's output shows it (pytest prints captured output of failures)."""
-    print(
-        f"assistd fuzz: seed {SEED}, {EXAMPLES} examples per operation and phase; {REPLAY}", file=sys.stderr
-    )
+    print(f"assistd fuzz: seed {SEED}, {EXAMPLES} random examples per operation; {REPLAY}", file=sys.stderr)
 
 
 def property_settings(max_examples: int) -> settings:
