@@ -18,6 +18,7 @@ import httpx
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from assistd.app import create_app
@@ -98,7 +99,7 @@ def _exercise(case: schemathesis.Case, base_url: str) -> None:
         case.validate_response(
             response, checks=[not_a_server_error, response_schema_conformance, openai_error_body]
         )
-    except AssertionError:
+    except (AssertionError, FailureGroup):
         # Into the failing test's captured output, which pytest shows with the failure.
         print(f"assistd fuzz: {REPLAY}", file=sys.stderr)
         raise
