@@ -90,7 +90,7 @@ def properties(max_examples: int) -> Callable[[Callable[..., Any]], Callable[...
 def configure(schema: schemathesis.BaseSchema) -> None:
     schema.config.generation.update(max_examples=EXAMPLES, database=DATABASE, deterministic=False)
     # One seed for the run; schemathesis derives each operation's from it.
-    schema.config._get_parent().update(seed=SEED, max_failures=None)
+    schema.config.seed = SEED
 
 
 @dataclass
