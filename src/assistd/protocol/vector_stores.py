@@ -160,8 +160,13 @@ class FileBatchCreateParams(RequestModel):
     def entries(self) -> list[BatchFile]:
         if self.files is not None:
             return self.files
+        # Built from fields already validated, not validated again: a ``file_ids`` entry that names no file
+        # ("" too) is refused where files are looked up, naming ``file_ids[i]``, as at store creation;
+        # validating it here raised past the request's validation, a 500.
         return [
-            BatchFile(file_id=file_id, attributes=self.attributes, chunking_strategy=self.chunking_strategy)
+            BatchFile.model_construct(
+                file_id=file_id, attributes=self.attributes, chunking_strategy=self.chunking_strategy
+            )
             for file_id in self.file_ids or []
         ]
 

@@ -183,11 +183,13 @@ async def list_page(session: AsyncSession, tenant: str, query: PageQuery) -> Lis
 
 async def remove(session: AsyncSession, tenant: str, vector_store_id: str) -> DeletedObject:
     row = await get_row(session, tenant, vector_store_id)
-    await session.execute(delete(ChunkRow).where(ChunkRow.vector_store_id == row.id))
-    await session.execute(delete(IngestJobRow).where(IngestJobRow.job_id.startswith(f"{row.id}/")))
+    # In the ingestion lock order (see ``detach_file``): the store's files, their chunks, the store, the jobs.
     await session.execute(delete(VectorStoreFileRow).where(VectorStoreFileRow.vector_store_id == row.id))
+    await session.execute(delete(ChunkRow).where(ChunkRow.vector_store_id == row.id))
     await session.execute(delete(FileBatchRow).where(FileBatchRow.vector_store_id == row.id))
     await session.delete(row)
+    await session.flush()
+    await session.execute(delete(IngestJobRow).where(IngestJobRow.job_id.startswith(f"{row.id}/")))
     return DeletedObject(id=vector_store_id, object="vector_store.deleted")
 
 
@@ -294,16 +296,23 @@ async def list_files(
     return page_of([file_to_wire(row) for row in rows], has_more)
 
 
+# The ingestion lock order. A file's ingestion completes (retrieval/ingest.py) by writing, in one
+# transaction: the store's file row, its chunks, the store's generation, then the ingest job. Whatever else
+# writes several of these takes them in the same order: taken the other way round (the job first), removing
+# a file while its ingestion completed deadlocked on PostgreSQL, which broke the deadlock by failing the
+# removal (a 503).
+
+
 async def detach_file(session: AsyncSession, row: VectorStoreFileRow) -> None:
     """Remove a file from a store with its chunks and any pending ingestion (the file itself stays)."""
-    await session.execute(
-        delete(ChunkRow).where(
-            ChunkRow.vector_store_id == row.vector_store_id, ChunkRow.file_id == row.file_id
-        )
-    )
-    await INGESTION.finish(session, job_id(row.vector_store_id, row.file_id))
+    vector_store_id, file_id = row.vector_store_id, row.file_id
     await session.delete(row)
-    await bump_generation(session, row.vector_store_id)
+    await session.flush()
+    await session.execute(
+        delete(ChunkRow).where(ChunkRow.vector_store_id == vector_store_id, ChunkRow.file_id == file_id)
+    )
+    await bump_generation(session, vector_store_id)
+    await INGESTION.finish(session, job_id(vector_store_id, file_id))
 
 
 async def detach_everywhere(session: AsyncSession, tenant: str, file_id: str) -> None:
