@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from openai import OpenAI
 
 sys.path.insert(0, str(Path(__file__).parent)) if str(Path(__file__).parent) not in sys.path else None
 
+from db_proxy import TcpProxy  # noqa: E402
 from fake_upstream import FakeUpstream  # noqa: E402
 from server import KEYS, AssistdServer  # noqa: E402
 
@@ -106,6 +108,27 @@ def server(
     srv = start_server(tmp_path_factory, databases, fake, upstream_timeout_seconds="3")
     yield srv
     srv.stop()
+
+
+@contextmanager
+def server_behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, upstream: FakeUpstream, name: str
+) -> Iterator[tuple[AssistdServer, TcpProxy]]:
+    """A server on a new PostgreSQL database whose connections all go through a proxy the test cuts."""
+    from sqlalchemy.engine import make_url
+
+    direct = make_url(databases.new())
+    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432).start()
+    through = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    settings = {"ASSISTD_UPSTREAM_BASE_URL": upstream.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream"}
+    server = AssistdServer(tmp_path_factory.mktemp(name), through, settings).start()
+    try:
+        yield server, proxy
+    finally:
+        if proxy.is_cut:
+            proxy.restore()  # so that the server shuts down as usual, releasing what it holds
+        server.stop()
+        proxy.stop()
 
 
 def wait_for_processes(server: AssistdServer, processes: int, timeout: float = 60.0) -> None:

@@ -14,9 +14,8 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
-from sqlalchemy.engine import make_url
 
-from conftest import Databases, make_client
+from conftest import Databases, make_client, server_behind_proxy
 from db_proxy import TcpProxy
 from fake_upstream import FakeUpstream, Text
 from server import AssistdServer
@@ -30,16 +29,8 @@ def proxied(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
 ) -> Iterator[tuple[AssistdServer, TcpProxy]]:
     """A server whose database connections all go through a proxy the test controls."""
-    direct = make_url(databases.new())
-    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432).start()
-    through = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings = {"ASSISTD_UPSTREAM_BASE_URL": fake.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream"}
-    server = AssistdServer(tmp_path_factory.mktemp("outage"), through, settings).start()
-    yield server, proxy
-    if proxy.is_cut:
-        proxy.restore()  # so that the server shuts down as usual, releasing what it holds
-    server.stop()
-    proxy.stop()
+    with server_behind_proxy(tmp_path_factory, databases, fake, "outage") as pair:
+        yield pair
 
 
 def _answered(client: OpenAI, fake: FakeUpstream, text: str) -> None:

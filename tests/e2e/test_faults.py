@@ -30,7 +30,7 @@ from openai import OpenAI
 from openai.types.beta.threads import Run
 from sqlalchemy.engine import make_url
 
-from conftest import PG_ENV, Databases, start_server
+from conftest import PG_ENV, Databases, server_behind_proxy, start_server
 from db_proxy import TcpProxy
 from fake_upstream import Drop, Dynamic, Error, FakeUpstream, Raw, Reply, Stall, Text, last_user_text
 from server import KEYS, AssistdServer
@@ -511,16 +511,8 @@ def proxied(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, upstream: FakeUpstream
 ) -> Iterator[tuple[AssistdServer, TcpProxy]]:
     """A server whose database connections go through a proxy the test cuts (as test_database_outage)."""
-    direct = make_url(databases.new())
-    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432).start()
-    through = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings = {"ASSISTD_UPSTREAM_BASE_URL": upstream.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream"}
-    srv = AssistdServer(tmp_path_factory.mktemp("faults-proxied"), through, settings).start()
-    yield srv, proxy
-    if proxy.is_cut:
-        proxy.restore()
-    srv.stop()
-    proxy.stop()
+    with server_behind_proxy(tmp_path_factory, databases, upstream, "faults-proxied") as pair:
+        yield pair
 
 
 @pytest.mark.postgres_only
