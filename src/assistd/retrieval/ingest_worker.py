@@ -115,7 +115,7 @@ class IngestWorker:
             await asyncio.sleep(lease / 3)
             try:
                 async with self._db.write() as session:
-                    await INGESTION.extend(session, job, self.worker_id, lease)
+                    await INGESTION.extend(session, [job], self.worker_id, lease)
             except Exception:
                 log.warning("could not extend the lease of ingestion %s", job, exc_info=True)
 

@@ -7,6 +7,7 @@ PostgreSQL as well as on SQLite, without dialect-specific locking SQL.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import (
@@ -121,7 +122,11 @@ class JobQueue:
             .returning(jobs.c.attempts)
         )
         held = (job == bindparam("job"), jobs.c.locked_by == bindparam("worker"))
-        self._extend = update(jobs).where(*held).values(locked_until=bindparam("until"))
+        self._extend = (
+            update(jobs)
+            .where(job.in_(bindparam("jobs", expanding=True)), jobs.c.locked_by == bindparam("worker"))
+            .values(locked_until=bindparam("until"))
+        )
         self._finish = delete(jobs).where(job == bindparam("job"))
         self._release = (
             update(jobs).where(*held).values(locked_until=0.0, locked_by=None, attempts=jobs.c.attempts - 1)
@@ -214,10 +219,14 @@ class JobQueue:
         rows = (await session.execute(self._claim_batch, params)).all()
         return [(str(key), int(attempts)) for key, attempts, _ in sorted(rows, key=lambda row: row[2])]
 
-    async def extend(self, session: AsyncSession, job: str, worker_id: str, lease_seconds: float) -> bool:
-        params = {"job": job, "worker": worker_id, "until": time.time() + lease_seconds}
+    async def extend(
+        self, session: AsyncSession, held: Collection[str], worker_id: str, lease_seconds: float
+    ) -> int:
+        """Renew the leases of all the jobs a worker holds in one statement (one write per renewal, however
+        many jobs it holds); how many it still held."""
+        params = {"jobs": list(held), "worker": worker_id, "until": time.time() + lease_seconds}
         result = await session.execute(self._extend, params)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def finish(self, session: AsyncSession, job: str) -> None:
         await session.execute(self._finish, {"job": job})
