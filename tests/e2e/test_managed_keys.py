@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -287,6 +289,29 @@ def test_storage_quota(managed: AssistdServer) -> None:
         assert [f.id for f in client.files.list().data] == [first.id]
         client.files.delete(first.id)
         assert client.files.create(file=("b.txt", b"b" * 60), purpose="assistants").bytes == 60
+
+
+def test_storage_quota_counts_the_keys_own_uploads_in_a_shared_tenant(managed: AssistdServer) -> None:
+    """Two keys of one tenant: each one's quota counts what it uploaded, not what the other did; uploads
+    of one key at the same instant cannot both pass the last free bytes."""
+    tenant = f"shared-{uuid.uuid4().hex[:8]}"
+    small = create_key(managed, tenant_name=tenant, storage_bytes=100)
+    large = create_key(managed, tenant_name=tenant, storage_bytes=1000)
+    with make_client(managed, large["key"]) as big, make_client(managed, small["key"]) as little:
+        big.files.create(file=("big.txt", b"x" * 500), purpose="assistants")
+        mine = little.files.create(file=("mine.txt", b"y" * 60), purpose="assistants")
+        assert {f.id for f in big.files.list().data} >= {mine.id}, "the tenant's files are shared"
+
+        def upload(n: int) -> int:
+            try:
+                little.files.create(file=(f"race{n}.txt", b"z" * 30), purpose="assistants")
+            except openai.RateLimitError:
+                return 0
+            return 1
+
+        with ThreadPoolExecutor(4) as pool:
+            stored = sum(pool.map(upload, range(4)))
+    assert stored == 1, "60 of 100 bytes used: one more upload of 30 fits, not two"
 
 
 def test_static_keys_and_the_no_key_default_are_unchanged(

@@ -140,7 +140,8 @@ async def upload_file(
     try:
         async with db.write() as session:
             await quotas.check_storage(session, caller, blob.size)
-            created = await store.create(session, caller.tenant, fields, filename, blob)
+            uploader = caller.fingerprint if caller.managed else None
+            created = await store.create(session, caller.tenant, fields, filename, blob, uploader)
     except BaseException:
         await storage.delete(blob.key)
         raise

@@ -3,8 +3,8 @@
 
 Tokens per day are counted per key and UTC day as its runs' turns are recorded (engine/executor.py), and
 checked when a run is created or continued: a run under way is not cut off, so a day may end up to one
-run's usage past the limit. Storage is the bytes of the files stored in the key's tenant, checked on each
-upload; deleting files frees it, so its ``retry-after`` is only a nominal wait.
+run's usage past the limit. Storage is the bytes of the files the key uploaded that are still stored,
+checked on each upload; deleting files frees it, so its ``retry-after`` is only a nominal wait.
 """
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ async def check_tokens(db: Database, caller: Caller, *, at: float | None = None)
 
 
 async def check_storage(session: AsyncSession, caller: Caller, adding: int) -> None:
-    """Refuse (``StorageLimitError``) an upload of ``adding`` bytes that would take the key's tenant past
-    the key's storage quota; in the transaction that stores the file."""
+    """Refuse (``StorageLimitError``) an upload of ``adding`` bytes that would take the files the key
+    uploaded past its storage quota; in the transaction that stores the file."""
     limit = caller.quotas.storage_bytes
-    if not caller.managed or limit is None:
+    if not caller.managed or limit is None or caller.fingerprint is None:
         return
-    used = await store.tenant_file_bytes(session, caller.tenant)
+    used = await store.key_file_bytes(session, caller.fingerprint)
     if used + adding <= limit:
         return
     raise StorageLimitError(

@@ -142,10 +142,13 @@ async def tokens_on(session: AsyncSession, key_id: str, day: str) -> int:
     return int(used or 0)
 
 
-async def tenant_file_bytes(session: AsyncSession, tenant: str) -> int:
-    """Bytes of the tenant's stored files: what a key's storage quota limits."""
+async def key_file_bytes(session: AsyncSession, key_id: str) -> int:
+    """Bytes of the files the key uploaded and that are still stored: what its storage quota limits.
+    The key's row is locked first (PostgreSQL; SQLite writes one at a time anyway), so that two uploads of
+    one key at the same instant are counted one after the other, not both against the same total."""
+    await session.execute(select(ApiKeyRow.pk).where(ApiKeyRow.id == key_id).with_for_update())
     used = await session.scalar(
-        select(func.coalesce(func.sum(FileRow.bytes), 0)).where(FileRow.tenant == tenant)
+        select(func.coalesce(func.sum(FileRow.bytes), 0)).where(FileRow.api_key_id == key_id)
     )
     return int(used or 0)
 

@@ -52,7 +52,12 @@ async def get_row(session: AsyncSession, tenant: str, file_id: str) -> FileRow:
 
 
 async def create(
-    session: AsyncSession, tenant: str, fields: FileCreateFields, filename: str, blob: StoredBlob
+    session: AsyncSession,
+    tenant: str,
+    fields: FileCreateFields,
+    filename: str,
+    blob: StoredBlob,
+    api_key_id: str | None = None,
 ) -> FileObject:
     created_at = now()
     if fields.expires_after is not None:
@@ -61,7 +66,7 @@ async def create(
         expires_at = created_at + BATCH_EXPIRY_SECONDS
     else:
         expires_at = None
-    return await insert(session, tenant, fields.purpose, filename, blob, created_at, expires_at)
+    return await insert(session, tenant, fields.purpose, filename, blob, created_at, expires_at, api_key_id)
 
 
 async def insert(
@@ -72,6 +77,7 @@ async def insert(
     blob: StoredBlob,
     created_at: int | None = None,
     expires_at: int | None = None,
+    api_key_id: str | None = None,
 ) -> FileObject:
     """A file row for stored bytes: an upload's, or one the server made (``assistants_output``)."""
     row = FileRow(
@@ -86,6 +92,7 @@ async def insert(
         storage_key=blob.key,
         status="processed",
         expires_at=expires_at,
+        api_key_id=api_key_id,
     )
     session.add(row)
     await session.flush()

@@ -157,6 +157,8 @@ class FileRow(_Object, Base):
     storage_key: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), default="processed")
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The managed key that uploaded it (its fingerprint): whose storage quota it counts against.
+    api_key_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class VectorStoreRow(_Object, Base):
