@@ -26,6 +26,7 @@ from .api import (
     messages,
     metrics,
     models,
+    responses,
     runs,
     threads,
     ui,
@@ -142,7 +143,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
-    routers = (assistants, runs, threads, messages, models, files, vector_stores, actions, ask, ui, health)
+    routers = (
+        assistants,
+        runs,
+        threads,
+        messages,
+        models,
+        files,
+        vector_stores,
+        responses,
+        actions,
+        ask,
+        ui,
+        health,
+    )
     for module in routers:
         app.include_router(module.router)
     if settings.metrics:

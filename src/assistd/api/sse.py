@@ -43,7 +43,7 @@ def data_frame(data: BaseModel | dict[str, Any]) -> bytes:
     return f"data: {_json(data)}\n\n".encode()
 
 
-async def _frames(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+async def _frames(events: AsyncIterator[StreamEvent], done: bool = True) -> AsyncIterator[bytes]:
     try:
         async for event in events:
             yield frame(event)
@@ -51,7 +51,8 @@ async def _frames(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
         log.exception("run stream failed")
         error = {"message": "The server had an error while streaming the run.", **_SERVER_ERROR}
         yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
-    yield DONE
+    if done:
+        yield DONE
 
 
 async def _data_frames(items: AsyncIterator[BaseModel]) -> AsyncIterator[bytes]:
@@ -69,6 +70,14 @@ def event_stream(events: AsyncIterator[StreamEvent]) -> StreamingResponse:
     """A run's events as ``event:`` frames, then ``done``."""
     return StreamingResponse(
         tracked_stream(_frames(events)), media_type="text/event-stream", headers=_HEADERS
+    )
+
+
+def response_stream(events: AsyncIterator[StreamEvent]) -> StreamingResponse:
+    """A response's events (``response.*``) as ``event:`` frames. The Responses API ends its streams with
+    their last event, no ``done``: the events report their own failures (``api.response_stream``)."""
+    return StreamingResponse(
+        tracked_stream(_frames(events, done=False)), media_type="text/event-stream", headers=_HEADERS
     )
 
 

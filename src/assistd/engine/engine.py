@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -163,6 +163,18 @@ class Engine:
         run = run_store.new_run_row(
             tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
         )
+        return await self._queue_row(session, run, listener, new, key_id)
+
+    async def _queue_row(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        listener: RunSubscription | None,
+        new: _NewRun,
+        key_id: str | None,
+    ) -> Run:
+        """Queue the new ``run`` (not inserted yet) on its thread, which it claims, in ``session``."""
+        thread_id = run.thread_id
         run.api_key_id = key_id
         await thread_store.claim_for_run(session, thread_id, run.id)
         if listener is not None:
@@ -178,6 +190,22 @@ class Engine:
         await insert_rows(session, run)
         if new.started is None:
             new.opened = await self.bus.record(session, run.id, opening)
+        return wire
+
+    async def create_prepared_run(
+        self,
+        prepare: Callable[[AsyncSession], Awaitable[RunRow]],
+        listener: RunSubscription | None = None,
+        *,
+        key_id: str | None = None,
+    ) -> Run:
+        """Queue the run ``prepare`` makes, not inserted, in the transaction that creates it; ``prepare`` may
+        write rows of its own there first (a thread, its messages, the record of what asked for the run):
+        they commit with the run or not at all. For facades whose runs have no assistant to take their
+        options from (a response of /v1/responses)."""
+        async with self._creating() as (session, new):
+            run = await prepare(session)
+            wire = await self._queue_row(session, run, listener, new, key_id)
         return wire
 
     async def _enqueue_here(self, session: AsyncSession, run_id: str, thread_id: str) -> bool:

@@ -24,8 +24,17 @@ from ..store import runs as run_store
 from ..store import threads as thread_store
 from .bus import RunSubscription
 from .engine import POLL_WAIT_STATUSES, Engine
+from .events import StreamEvent
 
-__all__ = ["ThreadBusyError", "Turn", "TurnError", "TurnOutcome", "TurnStatus", "start_turn"]
+__all__ = [
+    "ThreadBusyError",
+    "Turn",
+    "TurnError",
+    "TurnOutcome",
+    "TurnStatus",
+    "start_turn",
+    "text_pieces",
+]
 
 # Runs are followed through the event bus; the database is read again this often in case their events
 # are published elsewhere (another process) or were missed.
@@ -133,6 +142,14 @@ class Turn:
     async def text_deltas(self) -> AsyncIterator[str]:
         """The reply's text as the run writes it, piece by piece, until the run stops or the turn's time is
         up (``wait`` then says which); listening to the run ends with it."""
+        async for event in self.events():
+            if event.event == "thread.message.delta":
+                for piece in text_pieces(event.data):
+                    yield piece
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """The run's events as the engine streams them, until the run stops or the turn's time is up
+        (``wait`` then says which); listening to the run ends with it."""
         events = self._engine.follow(self._listener)
         try:
             while True:
@@ -143,9 +160,7 @@ class Turn:
                         event = await anext(events)
                 except (StopAsyncIteration, TimeoutError):
                     return
-                if event.event == "thread.message.delta":
-                    for piece in _text_pieces(event.data):
-                        yield piece
+                yield event
         finally:
             if isinstance(events, AsyncGenerator):
                 await events.aclose()
@@ -178,7 +193,7 @@ class Turn:
         return TurnOutcome.of(run_store.to_wire(row), text)
 
 
-def _text_pieces(data: BaseModel | dict[str, Any]) -> Iterator[str]:
+def text_pieces(data: BaseModel | dict[str, Any]) -> Iterator[str]:
     """The text a ``thread.message.delta`` event adds to its message."""
     body = data.model_dump() if isinstance(data, BaseModel) else data
     for part in body.get("delta", {}).get("content", []):

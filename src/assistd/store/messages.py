@@ -72,7 +72,7 @@ async def insert(
     return row
 
 
-def assistant_draft(tenant: str, thread_id: str, run_id: str, assistant_id: str) -> MessageRow:
+def assistant_draft(tenant: str, thread_id: str, run_id: str, assistant_id: str | None) -> MessageRow:
     """The assistant message a run fills in as the model writes it (not yet added to a session)."""
     return MessageRow(
         id=new_id("msg"),

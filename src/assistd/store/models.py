@@ -78,7 +78,8 @@ class RunRow(_Object, Base):
     )
 
     thread_id: Mapped[str] = mapped_column(String(64))
-    assistant_id: Mapped[str] = mapped_column(String(64))
+    # None for the run of a response (/v1/responses), which has no assistant; shown as "" (wire Run).
+    assistant_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str] = mapped_column(String(256))
     instructions: Mapped[str] = mapped_column(Text)
@@ -113,7 +114,8 @@ class RunStepRow(_Object, Base):
 
     run_id: Mapped[str] = mapped_column(String(64))
     thread_id: Mapped[str] = mapped_column(String(64))
-    assistant_id: Mapped[str] = mapped_column(String(64))
+    # Its run's: None for a response's run.
+    assistant_id: Mapped[str | None] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     step_details: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -126,6 +128,26 @@ class RunStepRow(_Object, Base):
     # What built-in tool calls (file_search, code_interpreter) showed the model, by call id: the wire
     # shape of their step has no place for it, and the next turn's context needs it.
     tool_io: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ResponseRow(_Object, Base):
+    """A response of /v1/responses: a run (``run_id``) on a thread, in another wire format. The run holds
+    what it did (status, usage, the messages it wrote); this row holds what the Responses API adds: the
+    request's options echoed back, the chain (``previous_response_id``), the conversation named, and the
+    ids of the messages that were its input. Only stored responses (``store`` true) have a row."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_run", "run_id"),)
+
+    run_id: Mapped[str] = mapped_column(String(64))
+    thread_id: Mapped[str] = mapped_column(String(64))
+    # The conversation the request named (its id as given), None for a thread of the response's own.
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    # The request's options as the response object shows them (instructions, text, tools, user...).
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The messages the response's input added to its thread, in input order.
+    input_message_ids: Mapped[list[str]] = mapped_column(JSON)
 
 
 class RunJobRow(Base):

@@ -24,13 +24,18 @@ from .pagination import PageQuery, fetch_page, page_of
 DEFAULT_TRUNCATION: dict[str, Any] = {"type": "auto", "last_messages": None}
 
 
+# What a run (or step) of a response shows for the assistant it has none of: the Assistants wire types
+# (and the SDKs' models) require a string.
+NO_ASSISTANT = ""
+
+
 def to_wire(row: RunRow) -> Run:
     return Run.model_validate(
         {
             "id": row.id,
             "created_at": row.created_at,
             "thread_id": row.thread_id,
-            "assistant_id": row.assistant_id,
+            "assistant_id": row.assistant_id or NO_ASSISTANT,
             "status": row.status,
             "required_action": row.required_action,
             "last_error": row.last_error,
@@ -145,7 +150,7 @@ def step_to_wire(row: RunStepRow, include_file_search_content: bool = False) -> 
         {
             "id": row.id,
             "created_at": row.created_at,
-            "assistant_id": row.assistant_id,
+            "assistant_id": row.assistant_id or NO_ASSISTANT,
             "thread_id": row.thread_id,
             "run_id": row.run_id,
             "type": row.type,
@@ -216,10 +221,13 @@ async def list_steps_page(
 
 
 async def tool_resource_ids(session: AsyncSession, run: RunRow, tool: str, key: str) -> list[str]:
-    """``tool_resources[tool][key]`` of the run's assistant, then of its thread (e.g. the vector store
-    ids of file_search, the file ids of code_interpreter)."""
+    """``tool_resources[tool][key]`` of the run's assistant (a response's run has none), then of its thread
+    (e.g. the vector store ids of file_search, the file ids of code_interpreter)."""
     ids: list[str] = []
-    for model, owner_id in ((AssistantRow, run.assistant_id), (ThreadRow, run.thread_id)):
+    owners: list[tuple[type[AssistantRow] | type[ThreadRow], str]] = [(ThreadRow, run.thread_id)]
+    if run.assistant_id is not None:
+        owners.insert(0, (AssistantRow, run.assistant_id))
+    for model, owner_id in owners:
         resources = await session.scalar(select(model.tool_resources).where(model.id == owner_id))
         ids += ((resources or {}).get(tool) or {}).get(key) or []
     return ids

@@ -1,0 +1,62 @@
+"""/v1/responses: OpenAI's Responses API, each response a run on a thread (``engine/responses.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from ..engine.responses import Responses
+from ..protocol.responses import ResponseCreateParams
+from ..store.pagination import PageQuery
+from .deps import RunEngine, RunKey, Tenant
+from .pagination import page_query
+from .render import json_response
+from .response_stream import response_events
+from .sse import response_stream
+
+router = APIRouter(prefix="/v1/responses", tags=["responses"])
+
+
+async def get_responses(engine: RunEngine) -> Responses:
+    return Responses(engine)
+
+
+Service = Annotated[Responses, Depends(get_responses)]
+
+
+@router.post("")
+async def create_response(
+    params: ResponseCreateParams, tenant: Tenant, key: RunKey, responses: Service
+) -> Response:
+    # Created before answering, so that a refusal (an unknown previous response, a busy conversation) is
+    # an ordinary error response, a stream's included.
+    created = await responses.create(tenant, params, key_id=key)
+    if params.stream:
+        return response_stream(response_events(responses, created))
+    return json_response(await responses.answer(created))
+
+
+@router.get("/{response_id}")
+async def retrieve_response(response_id: str, tenant: Tenant, responses: Service) -> Response:
+    return json_response(await responses.retrieve(tenant, response_id))
+
+
+@router.delete("/{response_id}")
+async def delete_response(response_id: str, tenant: Tenant, responses: Service) -> Response:
+    return json_response(await responses.delete(tenant, response_id))
+
+
+@router.post("/{response_id}/cancel")
+async def cancel_response(response_id: str, tenant: Tenant, responses: Service) -> Response:
+    return json_response(await responses.cancel(tenant, response_id))
+
+
+@router.get("/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    tenant: Tenant,
+    responses: Service,
+    query: Annotated[PageQuery, Depends(page_query)],
+) -> Response:
+    return json_response(await responses.input_items(tenant, response_id, query))
