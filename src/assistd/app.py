@@ -20,6 +20,7 @@ from .api import (
     admin_keys,
     ask,
     assistants,
+    conversations,
     errors,
     files,
     health,
@@ -142,7 +143,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
-    routers = (assistants, runs, threads, messages, models, files, vector_stores, actions, ask, ui, health)
+    routers = (
+        assistants,
+        runs,
+        threads,
+        messages,
+        conversations,
+        models,
+        files,
+        vector_stores,
+        actions,
+        ask,
+        ui,
+        health,
+    )
     for module in routers:
         app.include_router(module.router)
     if settings.metrics:
