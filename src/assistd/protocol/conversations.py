@@ -44,7 +44,8 @@ class ConversationCreateParams(RequestModel):
 
 
 class ConversationUpdateParams(RequestModel):
-    metadata: Metadata = None
+    # Required, as OpenAI's UpdateConversationBody says: null clears the metadata.
+    metadata: Metadata
 
 
 class ItemCreateParams(RequestModel):

@@ -392,9 +392,14 @@ def _message(item: Mapping[str, Any], at: str, parsed: ParsedInput, allow_instru
     try:
         parsed.messages.append(MessageCreateParams.model_validate(body))
     except ValidationError as exc:
+        # The message's content and attachments are made from the item's content parts, not one for one
+        # (input_file parts become attachments): the item's content is what is named.
         error = exc.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        raise ParamValueError(str(error["msg"]), f"{at}{where}") from exc
+        cause = (error.get("ctx") or {}).get("error")
+        message = str(cause) if isinstance(cause, ParamValueError) else str(error["msg"])
+        first = error["loc"][0] if error["loc"] else "content"
+        where = "content" if first in ("content", "attachments") else str(first)
+        raise ParamValueError(message, f"{at}.{where}") from exc
     parsed.message_at.append(at)
     parsed.files += files
 
