@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from typing import Any
 
 import openai
@@ -17,7 +19,7 @@ from openai.types.conversations import (
 )
 from pydantic import TypeAdapter
 
-from fake_upstream import FakeUpstream, Text, ToolCalls
+from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from samples import WEATHER_TOOL
 from wire import api_error, check, raw
 
@@ -324,3 +326,62 @@ def test_conversation_errors_name_the_param(client: OpenAI, other_client: OpenAI
     with pytest.raises(openai.NotFoundError):
         other_client.conversations.delete(conversation.id)
     assert client.conversations.retrieve(conversation.id).id == conversation.id
+
+
+def test_file_search_run_as_items_with_citation(client: OpenAI, fake: FakeUpstream) -> None:
+    fact = "The launch code for Project Kestrel is 4471."
+    store = client.vector_stores.create(name="briefings")
+    file = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("kestrel.md", io.BytesIO(fact.encode())), poll_interval_ms=50
+    )
+    assert file.status == "completed"
+
+    def cite(body: dict[str, Any]) -> Text:
+        shown = "\n".join(str(m.get("content") or "") for m in body["messages"] if m.get("role") == "tool")
+        number = re.search(r"\[(\d+)\] kestrel\.md", shown)
+        assert number is not None, shown
+        return Text(f"It is 4471 [{number.group(1)}].")
+
+    fake.push(ToolCalls([("file_search", {"queries": ["Kestrel launch code"]})]), Dynamic(cite))
+    assistant = client.beta.assistants.create(
+        model="fake-model",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    conversation = client.conversations.create(items=[{"role": "user", "content": "The Kestrel code?"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=conversation.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+
+    plain = _items(client, conversation.id, order="asc")["data"]
+    assert [i["type"] for i in plain] == ["message", "file_search_call", "message"]
+    search = plain[1]
+    assert search["id"].startswith("fs_") and search["status"] == "completed"
+    assert search["queries"] == ["Kestrel launch code"] and search["results"] is None
+
+    included = _items(client, conversation.id, order="asc", include=["file_search_call.results"])["data"]
+    (result,) = included[1]["results"]
+    assert result["file_id"] == file.id and result["filename"] == "kestrel.md" and result["text"] == fact
+    assert 0 <= result["score"] <= 1
+    one = raw(
+        client.conversations.items.with_raw_response.retrieve(
+            search["id"], conversation_id=conversation.id, include=["file_search_call.results"]
+        )
+    )
+    assert _item(one) == included[1]
+
+    answer = plain[2]
+    (part,) = answer["content"]
+    marker = re.fullmatch(r"It is 4471(【0:0†kestrel\.md】)\.", part["text"])
+    assert marker is not None, part["text"]
+    assert part["annotations"] == [
+        {"type": "file_citation", "file_id": file.id, "filename": "kestrel.md", "index": marker.start(1)}
+    ]
+
+
+def test_update_needs_metadata(client: OpenAI) -> None:
+    conversation = client.conversations.create(metadata={"a": "b"})
+    with pytest.raises(openai.BadRequestError) as missing:
+        client.post(f"/conversations/{conversation.id}", body={}, cast_to=object)
+    api_error(missing.value, 400, "metadata")
+    cleared = client.conversations.update(conversation.id, metadata=None)
+    assert cleared.metadata == {}

@@ -271,7 +271,7 @@ def test_items_tool_item_ids_round_trip() -> None:
     for kind in ("function_call", "function_call_output", "file_search_call", "code_interpreter_call"):
         item_id = tool_item_id(kind, "step_Ab3", 7)
         assert parse_item_id(item_id) == ToolItemRef(kind, "step_Ab3", 7)
-    for other in ("msg_abc", "fc_abc", "fc__1", "xx_abc_1", "fc_abc_x", "fc_a_b_1"):
+    for other in ("msg_abc", "fc_abc", "fc__1", "xx_abc_1", "fc_abc_x", "fc_a_b_1", "fc_abc_²", "fc_abc_٣"):
         assert parse_item_id(other) is None
 
 

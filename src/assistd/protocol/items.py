@@ -68,7 +68,12 @@ class ToolItemRef:
 def parse_item_id(item_id: str) -> ToolItemRef | None:
     """The step and call a tool-call item id names, or None for any other id (a message's, or garbage)."""
     parts = item_id.split("_")
-    if len(parts) != 3 or parts[0] not in _KINDS or not parts[1] or not parts[2].isdigit():
+    if (
+        len(parts) != 3
+        or parts[0] not in _KINDS
+        or not parts[1]
+        or not (parts[2].isascii() and parts[2].isdigit())
+    ):
         return None
     return ToolItemRef(_KINDS[parts[0]], _STEP_PREFIX + parts[1], int(parts[2]))
 
