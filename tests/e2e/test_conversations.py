@@ -385,3 +385,28 @@ def test_update_needs_metadata(client: OpenAI) -> None:
     api_error(missing.value, 400, "metadata")
     cleared = client.conversations.update(conversation.id, metadata=None)
     assert cleared.metadata == {}
+
+
+def test_code_interpreter_run_as_items(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(ToolCalls([("code_interpreter", {"code": "print(6*7)"})]), Text("It is 42."))
+    assistant = client.beta.assistants.create(model="fake-model", tools=[{"type": "code_interpreter"}])
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Compute it."}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=conversation.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed", run.last_error
+
+    plain = _items(client, conversation.id, order="asc")["data"]
+    assert [i["type"] for i in plain] == ["message", "code_interpreter_call", "message"]
+    call = plain[1]
+    assert call["id"].startswith("ci_") and call["status"] == "completed"
+    assert (call["code"], call["outputs"], call["container_id"]) == ("print(6*7)", None, conversation.id)
+
+    included = _items(client, conversation.id, order="asc", include=["code_interpreter_call.outputs"])["data"]
+    assert included[1] == {**call, "outputs": [{"type": "logs", "logs": "42\n"}]}
+    assert _text(plain[2]) == "It is 42."
+
+    # Deleting the conversation ends its code session, as deleting the thread does.
+    client.conversations.delete(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.list(conversation.id)
