@@ -180,21 +180,12 @@ async def _thread_items(
     session: AsyncSession, thread_id: str, include: Collection[str]
 ) -> list[dict[str, Any]]:
     thread_messages = await messages.history(session, thread_id)
-    thread_runs = list(
-        (await session.scalars(select(RunRow).where(RunRow.thread_id == thread_id).order_by(RunRow.pk))).all()
-    )
-    run_ids = [run.id for run in thread_runs]
-    thread_steps = (
-        list(
-            (
-                await session.scalars(
-                    select(RunStepRow).where(RunStepRow.run_id.in_(run_ids)).order_by(RunStepRow.pk)
-                )
-            ).all()
-        )
-        if run_ids
-        else []
-    )
+    of_thread = select(RunRow).where(RunRow.thread_id == thread_id).order_by(RunRow.pk)
+    thread_runs = list((await session.scalars(of_thread)).all())
+    # Steps by their runs (run_steps is indexed by run, not by thread).
+    run_ids = select(RunRow.id).where(RunRow.thread_id == thread_id).scalar_subquery()
+    of_runs = select(RunStepRow).where(RunStepRow.run_id.in_(run_ids)).order_by(RunStepRow.pk)
+    thread_steps = list((await session.scalars(of_runs)).all()) if thread_runs else []
     return ordered_items(thread_messages, thread_runs, thread_steps, include)
 
 
