@@ -1,4 +1,5 @@
-"""Assistants objects as Conversations items (validated with the openai SDK's types), and input items."""
+"""Assistants objects as Conversations items (validated with the openai SDK's types), input items, and a
+thread's items in conversation order."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from assistd.protocol.items import (
     step_to_items,
     tool_item_id,
 )
-from assistd.protocol.messages import Message
+from assistd.protocol.messages import MAX_MESSAGE_TEXT, Message
 from assistd.protocol.run_steps import RunStep
+from assistd.store.conversations import ordered_items
+from assistd.store.models import MessageRow, RunRow, RunStepRow
 
 ITEM: TypeAdapter[Any] = TypeAdapter(ConversationItem)
 
@@ -268,7 +271,7 @@ def test_items_tool_item_ids_round_trip() -> None:
     for kind in ("function_call", "function_call_output", "file_search_call", "code_interpreter_call"):
         item_id = tool_item_id(kind, "step_Ab3", 7)
         assert parse_item_id(item_id) == ToolItemRef(kind, "step_Ab3", 7)
-    for other in ("msg_abc", "fc_abc", "fc__1", "xx_abc_1", "fc_abc_x", "fc_a_b_1"):
+    for other in ("msg_abc", "fc_abc", "fc__1", "xx_abc_1", "fc_abc_x", "fc_a_b_1", "fc_abc_²", "fc_abc_٣"):
         assert parse_item_id(other) is None
 
 
@@ -361,3 +364,128 @@ def test_items_input_refused_names_param(value: Any, param: str) -> None:
     with pytest.raises(ParamValueError) as refused:
         input_to_messages(value, allow_function_items=True)
     assert refused.value.param == param
+
+
+def test_items_input_message_bounds_name_the_item_content() -> None:
+    too_long = "x" * (MAX_MESSAGE_TEXT + 1)
+    for content in (
+        too_long,
+        [{"type": "input_text", "text": too_long}],
+        [{"type": "input_text", "text": "a"}] * 33,
+    ):
+        with pytest.raises(ParamValueError) as refused:
+            input_to_messages(
+                [{"role": "user", "content": "ok"}, {"role": "user", "content": content}], at="items"
+            )
+        assert refused.value.param == "items[1].content"
+    with pytest.raises(ParamValueError) as detail:
+        input_to_messages(
+            [{"role": "user", "content": [{"type": "input_image", "file_id": "f", "detail": "x"}]}]
+        )
+    assert detail.value.param == "input[0].content"
+
+
+def test_items_input_names_files_where_the_client_put_them() -> None:
+    result = input_to_messages(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_file", "file_id": "file_a"},
+                    {"type": "input_image", "file_id": "file_b"},
+                    {"type": "input_image", "image_url": "https://x/c.png"},
+                ],
+            }
+        ],
+        at="items",
+    )
+    assert result.files == [
+        ("file_a", "items[0].content[0].file_id"),
+        ("file_b", "items[0].content[1].file_id"),
+    ]
+
+
+# A thread in conversation order (store.conversations.ordered_items) -------------------------------
+
+
+def _message_row(message_id: str, at: int, role: str = "user", run_id: str | None = None) -> MessageRow:
+    return MessageRow(
+        id=message_id,
+        thread_id="thread_x",
+        created_at=at,
+        role=role,
+        content=[{"type": "text", "text": {"value": message_id, "annotations": []}}],
+        status="completed",
+        run_id=run_id,
+        attachments=[],
+        meta={},
+    )
+
+
+def _run_row(run_id: str, pk: int, at: int) -> RunRow:
+    return RunRow(id=run_id, pk=pk, created_at=at, thread_id="thread_x")
+
+
+def _step_row(step_id: str, run_id: str, details: dict[str, Any]) -> RunStepRow:
+    return RunStepRow(
+        id=step_id,
+        run_id=run_id,
+        thread_id="thread_x",
+        assistant_id="asst_a",
+        created_at=0,
+        type=details["type"],
+        status="completed",
+        step_details=details,
+        meta={},
+    )
+
+
+def _calls(call_id: str) -> dict[str, Any]:
+    function = {"name": "f", "arguments": "{}", "output": "out"}
+    return {"type": "tool_calls", "tool_calls": [{"id": call_id, "type": "function", "function": function}]}
+
+
+def _created(message_id: str) -> dict[str, Any]:
+    return {"type": "message_creation", "message_creation": {"message_id": message_id}}
+
+
+def test_items_thread_in_conversation_order() -> None:
+    thread_messages = [
+        _message_row("msg_1", 1),
+        _message_row("msg_2", 1, "assistant", "run_1"),
+        _message_row("msg_3", 2),
+        # run_2 wrote no message (it failed after a call); msg_4 came after it.
+        _message_row("msg_4", 3),
+        _message_row("msg_5", 3, "assistant", "run_3"),
+        _message_row("msg_6", 3, "assistant", "run_3"),
+    ]
+    thread_runs = [_run_row("run_1", 1, 1), _run_row("run_2", 2, 2), _run_row("run_3", 3, 3)]
+    thread_steps = [
+        _step_row("step_A", "run_1", _calls("call_a")),
+        _step_row("step_B", "run_1", _created("msg_2")),
+        _step_row("step_C", "run_2", _calls("call_c")),
+        # A run may write, call, then write again: its steps say in which order.
+        _step_row("step_D", "run_3", _created("msg_5")),
+        _step_row("step_E", "run_3", _calls("call_e")),
+        _step_row("step_F", "run_3", _created("msg_6")),
+    ]
+    items = ordered_items(thread_messages, thread_runs, thread_steps)
+    assert [item["id"] for item in items] == [
+        "msg_1",
+        "fc_A_0",
+        "fco_A_0",
+        "msg_2",
+        "msg_3",
+        "fc_C_0",
+        "fco_C_0",
+        "msg_4",
+        "msg_5",
+        "fc_E_0",
+        "fco_E_0",
+        "msg_6",
+    ]
+    for item in items:
+        parsed(item)
+    # A deleted message leaves its step with nothing to show; the rest keeps its order.
+    without = ordered_items([m for m in thread_messages if m.id != "msg_2"], thread_runs, thread_steps)
+    assert [item["id"] for item in without][:4] == ["msg_1", "fc_A_0", "fco_A_0", "msg_3"]

@@ -68,7 +68,12 @@ class ToolItemRef:
 def parse_item_id(item_id: str) -> ToolItemRef | None:
     """The step and call a tool-call item id names, or None for any other id (a message's, or garbage)."""
     parts = item_id.split("_")
-    if len(parts) != 3 or parts[0] not in _KINDS or not parts[1] or not parts[2].isdigit():
+    if (
+        len(parts) != 3
+        or parts[0] not in _KINDS
+        or not parts[1]
+        or not (parts[2].isascii() and parts[2].isdigit())
+    ):
         return None
     return ToolItemRef(_KINDS[parts[0]], _STEP_PREFIX + parts[1], int(parts[2]))
 
@@ -289,20 +294,25 @@ class ParsedInput:
     """Input items as Assistants sees them, each kind in input order: ``messages`` to add to the thread,
     ``instructions`` (the text of system/developer messages, where allowed), and the function calls and
     outputs (where allowed; what to do with them is the caller's: a Responses call submits the outputs to the
-    run that awaits them). ``at`` of each names where it was in the request, e.g. ``input[2]``."""
+    run that awaits them). ``at`` of each names where it was in the request, e.g. ``input[2]``; ``files``
+    are the file ids the messages name, each with where it was (``input[0].content[1].file_id``), to
+    check before the messages are stored."""
 
     messages: list[MessageCreateParams] = field(default_factory=list)
     message_at: list[str] = field(default_factory=list)
     instructions: list[str] = field(default_factory=list)
     function_calls: list[FunctionCallInput] = field(default_factory=list)
     function_outputs: list[FunctionOutputInput] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)
 
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text")
 
 
-def _part_to_param(part: Any, at: str, attachments: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _part_to_param(
+    part: Any, at: str, attachments: list[dict[str, Any]], files: list[tuple[str, str]]
+) -> dict[str, Any] | None:
     """One content part as a message content part; an ``input_file`` becomes an attachment instead."""
     if not isinstance(part, Mapping):
         raise ParamValueError("a content part must be an object.", at)
@@ -315,6 +325,7 @@ def _part_to_param(part: Any, at: str, attachments: list[dict[str, Any]]) -> dic
     if kind == "input_image":
         detail = part.get("detail") or "auto"
         if part.get("file_id"):
+            files.append((str(part["file_id"]), f"{at}.file_id"))
             return {"type": "image_file", "image_file": {"file_id": part["file_id"], "detail": detail}}
         if part.get("image_url"):
             return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
@@ -326,6 +337,7 @@ def _part_to_param(part: Any, at: str, attachments: list[dict[str, Any]]) -> dic
                 "'file_data' and 'file_url' are not supported.",
                 at,
             )
+        files.append((str(part["file_id"]), f"{at}.file_id"))
         # As an Assistants attachment: the file is searched (the thread's vector store takes it).
         attachments.append({"file_id": part["file_id"], "tools": [{"type": "file_search"}]})
         return None
@@ -352,12 +364,13 @@ def _message(item: Mapping[str, Any], at: str, parsed: ParsedInput, allow_instru
         raise ParamValueError(f"role must be one of {', '.join(_ROLES)}, not {role!r}.", f"{at}.role")
     content = item.get("content")
     attachments: list[dict[str, Any]] = []
+    files: list[tuple[str, str]] = []
     if isinstance(content, str):
         parts: list[dict[str, Any]] = [{"type": "text", "text": content}]
     elif isinstance(content, list) and content:
         parts = []
         for index, part in enumerate(content):
-            converted = _part_to_param(part, f"{at}.content[{index}]", attachments)
+            converted = _part_to_param(part, f"{at}.content[{index}]", attachments, files)
             if converted is not None:
                 parts.append(converted)
     else:
@@ -384,10 +397,16 @@ def _message(item: Mapping[str, Any], at: str, parsed: ParsedInput, allow_instru
     try:
         parsed.messages.append(MessageCreateParams.model_validate(body))
     except ValidationError as exc:
+        # The message's content and attachments are made from the item's content parts, not one for one
+        # (input_file parts become attachments): the item's content is what is named.
         error = exc.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        raise ParamValueError(str(error["msg"]), f"{at}{where}") from exc
+        cause = (error.get("ctx") or {}).get("error")
+        message = str(cause) if isinstance(cause, ParamValueError) else str(error["msg"])
+        first = error["loc"][0] if error["loc"] else "content"
+        where = "content" if first in ("content", "attachments") else str(first)
+        raise ParamValueError(message, f"{at}.{where}") from exc
     parsed.message_at.append(at)
+    parsed.files += files
 
 
 def input_to_messages(
