@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from openai.types.beta.threads import Run
 from openai.types.responses import Response, ResponseInputItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from fake_upstream import Error, FakeUpstream, Hang, Text
+from fake_upstream import Echo, Error, FakeUpstream, Hang, Text
 from server import KEYS, AssistdServer
 
 _EVENTS = TypeAdapter(ResponseStreamEvent)
@@ -147,6 +148,28 @@ def test_previous_response_chain_and_fork(client: OpenAI, fake: FakeUpstream) ->
     assert client.responses.retrieve(second.id).output_text == "Second answer."
 
 
+def test_concurrent_forks(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push("Root answer.")
+    root = client.responses.create(model="fake-model", input="Root question")
+    fake.push(Echo(), Echo(), Echo(), Echo())
+    asks = [f"Branch {n}" for n in range(4)]
+    with ThreadPoolExecutor(len(asks)) as pool:
+        answers = list(
+            pool.map(
+                lambda text: client.responses.create(
+                    model="fake-model", input=text, previous_response_id=root.id
+                ),
+                asks,
+            )
+        )
+    assert [answer.output_text for answer in answers] == [f"echo: {text}" for text in asks]
+    # Each branch saw the root's exchange and its own question, none another branch's.
+    contexts = sorted(_last_user_texts(request) for request in fake.requests[-len(asks) :])
+    assert contexts == [
+        [("user", "Root question"), ("assistant", "Root answer."), ("user", text)] for text in asks
+    ]
+
+
 def test_unknown_previous_response(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="fake-model", input="Hi", previous_response_id="resp_missing")
@@ -189,6 +212,25 @@ def test_conversation_is_a_thread(client: OpenAI, fake: FakeUpstream) -> None:
     assert listed.data[-1].assistant_id is None
 
 
+def test_conversation_of_the_conversations_api(client: OpenAI, fake: FakeUpstream) -> None:
+    conversation = client.conversations.create(items=[{"role": "user", "content": "My name is Ada."}])
+    fake.push("Hello Ada.")
+    response = client.responses.create(model="fake-model", input="Who am I?", conversation=conversation.id)
+    assert response.conversation is not None and response.conversation.id == conversation.id
+    assert _last_user_texts(fake.requests[-1]) == [("user", "My name is Ada."), ("user", "Who am I?")]
+    items = client.conversations.items.list(conversation.id, order="asc")
+    assert [(item.type, item.role) for item in items.data] == [  # type: ignore[union-attr]
+        ("message", "user"),
+        ("message", "user"),
+        ("message", "assistant"),
+    ]
+    # The response's output item is the conversation's item: one object, one id.
+    assert items.data[-1].id == response.output[0].id
+    # Its input item too.
+    inputs = client.responses.input_items.list(response.id)
+    assert [item.id for item in inputs.data] == [items.data[1].id]
+
+
 def test_busy_conversation_is_refused(client: OpenAI, fake: FakeUpstream, server: AssistdServer) -> None:
     thread = client.beta.threads.create()
     fake.push(Hang(1.5, then=Text("Slow.")))
@@ -213,9 +255,20 @@ def test_unknown_conversation(client: OpenAI) -> None:
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "conversation"
 
 
-def test_store_false_is_not_retrievable(client: OpenAI, fake: FakeUpstream) -> None:
+def _newest_thread(server: AssistdServer) -> str:
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        answer = http.get("/threads", params={"limit": 1}, headers={"Authorization": f"Bearer {KEYS[0]}"})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["data"][0]["id"])
+
+
+def test_store_false_is_not_retrievable(client: OpenAI, fake: FakeUpstream, server: AssistdServer) -> None:
+    client.beta.threads.create()
+    newest = _newest_thread(server)
     fake.push("Unstored.")
     response = _raw_create(client, model="fake-model", input="Hi", store=False)
+    # Its thread of its own went with its run's end: nothing of it is left.
+    assert _newest_thread(server) == newest
     assert response.store is False
     assert response.output_text == "Unstored."
     with pytest.raises(openai.NotFoundError):

@@ -11,6 +11,7 @@ text delta of the run, ``response.output_text.done``, ``response.content_part.do
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -154,4 +155,6 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
         yield stream.event("error", {"code": "server_error", "message": message, "param": None})
     finally:
         turn.close()
-        await responses.forget(created)
+        # A stream its client left: the run goes on, and its thread stays (``forget`` keeps a running one).
+        with contextlib.suppress(Exception):
+            await responses.forget(created)

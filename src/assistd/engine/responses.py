@@ -159,21 +159,28 @@ class Responses:
             made.update(row=row, own=own)
             return run
 
-        listener = self._engine.bus.subscription()
-        try:
-            run = await self._engine.create_prepared_run(prepare, listener, key_id=key_id)
-        except ConflictError as exc:
-            listener.close()
-            # The thread's claim: a run (a response, or a client of the runs API) is active on it.
-            param = "conversation" if conversation is not None else "previous_response_id"
-            raise ConflictError(
-                f"Another response is in progress on this {param.replace('_id', '')}: {exc.message}",
-                param=param,
-                code="conversation_locked" if conversation is not None else None,
-            ) from None
-        except BaseException:
-            listener.close()
-            raise
+        # A response after a previous one may lose the race for its thread to a sibling (two forks at once):
+        # tried again, it sees the sibling's run there and takes a copy of the context instead.
+        attempts = 1 if conversation is not None else 2
+        for attempt in range(attempts):
+            listener = self._engine.bus.subscription()
+            try:
+                run = await self._engine.create_prepared_run(prepare, listener, key_id=key_id)
+                break
+            except ConflictError as exc:
+                listener.close()
+                if attempt + 1 < attempts:
+                    continue
+                # The thread's claim: a run (a response, or a client of the runs API) is active on it.
+                param = "conversation" if conversation is not None else "previous_response_id"
+                raise ConflictError(
+                    f"Another response is in progress on this {param.replace('_id', '')}: {exc.message}",
+                    param=param,
+                    code="conversation_locked" if conversation is not None else None,
+                ) from None
+            except BaseException:
+                listener.close()
+                raise
         turn = Turn(self._engine, tenant, run, listener, WAIT_SECONDS)
         return ResponseTurn(made["row"], turn, made["own"])
 
@@ -242,7 +249,13 @@ class Responses:
     async def read(self, row: ResponseRow) -> Response:
         """The response as its run stands now."""
         async with self._db.read() as session:
-            run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
+            try:
+                run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
+            except NotFoundError:
+                # Its conversation (thread) was deleted, and the run with it.
+                raise NotFoundError(
+                    f"Response '{row.id}' is gone with its conversation.", param="response_id"
+                ) from None
             written = await message_store.written_by(session, row.run_id)
         return response_of(row, run_store.to_wire(run), [message_store.to_wire(m) for m in written])
 
