@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 from openai import OpenAI
@@ -14,15 +17,49 @@ from openai.types.beta.threads import Message as ThreadMessage
 from openai.types.beta.threads import Run
 from openai.types.responses import Response, ResponseInputItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from fake_upstream import Echo, Error, FakeUpstream, Hang, Text
 from server import KEYS, AssistdServer
+from wire import _nullable_to_anyof
 
 _EVENTS = TypeAdapter(ResponseStreamEvent)
+# OpenAI's description, in the checkout's shared/ or beside it (as tests/wire.py looks for it).
+_SPEC = next(
+    (
+        path
+        for path in (
+            Path(__file__).resolve().parents[n] / "shared" / "openapi" / "responses.json" for n in (2, 3)
+        )
+        if path.exists()
+    ),
+    Path("/nonexistent"),
+)
+
+
+@cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    spec = _nullable_to_anyof(json.loads(_SPEC.read_text()))
+    registry = Registry().with_resource(
+        "urn:openai", Resource.from_contents(spec, default_specification=DRAFT202012)
+    )
+    ref = {"$ref": f"urn:openai#/components/schemas/{schema_name}"}
+    return jsonschema.Draft202012Validator(ref, registry=registry)
+
+
+def _spec_check(data: Any, schema_name: str) -> None:
+    """``data`` against OpenAI's OpenAPI description of the Responses API, where the checkout has it."""
+    if not _SPEC.exists():
+        return
+    errors = [f"{list(e.path)}: {e.message[:300]}" for e in _validator(schema_name).iter_errors(data)]
+    assert not errors, errors
 
 
 def _strict(data: dict[str, Any]) -> Response:
-    """The raw JSON of a response, validated by the SDK's type (not its lenient ``construct``)."""
+    """The raw JSON of a response, validated by the SDK's type (not its lenient ``construct``) and by
+    OpenAI's description."""
+    _spec_check(data, "Response")
     return Response.model_validate(data)
 
 
@@ -59,7 +96,7 @@ def test_create_with_string_input(client: OpenAI, fake: FakeUpstream) -> None:
     item = response.output[0]
     assert item.type == "message" and item.role == "assistant" and item.status == "completed"
     assert [part.model_dump() for part in item.content] == [
-        {"type": "output_text", "text": "Paris is the capital.", "annotations": [], "logprobs": None}
+        {"type": "output_text", "text": "Paris is the capital.", "annotations": [], "logprobs": []}
     ]
     assert response.usage is not None
     assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (
@@ -313,6 +350,7 @@ def test_input_items_pagination(client: OpenAI, fake: FakeUpstream) -> None:
     assert [item.content[0].text for item in newest_first.data] == texts[::-1]  # type: ignore[union-attr]
     raw = json.loads(client.responses.input_items.with_raw_response.list(response.id).http_response.text)
     assert raw["object"] == "list" and raw["first_id"] == newest_first.data[0].id
+    _spec_check(raw, "ResponseItemList")
     with pytest.raises(openai.NotFoundError):
         client.responses.input_items.list("resp_missing")
 
@@ -437,6 +475,7 @@ def test_stream_event_order(server: AssistdServer, fake: FakeUpstream) -> None:
     ]
     assert [data["sequence_number"] for _, data in frames] == list(range(len(frames)))
     for name, data in frames:
+        _spec_check(data, "ResponseStreamEvent")
         event: BaseModel = _EVENTS.validate_python(data)
         assert getattr(event, "type") == name  # noqa: B009
     assert [data["delta"] for name, data in frames if name == "response.output_text.delta"] == chunks

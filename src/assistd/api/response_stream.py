@@ -24,6 +24,7 @@ from ..engine.turns import text_pieces
 from ..errors import AssistdError
 from ..protocol.items import message_to_item
 from ..protocol.messages import Message
+from ..protocol.responses import output_item
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ class _Stream:
     def opened(self, message: Message) -> list[StreamEvent]:
         index = len(self.items)
         self.items[message.id] = (index, [])
-        item = message_to_item(message)
-        item["content"] = []
+        item = {**message_to_item(message), "content": []}
         return [
             self.event("response.output_item.added", {"output_index": index, "item": item}),
             self.event(
@@ -63,7 +63,7 @@ class _Stream:
                     "item_id": message.id,
                     "output_index": index,
                     "content_index": 0,
-                    "part": {"type": "output_text", "text": "", "annotations": []},
+                    "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
                 },
             ),
         ]
@@ -96,9 +96,10 @@ class _Stream:
         if found is None:
             return []
         index = found[0]
-        item = message_to_item(message)
+        item = output_item(message_to_item(message))
         texts = [part for part in item["content"] if part.get("type") == "output_text"]
-        part = texts[0] if texts else {"type": "output_text", "text": "".join(found[1]), "annotations": []}
+        text = "".join(found[1])
+        part = texts[0] if texts else {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         where = {"item_id": message.id, "output_index": index, "content_index": 0}
         return [
             self.event("response.output_text.done", {**where, "text": part["text"], "logprobs": []}),

@@ -28,7 +28,7 @@ from ..ids import new_id
 from ..protocol.common import ListPage, ParamValueError
 from ..protocol.items import input_to_messages, message_to_item
 from ..protocol.messages import Message
-from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams
+from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams, output_item
 from ..protocol.runs import Run
 from ..store import messages as message_store
 from ..store import responses as store
@@ -91,7 +91,7 @@ def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
             "completed_at": run.completed_at if run.status == "completed" else None,
             "error": error,
             "incomplete_details": incomplete,
-            "output": [message_to_item(message) for message in written],
+            "output": [output_item(message_to_item(message)) for message in written],
             "metadata": row.meta,
             "previous_response_id": row.previous_response_id,
             "conversation": {"id": row.conversation_id} if row.conversation_id is not None else None,

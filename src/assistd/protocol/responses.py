@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from .common import Metadata, ParamValueError, ReasoningEffort, RequestInt, RequestModel, WireModel
 
@@ -239,6 +246,31 @@ class Response(WireModel):
     user: str | None
     safety_identifier: str | None
     usage: ResponseUsage | None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # OpenAI's description has these an object and a string, not nullable: left out until they are.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in _OMITTED_WHEN_NONE:
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
+
+
+_OMITTED_WHEN_NONE = ("usage", "user")
+
+
+def output_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A message item (``protocol.items``) as a response's output shows it: its ``output_text`` parts carry
+    ``logprobs``, which OpenAI's description requires there (assistd has none to show: empty)."""
+    if item.get("type") != "message":
+        return item
+    content = [
+        {**part, "logprobs": []} if part.get("type") == "output_text" and "logprobs" not in part else part
+        for part in item.get("content", [])
+    ]
+    return {**item, "content": content}
 
 
 class DeletedResponse(WireModel):
