@@ -408,6 +408,11 @@ def test_parameter_errors(server: AssistdServer) -> None:
             "tools[0].type",
         ),
         ({"model": "fake-model", "input": "Hi", "background": True}, "background"),
+        ({"model": "fake-model", "input": "Hi", "include": ["everything"]}, "include[0]"),
+        ({"model": "fake-model", "input": "Hi", "conversation": {"id": ""}}, "conversation"),
+        ({"model": "fake-model", "input": "Hi", "conversation": {}}, "conversation.id"),
+        ({"model": "fake-model", "input": "Hi", "conversation": {"id": "c", "x": 1}}, "conversation.x"),
+        ({"model": "fake-model", "input": "Hi", "temperature": 3}, "temperature"),
         ({"model": "fake-model", "input": "Hi", "service_tier": "flex"}, "service_tier"),
         ({"model": "fake-model", "input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
         (

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -30,11 +31,36 @@ MIN_OUTPUT_TOKENS = 16
 _TOOLS_LATER = ("function", "file_search", "code_interpreter")
 
 
+# What OpenAI's include may ask for. A response of assistd's is messages only, which none of them changes:
+# they are accepted, and show nothing more (no logprobs, no tool results).
+INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+)
+
+
 # The request ------------------------------------------------------------------------------------
 
 
-class ConversationParam(RequestModel):
-    id: str = Field(min_length=1, max_length=64)
+def _conversation_id(value: Any) -> Any:
+    """``conversation`` as its id: OpenAI takes the id alone or ``{"id": ...}``."""
+    if not isinstance(value, dict):
+        return value
+    extra = sorted(set(value) - {"id"})
+    if extra:
+        raise ParamValueError(f"unrecognized argument '{extra[0]}'.", extra[0])
+    if not isinstance(value.get("id"), str):
+        raise ParamValueError("the conversation's id, a string, is required.", "id")
+    return value["id"]
+
+
+ConversationId = Annotated[str, BeforeValidator(_conversation_id), Field(min_length=1, max_length=64)]
 
 
 class TextFormatText(RequestModel):
@@ -89,7 +115,7 @@ class ResponseCreateParams(RequestModel):
     input: str | list[Any] | None = None
     instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
     previous_response_id: str | None = Field(default=None, max_length=64)
-    conversation: Annotated[str, Field(min_length=1, max_length=64)] | ConversationParam | None = None
+    conversation: ConversationId | None = None
     store: bool | None = None
     stream: bool | None = None
     stream_options: StreamOptionsParam | None = None
@@ -129,7 +155,10 @@ class ResponseCreateParams(RequestModel):
         if self.prompt is not None:
             raise ParamValueError("prompt templates are not served by assistd.", "prompt")
         for index, value in enumerate(self.include or []):
-            raise ParamValueError(f"{value!r} is not served by assistd.", f"include[{index}]")
+            if value not in INCLUDABLE:
+                raise ParamValueError(
+                    f"{value!r} is not one of {', '.join(INCLUDABLE)}.", f"include[{index}]"
+                )
         if self.previous_response_id is not None and self.conversation is not None:
             raise ParamValueError(
                 "Mutually exclusive parameters: Ensure you are only providing one of: "
@@ -140,8 +169,6 @@ class ResponseCreateParams(RequestModel):
 
     @property
     def conversation_id(self) -> str | None:
-        if isinstance(self.conversation, ConversationParam):
-            return self.conversation.id
         return self.conversation
 
     def response_format(self) -> dict[str, Any] | str:
