@@ -268,6 +268,24 @@ def test_conversation_of_the_conversations_api(client: OpenAI, fake: FakeUpstrea
     assert [item.id for item in inputs.data] == [items.data[1].id]
 
 
+def test_previous_response_on_a_conversation(client: OpenAI, fake: FakeUpstream) -> None:
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Context."}])
+    fake.push("On the conversation.", "Off it.")
+    first = client.responses.create(model="fake-model", input="Q1", conversation=conversation.id)
+    second = client.responses.create(model="fake-model", input="Q2", previous_response_id=first.id)
+    assert second.conversation is None and second.output_text == "Off it."
+    assert _last_user_texts(fake.requests[-1]) == [
+        ("user", "Context."),
+        ("user", "Q1"),
+        ("assistant", "On the conversation."),
+        ("user", "Q2"),
+    ]
+    # The follow-up ran on a copy: the conversation holds only its own exchange.
+    items = client.conversations.items.list(conversation.id, order="asc")
+    assert [item.id for item in items.data][-1] == first.output[0].id
+    assert len(items.data) == 3
+
+
 def test_busy_conversation_is_refused(client: OpenAI, fake: FakeUpstream, server: AssistdServer) -> None:
     thread = client.beta.threads.create()
     fake.push(Hang(1.5, then=Text("Slow.")))
@@ -377,6 +395,15 @@ def test_cancel_running_response(client: OpenAI, fake: FakeUpstream, server: Ass
                     break
             response_id = created["response"]["id"]
             fake.wait_for_requests(1, timeout=10)
+            # Retrieved while its run waits for the model: in progress, nothing written yet.
+            running = client.responses.with_raw_response.retrieve(response_id)
+            shown = _strict(json.loads(running.http_response.text))
+            assert (shown.status, shown.output, shown.usage) == ("in_progress", [], None)
+            # A response cannot follow one whose run has not ended.
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.responses.create(model="fake-model", input="Next", previous_response_id=response_id)
+            assert isinstance(caught.value.body, dict)
+            assert caught.value.body["param"] == "previous_response_id"
             cancelled = client.responses.cancel(response_id)
             assert cancelled.status == "cancelled"
             rest = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
