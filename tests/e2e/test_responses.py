@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from conftest import Databases, make_client
 from fake_upstream import Echo, Error, FakeUpstream, Hang, Text
 from server import KEYS, AssistdServer
 from wire import _nullable_to_anyof
@@ -551,3 +552,45 @@ def test_stream_of_a_failed_run(server: AssistdServer, fake: FakeUpstream) -> No
     assert [name for name, _ in frames] == ["response.created", "response.in_progress", "response.failed"]
     final = _strict(frames[-1][1]["response"])
     assert final.status == "failed" and final.error is not None
+
+
+@pytest.mark.postgres_only
+def test_responses_through_an_api_replica(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> None:
+    """An API-only process answers, a worker process executes: the response's run events reach the API
+    process through the database's event log, read back as JSON."""
+    url = databases.new()
+    env = {"ASSISTD_UPSTREAM_BASE_URL": fake.base_url, "ASSISTD_UPSTREAM_API_KEY": "sk-upstream"}
+    api = AssistdServer(tmp_path_factory.mktemp("api"), url, env, args=("--workers", "0"))
+    worker = AssistdServer(tmp_path_factory.mktemp("worker"), url, env, worker=True)
+    try:
+        api.start(timeout=60)
+        worker.start(timeout=60)
+        fake.push(Text("From the worker.", chunks=["From ", "the ", "worker."]), "Waited for.")
+        frames = _stream_frames(api, {"model": "fake-model", "input": "Hi", "stream": True})
+        assert [name for name, _ in frames] == [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            *["response.output_text.delta"] * 3,
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+        for _, data in frames:
+            _EVENTS.validate_python(data)
+        assert _strict(frames[-1][1]["response"]).output_text == "From the worker."
+        with make_client(api) as client:
+            waited = _raw_create(
+                client,
+                model="fake-model",
+                input="Again",
+                previous_response_id=frames[-1][1]["response"]["id"],
+            )
+        assert waited.status == "completed" and waited.output_text == "Waited for."
+    finally:
+        worker.stop()
+        api.stop()
