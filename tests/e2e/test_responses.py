@@ -285,6 +285,11 @@ def test_previous_response_on_a_conversation(client: OpenAI, fake: FakeUpstream)
     items = client.conversations.items.list(conversation.id, order="asc")
     assert [item.id for item in items.data][-1] == first.output[0].id
     assert len(items.data) == 3
+    # Deleting the conversation deletes the response that ran on it, not the one on a copy.
+    client.conversations.delete(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    assert client.responses.retrieve(second.id).output_text == "Off it."
 
 
 def test_busy_conversation_is_refused(client: OpenAI, fake: FakeUpstream, server: AssistdServer) -> None:

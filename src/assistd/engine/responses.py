@@ -126,7 +126,8 @@ class Responses:
     ) -> ResponseTurn:
         """Queue the response's run, its input added to its thread in the same transaction."""
         try:
-            parsed = input_to_messages(params.input or [], allow_instructions=True)
+            given = params.input if params.input is not None else []
+            parsed = input_to_messages(given, allow_instructions=True)
         except ParamValueError as exc:
             raise InvalidRequestError(f"Invalid '{exc.param}': {exc}", param=exc.param) from None
         if params.input is None and params.previous_response_id is None and params.conversation is None:

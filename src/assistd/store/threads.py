@@ -14,7 +14,7 @@ from . import code_sessions, messages, references, vector_stores
 from .clock import now
 from .detached import fetch_owned, insert_rows, owned, table_of
 from .jsonable import dump
-from .models import MessageRow, RunJobRow, RunRow, RunStepRow, ThreadRow
+from .models import MessageRow, ResponseRow, RunJobRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
 
 
@@ -87,6 +87,8 @@ async def remove(session: AsyncSession, tenant: str, thread_id: str) -> DeletedO
     await session.execute(delete(RunStepRow).where(RunStepRow.thread_id == thread_id))
     await session.execute(delete(RunRow).where(RunRow.thread_id == thread_id))
     await session.execute(delete(MessageRow).where(MessageRow.thread_id == thread_id))
+    # The responses that ran on it: what they were (their run, their messages) is gone.
+    await session.execute(delete(ResponseRow).where(ResponseRow.thread_id == thread_id))
     await session.execute(delete(ThreadRow).where(ThreadRow.id == thread_id))
     await code_sessions.forget(session, thread_id)
     return DeletedObject(id=thread_id, object="thread.deleted")
