@@ -24,7 +24,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
-from ..ids import new_id
 from ..protocol.common import ListPage, ParamValueError
 from ..protocol.items import input_to_messages, message_to_item
 from ..protocol.messages import Message
@@ -34,7 +33,6 @@ from ..store import messages as message_store
 from ..store import responses as store
 from ..store import runs as run_store
 from ..store import threads as thread_store
-from ..store.clock import now
 from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
@@ -211,15 +209,12 @@ class Responses:
         self, tenant: str, thread_id: str, params: ResponseCreateParams, instructions: str
     ) -> RunRow:
         """The response's run: no assistant, its options all from the request."""
-        created = now()
-        return RunRow(
-            id=new_id("run"),
-            tenant=tenant,
-            created_at=created,
+        return run_store.queued_row(
+            tenant,
+            thread_id,
+            self._engine.settings.requires_action_expiry_seconds,
             meta=params.metadata or {},
-            thread_id=thread_id,
             assistant_id=None,
-            status="queued",
             model=params.model,
             instructions=instructions,
             tools=[],
@@ -234,7 +229,6 @@ class Responses:
             parallel_tool_calls=params.parallel_tool_calls is not False,
             response_format=params.response_format(),
             reasoning_effort=params.reasoning.effort if params.reasoning is not None else None,
-            expires_at=created + int(self._engine.settings.requires_action_expiry_seconds),
         )
 
     async def answer(self, created: ResponseTurn) -> Response:

@@ -75,15 +75,12 @@ def new_run_row(
     extra = getattr(params, "additional_instructions", None)
     if extra:
         instructions = f"{instructions}\n\n{extra}" if instructions else extra
-    created = now()
-    return RunRow(
-        id=new_id("run"),
-        tenant=tenant,
-        created_at=created,
+    return queued_row(
+        tenant,
+        thread_id,
+        expires_in,
         meta=params.metadata or {},
-        thread_id=thread_id,
         assistant_id=assistant.id,
-        status="queued",
         model=params.model or assistant.model,
         instructions=instructions,
         tools=dump(params.tools) if params.tools is not None else assistant.tools,
@@ -96,7 +93,21 @@ def new_run_row(
         parallel_tool_calls=params.parallel_tool_calls if params.parallel_tool_calls is not None else True,
         response_format=dump(params.response_format) or assistant.response_format or "auto",
         reasoning_effort=params.reasoning_effort or assistant.reasoning_effort,
+    )
+
+
+def queued_row(tenant: str, thread_id: str, expires_in: float, **options: Any) -> RunRow:
+    """A new queued run on ``thread_id`` with its ``options`` (the RunRow fields a run is created with,
+    resolved by the caller: from an assistant, or from a response's request)."""
+    created = now()
+    return RunRow(
+        id=new_id("run"),
+        tenant=tenant,
+        created_at=created,
+        thread_id=thread_id,
+        status="queued",
         expires_at=created + int(expires_in),
+        **options,
     )
 
 
