@@ -495,22 +495,27 @@ def _stream_frames(server: AssistdServer, body: dict[str, Any]) -> list[tuple[st
     return frames
 
 
-def test_stream_event_order(server: AssistdServer, fake: FakeUpstream) -> None:
-    chunks = ["Stream", "ing ", "works."]
-    fake.push(Text("".join(chunks), chunks=chunks))
-    frames = _stream_frames(server, {"model": "fake-model", "input": "Hi", "stream": True})
-    names = [name for name, _ in frames]
-    assert names == [
+def _text_stream(deltas: int) -> list[str]:
+    """The events of a streamed response that answers with text in ``deltas`` pieces, in OpenAI's order."""
+    return [
         "response.created",
         "response.in_progress",
         "response.output_item.added",
         "response.content_part.added",
-        *["response.output_text.delta"] * len(chunks),
+        *["response.output_text.delta"] * deltas,
         "response.output_text.done",
         "response.content_part.done",
         "response.output_item.done",
         "response.completed",
     ]
+
+
+def test_stream_event_order(server: AssistdServer, fake: FakeUpstream) -> None:
+    chunks = ["Stream", "ing ", "works."]
+    fake.push(Text("".join(chunks), chunks=chunks))
+    frames = _stream_frames(server, {"model": "fake-model", "input": "Hi", "stream": True})
+    names = [name for name, _ in frames]
+    assert names == _text_stream(len(chunks))
     assert [data["sequence_number"] for _, data in frames] == list(range(len(frames)))
     for name, data in frames:
         _spec_check(data, "ResponseStreamEvent")
@@ -574,17 +579,7 @@ def test_responses_through_an_api_replica(
         worker.start(timeout=60)
         fake.push(Text("From the worker.", chunks=["From ", "the ", "worker."]), "Waited for.")
         frames = _stream_frames(api, {"model": "fake-model", "input": "Hi", "stream": True})
-        assert [name for name, _ in frames] == [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added",
-            "response.content_part.added",
-            *["response.output_text.delta"] * 3,
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.completed",
-        ]
+        assert [name for name, _ in frames] == _text_stream(3)
         for _, data in frames:
             _EVENTS.validate_python(data)
         assert _strict(frames[-1][1]["response"]).output_text == "From the worker."
