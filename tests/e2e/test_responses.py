@@ -4,74 +4,21 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import openai
 import pytest
 from openai import OpenAI
 from openai.types.beta.threads import Message as ThreadMessage
 from openai.types.beta.threads import Run
-from openai.types.responses import Response, ResponseInputItem, ResponseStreamEvent
+from openai.types.responses import ResponseInputItem
 from pydantic import BaseModel, TypeAdapter
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from conftest import Databases, make_client
 from fake_upstream import Echo, Error, FakeUpstream, Hang, Text
+from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames, strict, text_stream
 from server import KEYS, AssistdServer
-from wire import _nullable_to_anyof
-
-_EVENTS = TypeAdapter(ResponseStreamEvent)
-# OpenAI's description, in the checkout's shared/ or beside it (as tests/wire.py looks for it).
-_SPEC = next(
-    (
-        path
-        for path in (
-            Path(__file__).resolve().parents[n] / "shared" / "openapi" / "responses.json" for n in (2, 3)
-        )
-        if path.exists()
-    ),
-    Path("/nonexistent"),
-)
-
-
-@cache
-def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
-    spec = _nullable_to_anyof(json.loads(_SPEC.read_text()))
-    registry = Registry().with_resource(
-        "urn:openai", Resource.from_contents(spec, default_specification=DRAFT202012)
-    )
-    ref = {"$ref": f"urn:openai#/components/schemas/{schema_name}"}
-    return jsonschema.Draft202012Validator(ref, registry=registry)
-
-
-def _spec_check(data: Any, schema_name: str) -> None:
-    """``data`` against OpenAI's OpenAPI description of the Responses API, where the checkout has it."""
-    if not _SPEC.exists():
-        return
-    errors = [f"{list(e.path)}: {e.message[:300]}" for e in _validator(schema_name).iter_errors(data)]
-    assert not errors, errors
-
-
-def _strict(data: dict[str, Any]) -> Response:
-    """The raw JSON of a response, validated by the SDK's type (not its lenient ``construct``) and by
-    OpenAI's description."""
-    _spec_check(data, "Response")
-    return Response.model_validate(data)
-
-
-def _raw_create(client: OpenAI, **body: Any) -> Response:
-    raw = client.responses.with_raw_response.create(**body)
-    return _strict(json.loads(raw.http_response.text))
-
-
-def _post(server: AssistdServer, path: str, body: dict[str, Any]) -> httpx.Response:
-    with httpx.Client(base_url=server.base_url, timeout=30) as http:
-        return http.post(path, json=body, headers={"Authorization": f"Bearer {KEYS[0]}"})
 
 
 def _last_user_texts(request: dict[str, Any]) -> list[tuple[str, str]]:
@@ -80,7 +27,7 @@ def _last_user_texts(request: dict[str, Any]) -> list[tuple[str, str]]:
 
 def test_create_with_string_input(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push(Text("Paris is the capital.", prompt_tokens=12, completion_tokens=5))
-    response = _raw_create(
+    response = raw_create(
         client,
         model="fake-model",
         input="What is the capital of France?",
@@ -125,12 +72,12 @@ def test_create_with_string_input(client: OpenAI, fake: FakeUpstream) -> None:
     ]
     # Retrieved later, the same response.
     again = client.responses.with_raw_response.retrieve(response.id)
-    assert _strict(json.loads(again.http_response.text)) == response
+    assert strict(json.loads(again.http_response.text)) == response
 
 
 def test_create_with_message_items(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push("Blue.")
-    response = _raw_create(
+    response = raw_create(
         client,
         model="fake-model",
         input=[
@@ -165,7 +112,7 @@ def test_create_with_message_items(client: OpenAI, fake: FakeUpstream) -> None:
 def test_previous_response_chain_and_fork(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push("First answer.", "Second answer.", "Forked answer.")
     first = client.responses.create(model="fake-model", input="First question", instructions="Old rules.")
-    second = _raw_create(client, model="fake-model", input="Second question", previous_response_id=first.id)
+    second = raw_create(client, model="fake-model", input="Second question", previous_response_id=first.id)
     assert second.previous_response_id == first.id
     assert second.output_text == "Second answer."
     # The second response sees the first's exchange; the first's instructions are not carried over.
@@ -222,7 +169,7 @@ def test_conversation_is_a_thread(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push("Noted.", "It was 42.")
     first = client.responses.create(model="fake-model", input="Got it?", conversation=thread.id)
     assert first.conversation is not None and first.conversation.id == thread.id
-    second = _raw_create(client, model="fake-model", input="What number?", conversation={"id": thread.id})
+    second = raw_create(client, model="fake-model", input="What number?", conversation={"id": thread.id})
     assert second.output_text == "It was 42."
     assert _last_user_texts(fake.requests[-1]) == [
         ("user", "Remember 42."),
@@ -327,7 +274,7 @@ def test_store_false_is_not_retrievable(client: OpenAI, fake: FakeUpstream, serv
     client.beta.threads.create()
     newest = _newest_thread(server)
     fake.push("Unstored.")
-    response = _raw_create(client, model="fake-model", input="Hi", store=False)
+    response = raw_create(client, model="fake-model", input="Hi", store=False)
     # Its thread of its own went with its run's end: nothing of it is left.
     assert _newest_thread(server) == newest
     assert response.store is False
@@ -374,7 +321,7 @@ def test_input_items_pagination(client: OpenAI, fake: FakeUpstream) -> None:
     assert [item.content[0].text for item in newest_first.data] == texts[::-1]  # type: ignore[union-attr]
     raw = json.loads(client.responses.input_items.with_raw_response.list(response.id).http_response.text)
     assert raw["object"] == "list" and raw["first_id"] == newest_first.data[0].id
-    _spec_check(raw, "ResponseItemList")
+    spec_check(raw, "ResponseItemList")
     with pytest.raises(openai.NotFoundError):
         client.responses.input_items.list("resp_missing")
 
@@ -403,7 +350,7 @@ def test_cancel_running_response(client: OpenAI, fake: FakeUpstream, server: Ass
             fake.wait_for_requests(1, timeout=10)
             # Retrieved while its run waits for the model: in progress, nothing written yet.
             running = client.responses.with_raw_response.retrieve(response_id)
-            shown = _strict(json.loads(running.http_response.text))
+            shown = strict(json.loads(running.http_response.text))
             assert (shown.status, shown.output, shown.usage) == ("in_progress", [], None)
             # A response cannot follow one whose run has not ended.
             with pytest.raises(openai.BadRequestError) as caught:
@@ -420,7 +367,7 @@ def test_cancel_running_response(client: OpenAI, fake: FakeUpstream, server: Ass
 
 def test_max_output_tokens_is_incomplete(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push(Text("Cut sh", finish_reason="length"))
-    response = _raw_create(client, model="fake-model", input="Write a lot", max_output_tokens=16)
+    response = raw_create(client, model="fake-model", input="Write a lot", max_output_tokens=16)
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
@@ -457,7 +404,7 @@ def test_parameter_errors(server: AssistdServer) -> None:
         ({"model": "fake-model", "input": "Hi", "max_output_tokens": 3}, "max_output_tokens"),
     ]
     for body, param in cases:
-        answer = _post(server, "/responses", body)
+        answer = post(server, "/responses", body)
         assert answer.status_code == 400, (body, answer.text)
         error = answer.json()["error"]
         assert error["param"] == param, (body, error)
@@ -468,7 +415,7 @@ def test_text_format_json_schema(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push('{"city": "Paris"}')
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     text = {"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}}
-    response = _raw_create(client, model="fake-model", input="Where?", text=text)
+    response = raw_create(client, model="fake-model", input="Where?", text=text)
     assert response.text is not None and response.text.format.type == "json_schema"
     assert fake.requests[-1]["response_format"] == {
         "type": "json_schema",
@@ -477,54 +424,21 @@ def test_text_format_json_schema(client: OpenAI, fake: FakeUpstream) -> None:
     assert json.loads(response.output_text) == {"city": "Paris"}
 
 
-def _stream_frames(server: AssistdServer, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
-    with (
-        httpx.Client(base_url=server.base_url, timeout=30) as http,
-        http.stream(
-            "POST", "/responses", json=body, headers={"Authorization": f"Bearer {KEYS[0]}"}
-        ) as answer,
-    ):
-        assert answer.status_code == 200
-        name = ""
-        for line in answer.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                frames.append((name, json.loads(line.removeprefix("data: "))))
-    return frames
-
-
-def _text_stream(deltas: int) -> list[str]:
-    """The events of a streamed response that answers with text in ``deltas`` pieces, in OpenAI's order."""
-    return [
-        "response.created",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-        *["response.output_text.delta"] * deltas,
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.completed",
-    ]
-
-
 def test_stream_event_order(server: AssistdServer, fake: FakeUpstream) -> None:
     chunks = ["Stream", "ing ", "works."]
     fake.push(Text("".join(chunks), chunks=chunks))
-    frames = _stream_frames(server, {"model": "fake-model", "input": "Hi", "stream": True})
+    frames = stream_frames(server, {"model": "fake-model", "input": "Hi", "stream": True})
     names = [name for name, _ in frames]
-    assert names == _text_stream(len(chunks))
+    assert names == text_stream(len(chunks))
     assert [data["sequence_number"] for _, data in frames] == list(range(len(frames)))
     for name, data in frames:
-        _spec_check(data, "ResponseStreamEvent")
-        event: BaseModel = _EVENTS.validate_python(data)
+        spec_check(data, "ResponseStreamEvent")
+        event: BaseModel = EVENTS.validate_python(data)
         assert getattr(event, "type") == name  # noqa: B009
     assert [data["delta"] for name, data in frames if name == "response.output_text.delta"] == chunks
     done = dict(frames)["response.output_text.done"]
     assert done["text"] == "".join(chunks)
-    final = _strict(frames[-1][1]["response"])
+    final = strict(frames[-1][1]["response"])
     assert final.status == "completed" and final.output_text == "".join(chunks)
     assert frames[0][1]["response"]["status"] in ("queued", "in_progress")
     item_ids = {data["item_id"] for name, data in frames if "item_id" in data}
@@ -543,24 +457,24 @@ def test_stream_with_the_sdk(client: OpenAI, fake: FakeUpstream) -> None:
     events = list(client.responses.create(model="fake-model", input="Again", stream=True))
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     for event in events:
-        _EVENTS.validate_python(event.model_dump(exclude_unset=True))
+        EVENTS.validate_python(event.model_dump(exclude_unset=True))
 
 
 def test_stream_incomplete(server: AssistdServer, fake: FakeUpstream) -> None:
     fake.push(Text("Cut", finish_reason="length"))
     body = {"model": "fake-model", "input": "Hi", "stream": True, "max_output_tokens": 20}
-    frames = _stream_frames(server, body)
+    frames = stream_frames(server, body)
     assert frames[-1][0] == "response.incomplete"
-    final = _strict(frames[-1][1]["response"])
+    final = strict(frames[-1][1]["response"])
     assert final.incomplete_details is not None and final.incomplete_details.reason == "max_output_tokens"
     assert dict(frames)["response.output_item.done"]["item"]["status"] == "incomplete"
 
 
 def test_stream_of_a_failed_run(server: AssistdServer, fake: FakeUpstream) -> None:
     fake.push(Error(400, "Bad prompt."))
-    frames = _stream_frames(server, {"model": "fake-model", "input": "Hi", "stream": True})
+    frames = stream_frames(server, {"model": "fake-model", "input": "Hi", "stream": True})
     assert [name for name, _ in frames] == ["response.created", "response.in_progress", "response.failed"]
-    final = _strict(frames[-1][1]["response"])
+    final = strict(frames[-1][1]["response"])
     assert final.status == "failed" and final.error is not None
 
 
@@ -578,13 +492,13 @@ def test_responses_through_an_api_replica(
         api.start(timeout=60)
         worker.start(timeout=60)
         fake.push(Text("From the worker.", chunks=["From ", "the ", "worker."]), "Waited for.")
-        frames = _stream_frames(api, {"model": "fake-model", "input": "Hi", "stream": True})
-        assert [name for name, _ in frames] == _text_stream(3)
+        frames = stream_frames(api, {"model": "fake-model", "input": "Hi", "stream": True})
+        assert [name for name, _ in frames] == text_stream(3)
         for _, data in frames:
-            _EVENTS.validate_python(data)
-        assert _strict(frames[-1][1]["response"]).output_text == "From the worker."
+            EVENTS.validate_python(data)
+        assert strict(frames[-1][1]["response"]).output_text == "From the worker."
         with make_client(api) as client:
-            waited = _raw_create(
+            waited = raw_create(
                 client,
                 model="fake-model",
                 input="Again",
