@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,7 +23,7 @@ from ..engine.events import StreamEvent
 from ..engine.responses import Responses, ResponseTurn
 from ..engine.turns import text_pieces
 from ..errors import AssistdError
-from ..protocol.items import message_to_item
+from ..protocol.items import message_to_item, tool_item_id
 from ..protocol.messages import Message
 from ..protocol.responses import output_item
 
@@ -35,6 +36,8 @@ _ENDINGS = {
     "thread.run.failed": "response.failed",
     "thread.run.cancelled": "response.failed",
     "thread.run.expired": "response.failed",
+    # The run waits for function outputs: the response ends with its calls, as OpenAI's does.
+    "thread.run.requires_action": "response.completed",
 }
 
 
@@ -45,6 +48,14 @@ class _Stream:
         self.sequence = 0
         # Message id → (output index, text so far).
         self.items: dict[str, tuple[int, list[str]]] = {}
+        # The function calls the run is writing (``_FunctionCalls``).
+        self.functions = _FunctionCalls(self)
+        self._outputs = 0
+
+    def next_index(self) -> int:
+        """The output index of the item opened now."""
+        index, self._outputs = self._outputs, self._outputs + 1
+        return index
 
     def event(self, kind: str, body: dict[str, Any]) -> StreamEvent:
         data = {"type": kind, "sequence_number": self.sequence, **body}
@@ -52,7 +63,7 @@ class _Stream:
         return StreamEvent(kind, data)
 
     def opened(self, message: Message) -> list[StreamEvent]:
-        index = len(self.items)
+        index = self.next_index()
         self.items[message.id] = (index, [])
         item = {**message_to_item(message), "content": []}
         return [
@@ -108,6 +119,113 @@ class _Stream:
         ]
 
 
+@dataclass
+class _Call:
+    """A function call's item as the stream shows it: opened once its id and name are known."""
+
+    item_id: str
+    output_index: int | None = None
+    call_id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class _FunctionCalls:
+    """The run's function calls as ``function_call`` items: ``response.output_item.added`` (arguments
+    empty), ``response.function_call_arguments.delta`` per piece the model writes, and, once the run waits
+    for their outputs, ``response.function_call_arguments.done`` and ``response.output_item.done``."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self._stream = stream
+        # (step id, index of the call in the step) → the call; in the order the calls were first seen.
+        self.calls: dict[tuple[str, int], _Call] = {}
+
+    def delta(self, data: BaseModel | dict[str, Any]) -> list[StreamEvent]:
+        """What a ``thread.run.step.delta`` adds to the function calls (other tools' calls are not these)."""
+        body = data.model_dump() if isinstance(data, BaseModel) else data
+        details = body.get("delta", {}).get("step_details") or {}
+        events: list[StreamEvent] = []
+        for piece in details.get("tool_calls") or []:
+            if piece.get("type") != "function":
+                continue
+            step_id, index = str(body.get("id")), int(piece.get("index", 0))
+            call = self.calls.get((step_id, index))
+            if call is None:
+                call = self.calls[(step_id, index)] = _Call(tool_item_id("function_call", step_id, index))
+            function = piece.get("function") or {}
+            call.call_id = call.call_id or str(piece.get("id") or "")
+            call.name += str(function.get("name") or "")
+            arguments = str(function.get("arguments") or "")
+            if call.output_index is None:
+                call.arguments.append(arguments)
+                if call.call_id and call.name:
+                    events += self._opened(call)
+            elif arguments:
+                call.arguments.append(arguments)
+                events.append(self._argument_delta(call, arguments))
+        return events
+
+    def done(self, data: BaseModel | dict[str, Any]) -> list[StreamEvent]:
+        """The calls closed as the waiting run names them (``required_action``): its arguments are whole."""
+        body = data.model_dump() if isinstance(data, BaseModel) else data
+        action = body.get("required_action") or {}
+        required = (action.get("submit_tool_outputs") or {}).get("tool_calls") or []
+        by_call_id = {call.call_id: call for call in self.calls.values()}
+        events: list[StreamEvent] = []
+        for asked in required:
+            call = by_call_id.get(asked["id"])
+            if call is None:
+                # Not seen being written (no delta reached this stream): shown whole at once.
+                call = _Call(f"fc_{asked['id']}", call_id=asked["id"], name=asked["function"]["name"])
+                self.calls[(call.item_id, 0)] = call
+            if call.output_index is None:
+                call.name = asked["function"]["name"]
+                call.arguments = [asked["function"]["arguments"]]
+                events += self._opened(call)
+            arguments = asked["function"]["arguments"]
+            where = {"item_id": call.item_id, "output_index": call.output_index}
+            item = self._item(call, arguments, "completed")
+            events += [
+                self._stream.event(
+                    "response.function_call_arguments.done",
+                    {**where, "name": call.name, "arguments": arguments},
+                ),
+                self._stream.event(
+                    "response.output_item.done", {"output_index": call.output_index, "item": item}
+                ),
+            ]
+        return events
+
+    def _opened(self, call: _Call) -> list[StreamEvent]:
+        call.output_index = self._stream.next_index()
+        item = self._item(call, "", "in_progress")
+        events = [
+            self._stream.event(
+                "response.output_item.added", {"output_index": call.output_index, "item": item}
+            )
+        ]
+        # OpenAI sends at least one delta; what was written before the call could be shown goes in it.
+        events.append(self._argument_delta(call, "".join(call.arguments)))
+        return events
+
+    def _argument_delta(self, call: _Call, piece: str) -> StreamEvent:
+        return self._stream.event(
+            "response.function_call_arguments.delta",
+            {"item_id": call.item_id, "output_index": call.output_index, "delta": piece},
+        )
+
+    @staticmethod
+    def _item(call: _Call, arguments: str, status: str) -> dict[str, Any]:
+        return {
+            "type": "function_call",
+            "id": call.item_id,
+            "call_id": call.call_id,
+            "name": call.name,
+            "arguments": arguments,
+            "status": status,
+        }
+
+
 def _message(data: BaseModel | dict[str, Any]) -> Message:
     # As the executor made it in this process, or read back from the database's event log.
     return data if isinstance(data, Message) else Message.model_validate(data)
@@ -135,7 +253,13 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
             elif name in ("thread.message.completed", "thread.message.incomplete"):
                 for out in stream.closed(_message(event.data)):
                     yield out
+            elif name == "thread.run.step.delta":
+                for out in stream.functions.delta(event.data):
+                    yield out
             elif name in _ENDINGS:
+                if name == "thread.run.requires_action":
+                    for out in stream.functions.done(event.data):
+                        yield out
                 response = await responses.read(created.row)
                 yield stream.event(_ENDINGS[name], {"response": response.model_dump(mode="json")})
                 ended = True

@@ -162,7 +162,9 @@ class RunExecutor:
             # step and message. They are closed and the turn starts over.
             events, started = await state.resume(session, run), run
         else:
-            if run.started_at is None:
+            # A response's run may be queued with steps already: the function calls and outputs its input
+            # gave back (``engine/response_functions.py``), which its context must read.
+            if run.started_at is None and run.assistant_id is not None:
                 self._fresh.add(run_id)
             events, started = await state.transition(session, run, "in_progress"), run
         return Started(run=started, events=await self._bus.record(session, run_id, [*before, *events]))

@@ -18,6 +18,7 @@ The response's record (``store/responses.py``) keeps what the Responses API adds
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.common import ListPage, ParamValueError
-from ..protocol.items import input_to_messages, message_to_item
+from ..protocol.items import ParsedInput, input_to_messages, message_to_item
 from ..protocol.messages import Message
-from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams, output_item
-from ..protocol.runs import Run
+from ..protocol.response_functions import run_tool_choice, run_tools
+from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams
+from ..protocol.runs import Run, SubmitToolOutputsParams, ToolOutput
 from ..store import messages as message_store
 from ..store import responses as store
 from ..store import runs as run_store
@@ -37,6 +39,7 @@ from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
 from .engine import POLL_WAIT_STATUSES, Engine
+from .response_functions import STEPS_BEFORE, Segment, check_outputs, history_of, segment_of
 from .state import TERMINAL
 from .turns import Turn
 
@@ -63,39 +66,51 @@ _STATUS = {
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
-def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
-    """The response object: ``row``'s record, its run ``run`` as it stands, the messages it wrote."""
+def response_of(row: ResponseRow, run: Run, segment: Segment, messages: Mapping[str, Message]) -> Response:
+    """The response object: ``row``'s record, its run ``run`` as it stands, its ``segment`` of the run's
+    steps (``engine/response_functions.py``) and the messages they wrote (by id)."""
     request = row.request
+    steps_before = int(request.get(STEPS_BEFORE, 0))
     error = None
     if run.last_error is not None:
         error = {"code": run.last_error.code, "message": run.last_error.message}
-    elif run.status == "expired":
+    elif run.status == "expired" and not segment.waited:
         error = {"code": "server_error", "message": "The response expired before it completed."}
     incomplete = None
-    if run.incomplete_details is not None:
+    if run.incomplete_details is not None and not segment.waited:
         incomplete = {"reason": _INCOMPLETE.get(run.incomplete_details.reason, "max_output_tokens")}
     usage = None
-    if run.usage is not None:
+    if steps_before or segment.waited:
+        # The run stands for more than this response: its usage is theirs together.
+        usage = segment.usage()
+    elif run.usage is not None:
         usage = {
             "input_tokens": run.usage.prompt_tokens,
             "output_tokens": run.usage.completion_tokens,
             "total_tokens": run.usage.total_tokens,
         }
+    status = _STATUS[run.status]
+    completed_at = run.completed_at if run.status == "completed" else None
+    if segment.waited:
+        # It ended with function calls: done, whatever the run does with their outputs later.
+        status, error = "completed", None
+        last = segment.steps[-1]
+        completed_at = last.completed_at or last.created_at
     return Response.model_validate(
         {
             "id": row.id,
             "created_at": row.created_at,
-            "status": _STATUS[run.status],
-            "completed_at": run.completed_at if run.status == "completed" else None,
+            "status": status,
+            "completed_at": completed_at,
             "error": error,
             "incomplete_details": incomplete,
-            "output": [output_item(message_to_item(message)) for message in written],
+            "output": segment.output(messages),
             "metadata": row.meta,
             "previous_response_id": row.previous_response_id,
             "conversation": {"id": row.conversation_id} if row.conversation_id is not None else None,
             "store": request.get("store", True),
             "usage": usage,
-            **{key: value for key, value in request.items() if key != "store"},
+            **{key: value for key, value in request.items() if key not in ("store", STEPS_BEFORE)},
         }
     )
 
@@ -125,11 +140,20 @@ class Responses:
         """Queue the response's run, its input added to its thread in the same transaction."""
         try:
             given = params.input if params.input is not None else []
-            parsed = input_to_messages(given, allow_instructions=True)
+            parsed = input_to_messages(given, allow_instructions=True, allow_function_items=True)
         except ParamValueError as exc:
             raise InvalidRequestError(f"Invalid '{exc.param}': {exc}", param=exc.param) from None
         if params.input is None and params.previous_response_id is None and params.conversation is None:
             raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
+        waiting = await self._waiting_run(tenant, params)
+        if waiting is not None:
+            return await self._follow_up(tenant, params, parsed, waiting, key_id)
+        history = history_of(parsed)
+        head = (
+            history.head
+            if history is not None
+            else list(zip(parsed.messages, parsed.message_at, strict=True))
+        )
         # Instructions given as system/developer input items follow the ``instructions`` parameter.
         instructions = "\n\n".join(text for text in [params.instructions or "", *parsed.instructions] if text)
         stored = params.store is not False
@@ -139,10 +163,14 @@ class Responses:
         async def prepare(session: AsyncSession) -> RunRow:
             thread_id, own = await self._thread_for(session, tenant, params, stored)
             ids = []
-            for message, at in zip(parsed.messages, parsed.message_at, strict=True):
+            for message, at in head:
                 ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
             run = self._run_row(tenant, thread_id, params, instructions)
             request = {**params.echoed(), "store": stored}
+            if history is not None:
+                # Function calls and outputs sent back: the run's first steps, the input after them too.
+                written, request[STEPS_BEFORE] = await history.write(session, run)
+                ids += written
             row = store.new_row(
                 tenant,
                 run.id,
@@ -183,6 +211,76 @@ class Responses:
         turn = Turn(self._engine, tenant, run, listener, WAIT_SECONDS)
         return ResponseTurn(made["row"], turn, made["own"])
 
+    async def _waiting_run(self, tenant: str, params: ResponseCreateParams) -> RunRow | None:
+        """The run of a response that awaits function outputs, which this request continues: the previous
+        response's, or the one holding the conversation (a response's, not an Assistants run)."""
+        async with self._db.read() as session:
+            run: RunRow | None = None
+            if params.previous_response_id is not None:
+                previous = await store.previous_row(session, tenant, params.previous_response_id)
+                run = await run_store.get_row_by_id(session, previous.run_id)
+            elif params.conversation_id is not None:
+                try:
+                    thread = await thread_store.read_row(session, tenant, params.conversation_id)
+                except NotFoundError:
+                    return None  # answered as any unknown conversation, below
+                active = await thread_store.active_run_of(session, thread.id)
+                run = await run_store.get_row_by_id(session, active) if active is not None else None
+                if run is not None and run.assistant_id is not None:
+                    return None
+        if run is None or run.status != "requires_action" or not run.required_action:
+            return None
+        return run
+
+    async def _follow_up(
+        self,
+        tenant: str,
+        params: ResponseCreateParams,
+        parsed: ParsedInput,
+        run: RunRow,
+        key_id: str | None,
+    ) -> ResponseTurn:
+        """A response that gives a waiting run its function outputs: they are submitted to it, as
+        ``submit_tool_outputs`` does, and the response is what the run does next (its next segment)."""
+        assert run.required_action is not None
+        expected = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
+        outputs = check_outputs(parsed, expected)
+        async with self._db.read() as session:
+            steps_before = len(await run_store.steps_of(session, run.id))
+        submitted = SubmitToolOutputsParams(
+            tool_outputs=[ToolOutput(tool_call_id=output.call_id, output=output.output) for output in outputs]
+        )
+        param = "conversation" if params.conversation_id is not None else "previous_response_id"
+        listener = self._engine.bus.subscription()
+        try:
+            queued = await self._engine.submit_tool_outputs(
+                tenant, run.thread_id, run.id, submitted, listener
+            )
+        except ConflictError:
+            listener.close()
+            # Another request gave it its outputs first.
+            raise ConflictError(
+                f"The {param.removesuffix('_id')}'s function calls were answered already.", param=param
+            ) from None
+        except BaseException:
+            listener.close()
+            raise
+        stored = params.store is not False
+        row = store.new_row(
+            tenant,
+            run.id,
+            run.thread_id,
+            conversation_id=params.conversation_id,
+            previous_response_id=params.previous_response_id,
+            request={**params.echoed(), "store": stored, STEPS_BEFORE: steps_before},
+            metadata=params.metadata or {},
+            input_message_ids=[],
+        )
+        if stored:
+            async with self._db.write() as session:
+                await store.insert(session, row)
+        return ResponseTurn(row, Turn(self._engine, tenant, queued, listener, WAIT_SECONDS), False)
+
     async def _thread_for(
         self, session: AsyncSession, tenant: str, params: ResponseCreateParams, stored: bool
     ) -> tuple[str, bool]:
@@ -217,7 +315,7 @@ class Responses:
             assistant_id=None,
             model=params.model,
             instructions=instructions,
-            tools=[],
+            tools=run_tools(params.functions()),
             temperature=params.temperature,
             top_p=params.top_p,
             max_prompt_tokens=None,
@@ -225,7 +323,7 @@ class Responses:
             # ``truncation``: history that does not fit the model's context is dropped, oldest first, either
             # way (engine/context.py); "disabled" is not refused for it.
             truncation_strategy=dict(run_store.DEFAULT_TRUNCATION),
-            tool_choice="auto",
+            tool_choice=run_tool_choice(params.tool_choice),
             parallel_tool_calls=params.parallel_tool_calls is not False,
             response_format=params.response_format(),
             reasoning_effort=params.reasoning.effort if params.reasoning is not None else None,
@@ -251,8 +349,16 @@ class Responses:
                 raise NotFoundError(
                     f"Response '{row.id}' is gone with its conversation.", param="response_id"
                 ) from None
-            written = await message_store.written_by(session, row.run_id)
-        return response_of(row, run_store.to_wire(run), [message_store.to_wire(m) for m in written])
+            steps = [run_store.step_to_wire(step) for step in await run_store.steps_of(session, row.run_id)]
+            segment = segment_of(steps, int(row.request.get(STEPS_BEFORE, 0)))
+            written = [
+                step.step_details.message_creation.message_id
+                for step in segment.steps
+                if step.step_details.type == "message_creation"
+            ]
+            messages = await message_store.by_ids(session, written) if written else []
+        wire = {message.id: message_store.to_wire(message) for message in messages}
+        return response_of(row, run_store.to_wire(run), segment, wire)
 
     async def forget(self, created: ResponseTurn) -> None:
         """A response not stored leaves nothing behind once its run has ended: its own thread goes."""

@@ -13,12 +13,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
 )
 
 from .common import Metadata, ParamValueError, ReasoningEffort, RequestInt, RequestModel, WireModel
+from .response_functions import FunctionToolParam, function_tools
 
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 
@@ -28,7 +30,7 @@ MIN_OUTPUT_TOKENS = 16
 
 # Tools OpenAI's Responses API has and assistd does not serve at all, as against the ones whose turn comes
 # (function, file_search, code_interpreter: the runs engine has them; their Responses shape is not done).
-_TOOLS_LATER = ("function", "file_search", "code_interpreter")
+_TOOLS_LATER = ("file_search", "code_interpreter")
 
 
 # What OpenAI's include may ask for. A response of assistd's is messages only, which none of them changes:
@@ -135,12 +137,16 @@ class ResponseCreateParams(RequestModel):
     include: list[str] | None = None
     prompt: dict[str, Any] | None = None
 
+    _function_tools: list[FunctionToolParam] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _served(self) -> ResponseCreateParams:
         # Named one by one, so that a client learns which of its parameters assistd does not serve (yet),
         # rather than getting an answer that silently ignored it.
         for index, tool in enumerate(self.tools or []):
             kind = tool.get("type")
+            if kind == "function":
+                continue  # checked by ``_functions``
             if kind in _TOOLS_LATER:
                 raise ParamValueError(
                     f"tools of type '{kind}' are not served by assistd's /v1/responses yet; "
@@ -166,6 +172,16 @@ class ResponseCreateParams(RequestModel):
                 "previous_response_id",
             )
         return self
+
+    @model_validator(mode="after")
+    def _functions(self) -> ResponseCreateParams:
+        # Parsed here so that a bad function tool, or a tool_choice naming none of them, is a 400 naming it.
+        self._function_tools = function_tools(self.tools or [], self.tool_choice)
+        return self
+
+    def functions(self) -> list[FunctionToolParam]:
+        """The request's function tools, in ``tools`` order."""
+        return self._function_tools
 
     @property
     def conversation_id(self) -> str | None:
@@ -207,7 +223,7 @@ class ResponseCreateParams(RequestModel):
             "truncation": self.truncation or "disabled",
             "parallel_tool_calls": self.parallel_tool_calls is not False,
             "tool_choice": choice if isinstance(choice, str) else choice.model_dump(),
-            "tools": [],
+            "tools": [function.echoed() for function in self.functions()],
         }
 
 
