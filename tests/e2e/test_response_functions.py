@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -61,7 +60,9 @@ def _chat(request: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_function_call_then_output_by_previous_response(client: OpenAI, fake: FakeUpstream) -> None:
     fake.push(
-        ToolCalls([{"id": "call_w1", "name": "get_weather", "arguments": {"city": "Paris"}}], text="Let me see."),
+        ToolCalls(
+            [{"id": "call_w1", "name": "get_weather", "arguments": {"city": "Paris"}}], text="Let me see."
+        ),
         Text("It is sunny in Paris.", prompt_tokens=30, completion_tokens=7),
     )
     first = raw_create(
@@ -116,4 +117,320 @@ def test_function_call_then_output_by_previous_response(client: OpenAI, fake: Fa
     ]
     # The first response stays as it was.
     again = strict(json.loads(client.responses.with_raw_response.retrieve(first.id).http_response.text))
-    assert again.status == "completed" and [item.type for item in again.output] == ["message", "function_call"]
+    assert again.status == "completed" and [item.type for item in again.output] == [
+        "message",
+        "function_call",
+    ]
+
+
+def _error(client: OpenAI, **body: Any) -> openai.BadRequestError:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(**body)
+    return caught.value
+
+
+def test_function_tools_refused_with_the_parameter_named(client: OpenAI, fake: FakeUpstream) -> None:
+    bad_name = _error(client, model="fake-model", input="hi", tools=[WEATHER, {**TIME, "name": "no spaces"}])
+    assert bad_name.param == "tools[1].name"
+    no_name = _error(client, model="fake-model", input="hi", tools=[{"type": "function", "parameters": {}}])
+    assert no_name.param == "tools[0].name"
+    extra = _error(client, model="fake-model", input="hi", tools=[{**WEATHER, "colour": "red"}])
+    assert extra.param == "tools[0].colour"
+    twice = _error(client, model="fake-model", input="hi", tools=[WEATHER, WEATHER])
+    assert twice.param == "tools"
+    unknown = _error(
+        client,
+        model="fake-model",
+        input="hi",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "nope"},
+    )
+    assert unknown.param == "tool_choice"
+    # Other tool types are not this change's: still refused, named.
+    other = _error(client, model="fake-model", input="hi", tools=[WEATHER, {"type": "web_search"}])
+    assert other.param == "tools[1].type"
+    assert fake.requests == []
+
+
+def test_tool_choice_reaches_the_model(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(
+        ToolCalls([("get_time", {"zone": "UTC"})]),
+        Text("No tools."),
+        ToolCalls([("get_weather", {"city": "Oslo"})]),
+    )
+    forced = raw_create(
+        client,
+        model="fake-model",
+        input="Time?",
+        tools=[WEATHER, TIME],
+        tool_choice={"type": "function", "name": "get_time"},
+    )
+    assert forced.tool_choice.model_dump() == {"type": "function", "name": "get_time"}  # type: ignore[union-attr]
+    assert fake.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "get_time"}}
+    assert [call.name for call in _calls(forced)] == ["get_time"]
+    none = raw_create(client, model="fake-model", input="Chat", tools=[WEATHER], tool_choice="none")
+    assert none.tool_choice == "none" and none.output_text == "No tools."
+    assert fake.requests[1]["tool_choice"] == "none"
+    required = raw_create(client, model="fake-model", input="Oslo?", tools=[WEATHER], tool_choice="required")
+    assert required.tool_choice == "required"
+    assert fake.requests[2]["tool_choice"] == "required"
+    assert fake.requests[2]["parallel_tool_calls"] is True
+
+
+def test_follow_up_needs_every_output_and_only_known_calls(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(
+        ToolCalls([("get_weather", {"city": "Rome"}), ("get_time", {"zone": "CET"})]), Text("Both known.")
+    )
+    first = client.responses.create(model="fake-model", input="Rome?", tools=[WEATHER, TIME])
+    ids = [call.call_id for call in _calls(first)]
+    assert len(ids) == 2 and first.status == "completed"
+    output = {"type": "function_call_output", "call_id": ids[0], "output": "warm"}
+    missing = _error(client, model="fake-model", previous_response_id=first.id, input=[output])
+    assert missing.param == "input" and ids[1] in missing.message
+    unknown = _error(
+        client,
+        model="fake-model",
+        previous_response_id=first.id,
+        input=[output, {"type": "function_call_output", "call_id": "call_nope", "output": "x"}],
+    )
+    assert unknown.param == "input[1].call_id"
+    chatty = _error(client, model="fake-model", previous_response_id=first.id, input="What now?")
+    assert chatty.param == "input"
+    # A call's output with no call anywhere (no previous response): refused too.
+    stray = _error(client, model="fake-model", input=[output])
+    assert stray.param == "input[0].call_id"
+    # Still waiting: the right outputs go through, in any order.
+    done = client.responses.create(
+        model="fake-model",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": ids[1], "output": "noon"}, output],
+    )
+    assert done.output_text == "Both known."
+    tools = [m for m in fake.requests[-1]["messages"] if m["role"] == "tool"]
+    assert [(m["tool_call_id"], m["content"]) for m in tools] == [(ids[0], "warm"), (ids[1], "noon")]
+
+
+def test_stateless_history_reaches_the_model_in_order(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(Text("Sunny, as said."), Text("Stateless too."))
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "type": "function_call",
+            "id": "fc_old_0",
+            "call_id": "call_a",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+            "status": "completed",
+        },
+        {"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
+        {
+            "type": "message",
+            "id": "msg_old",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "It is sunny.", "annotations": []}],
+        },
+        {"role": "user", "content": "And tomorrow?"},
+        {
+            "type": "function_call",
+            "call_id": "call_b",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
+        {"type": "function_call", "call_id": "call_c", "name": "get_time", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_c", "output": "Monday"},
+        {"type": "function_call_output", "call_id": "call_b", "output": "sunny"},
+    ]
+    response = raw_create(
+        client, model="fake-model", input=history, tools=[WEATHER, TIME], instructions="Be brief."
+    )
+    assert response.output_text == "Sunny, as said."
+    assert [item.type for item in response.output] == ["message"]
+    expected = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [("call_a", "get_weather", '{"city": "Paris"}')]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_a"},
+        {"role": "assistant", "content": "It is sunny."},
+        {"role": "user", "content": "And tomorrow?"},
+        {
+            "role": "assistant",
+            "tool_calls": [("call_b", "get_weather", '{"city": "Paris"}'), ("call_c", "get_time", "{}")],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_b"},
+        {"role": "tool", "content": "Monday", "tool_call_id": "call_c"},
+    ]
+    assert _chat(fake.requests[0]) == expected
+    # The input items are its messages.
+    items = client.responses.input_items.list(response.id, order="asc")
+    assert [(item.type, getattr(item, "role", None)) for item in items.data] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]
+    # store: false, the same history: the same context, nothing kept.
+    unstored = raw_create(
+        client,
+        model="fake-model",
+        input=history,
+        tools=[WEATHER, TIME],
+        instructions="Be brief.",
+        store=False,
+    )
+    assert unstored.output_text == "Stateless too." and unstored.store is False
+    assert _chat(fake.requests[1]) == expected
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+    # A call without its output is refused, naming the input.
+    missing = _error(client, model="fake-model", input=history[:2], tools=[WEATHER])
+    assert missing.param == "input" and "call_a" in missing.message
+
+
+def test_conversation_follow_up_keeps_the_thread_consistent(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(
+        ToolCalls([{"id": "call_k", "name": "get_weather", "arguments": {"city": "Kyiv"}}]),
+        Text("Cold in Kyiv."),
+    )
+    conversation = client.conversations.create()
+    first = raw_create(
+        client, model="fake-model", input="Kyiv?", conversation=conversation.id, tools=[WEATHER]
+    )
+    assert first.status == "completed" and [item.type for item in first.output] == ["function_call"]
+    # The conversation's run waits for the output: a message is refused, the output is taken.
+    busy = _error(client, model="fake-model", input="Hello?", conversation=conversation.id)
+    assert busy.param == "input"
+    second = raw_create(
+        client,
+        model="fake-model",
+        conversation=conversation.id,
+        input=[{"type": "function_call_output", "call_id": "call_k", "output": "-5C"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text == "Cold in Kyiv." and second.conversation is not None
+    items = client.conversations.items.list(conversation.id, order="asc")
+    for item in items.data:
+        TypeAdapter(ConversationItem).validate_python(item.model_dump())
+    assert [item.type for item in items.data] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
+    call, output = items.data[1], items.data[2]
+    assert call.call_id == output.call_id == "call_k"  # type: ignore[union-attr]
+    # The Assistants view: one run, its steps the call (answered) and the message.
+    runs = client.beta.threads.runs.list(conversation.id)
+    assert [run.status for run in runs.data] == ["completed"]
+    steps = client.beta.threads.runs.steps.list(runs.data[0].id, thread_id=conversation.id, order="asc")
+    assert [step.type for step in steps.data] == ["tool_calls", "message_creation"]
+    messages = client.beta.threads.messages.list(conversation.id, order="asc")
+    assert [m.role for m in messages.data] == ["user", "assistant"]
+    # Both responses read back as they were answered.
+    assert client.responses.retrieve(first.id).output[0].type == "function_call"
+    assert client.responses.retrieve(second.id).output_text == "Cold in Kyiv."
+
+
+def _events(frames: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    for number, (name, data) in enumerate(frames):
+        assert data["type"] == name and data["sequence_number"] == number
+        EVENTS.validate_python(data)
+        spec_check(data, "ResponseStreamEvent")
+    return [name for name, _ in frames]
+
+
+def test_streamed_function_calls_in_openai_order(
+    server: AssistdServer, client: OpenAI, fake: FakeUpstream
+) -> None:
+    fake.push(
+        ToolCalls(
+            [
+                {"id": "call_s1", "name": "get_weather", "arguments": {"city": "Lima"}},
+                {"id": "call_s2", "name": "get_time", "arguments": {"zone": "PET"}},
+            ],
+            argument_pieces=3,
+        ),
+        Text("Warm and late.", chunks=["Warm ", "and late."]),
+    )
+    frames = stream_frames(
+        server, {"model": "fake-model", "input": "Lima?", "tools": [WEATHER, TIME], "stream": True}
+    )
+    names = _events(frames)
+    assert names[:2] == ["response.created", "response.in_progress"]
+    assert names[-1] == "response.completed"
+    middle = names[2:-1]
+    # Each call: added, its argument deltas, done; both done once the run waits for their outputs.
+    for index in (0, 1):
+        mine = [name for name, data in frames[2:-1] if data.get("output_index") == index]
+        assert mine[0] == "response.output_item.added"
+        assert mine[1:-2] and set(mine[1:-2]) == {"response.function_call_arguments.delta"}
+        assert mine[-2:] == ["response.function_call_arguments.done", "response.output_item.done"]
+    assert len(middle) == sum(1 for _, data in frames[2:-1] if data.get("output_index") in (0, 1))
+    added = [data for name, data in frames if name == "response.output_item.added"]
+    assert [data["item"]["arguments"] for data in added] == ["", ""]
+    for index, (call_id, arguments) in enumerate(
+        [("call_s1", {"city": "Lima"}), ("call_s2", {"zone": "PET"})]
+    ):
+        deltas = "".join(
+            data["delta"]
+            for name, data in frames
+            if name == "response.function_call_arguments.delta" and data["output_index"] == index
+        )
+        assert json.loads(deltas) == arguments
+        done = next(
+            data
+            for name, data in frames
+            if name == "response.output_item.done" and data["output_index"] == index
+        )
+        assert done["item"]["call_id"] == call_id and json.loads(done["item"]["arguments"]) == arguments
+        assert done["item"]["id"] == added[index]["item"]["id"] == done["item"]["id"]
+    final = strict(frames[-1][1]["response"])
+    assert final.status == "completed"
+    assert [(c.call_id, c.id) for c in _calls(final)] == [
+        (d["item"]["call_id"], d["item"]["id"]) for d in added
+    ]
+
+    # The follow-up, streamed with the SDK's helper.
+    outputs = [
+        {"type": "function_call_output", "call_id": "call_s1", "output": "warm"},
+        {"type": "function_call_output", "call_id": "call_s2", "output": "late"},
+    ]
+    with client.responses.stream(
+        model="fake-model", previous_response_id=final.id, input=outputs, tools=[WEATHER, TIME]
+    ) as stream:
+        kinds = [event.type for event in stream]
+        answer = stream.get_final_response()
+    assert kinds[-1] == "response.completed" and "response.output_text.delta" in kinds
+    assert answer.output_text == "Warm and late."
+    assert answer.previous_response_id == final.id
+
+
+def test_stream_helper_gets_the_calls(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(
+        ToolCalls([{"id": "call_h", "name": "get_weather", "arguments": {"city": "Bern"}}], text="Checking.")
+    )
+    with client.responses.stream(model="fake-model", input="Bern?", tools=[WEATHER]) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    for event in events:
+        EVENTS.validate_python(event.model_dump(mode="json", warnings=False))
+    assert [e.type for e in events if e.type.startswith("response.function_call")][
+        -1
+    ] == "response.function_call_arguments.done"
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    call = _calls(final)[0]
+    assert (call.call_id, call.name, json.loads(call.arguments)) == (
+        "call_h",
+        "get_weather",
+        {"city": "Bern"},
+    )
+    assert final.output_text == "Checking."
+
+
+def test_bad_function_items_named(server: AssistdServer) -> None:
+    answer = post(
+        server,
+        "/responses",
+        {"model": "fake-model", "input": [{"type": "function_call_output", "call_id": "c", "output": 3}]},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "input[0].output"
