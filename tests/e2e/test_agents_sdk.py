@@ -1,5 +1,5 @@
-"""OpenAI's Agents SDK (openai-agents) pointed at assistd, through its default Responses model: function tools,
-a handoff, a streamed run, on the scripted upstream and on the bundled local model.
+"""OpenAI's Agents SDK (openai-agents) pointed at assistd, through its default Responses model: function
+tools, a handoff, a streamed run, on the scripted upstream and on the bundled local model.
 
 The SDK sends the whole history each turn (no ``previous_response_id``): the function calls and outputs come
 back as input items, which assistd writes into the next response's run (``engine/response_functions.py``).
@@ -16,9 +16,9 @@ import pytest
 from agents import (
     Agent,
     ModelSettings,
+    Runner,
     RunResult,
     RunResultStreaming,
-    Runner,
     function_tool,
     handoff,
     set_default_openai_client,

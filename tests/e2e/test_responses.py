@@ -383,10 +383,8 @@ def test_parameter_errors(server: AssistdServer) -> None:
             "previous_response_id",
         ),
         ({"model": "fake-model", "input": "Hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-        (
-            {"model": "fake-model", "input": "Hi", "tools": [{"type": "function", "name": "f"}]},
-            "tools[0].type",
-        ),
+        # A function tool is served (tests/e2e/test_response_functions.py); one without a name is not.
+        ({"model": "fake-model", "input": "Hi", "tools": [{"type": "function"}]}, "tools[0].name"),
         ({"model": "fake-model", "input": "Hi", "background": True}, "background"),
         ({"model": "fake-model", "input": "Hi", "include": ["everything"]}, "include[0]"),
         ({"model": "fake-model", "input": "Hi", "conversation": {"id": ""}}, "conversation"),
