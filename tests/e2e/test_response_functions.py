@@ -4,6 +4,8 @@ histories sent back whole, and the stream of a call; on the run that the respons
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -13,6 +15,7 @@ from openai.types.conversations import ConversationItem
 from openai.types.responses import ResponseFunctionToolCall
 from pydantic import TypeAdapter
 
+from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames, strict
 from server import AssistdServer
@@ -434,3 +437,46 @@ def test_bad_function_items_named(server: AssistdServer) -> None:
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "input[0].output"
+
+
+@pytest.fixture(scope="module")
+def expiring(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> Iterator[AssistdServer]:
+    """Function outputs awaited for a second only."""
+    srv = start_server(tmp_path_factory, databases, fake, requires_action_expiry_seconds="1")
+    yield srv
+    srv.stop()
+
+
+def test_unanswered_calls_expire_and_free_the_conversation(
+    expiring: AssistdServer, fake: FakeUpstream
+) -> None:
+    fake.push(
+        ToolCalls([{"id": "call_x", "name": "get_weather", "arguments": {"city": "Riga"}}]),
+        Text("Hello again."),
+    )
+    with make_client(expiring) as client:
+        conversation = client.conversations.create()
+        first = raw_create(
+            client, model="fake-model", input="Riga?", conversation=conversation.id, tools=[WEATHER]
+        )
+        assert [item.type for item in first.output] == ["function_call"]
+        run_id = client.beta.threads.runs.list(conversation.id).data[0].id
+        # A bounded wait for the run's expiry, not a timing assertion.
+        deadline = time.monotonic() + 20
+        while client.beta.threads.runs.retrieve(run_id, thread_id=conversation.id).status != "expired":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        late = _error(
+            client,
+            model="fake-model",
+            conversation=conversation.id,
+            input=[{"type": "function_call_output", "call_id": "call_x", "output": "x"}],
+        )
+        assert late.param == "input[0].call_id"
+        # The conversation is free again; the first response still shows what it answered.
+        again = client.responses.create(model="fake-model", input="Hello?", conversation=conversation.id)
+        assert again.output_text == "Hello again."
+        kept = strict(json.loads(client.responses.with_raw_response.retrieve(first.id).http_response.text))
+        assert kept.status == "completed" and [item.type for item in kept.output] == ["function_call"]
