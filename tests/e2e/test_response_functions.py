@@ -299,6 +299,13 @@ def test_conversation_follow_up_keeps_the_thread_consistent(client: OpenAI, fake
         client, model="fake-model", input="Kyiv?", conversation=conversation.id, tools=[WEATHER]
     )
     assert first.status == "completed" and [item.type for item in first.output] == ["function_call"]
+    waiting = client.beta.threads.runs.list(conversation.id).data[0]
+    assert waiting.status == "requires_action" and waiting.required_action is not None
+    assert [c.id for c in waiting.required_action.submit_tool_outputs.tool_calls] == ["call_k"]
+    # Done: not cancelled with the run that waits.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.cancel(first.id)
+    assert refused.value.param == "response_id"
     # The conversation's run waits for the output: a message is refused, the output is taken.
     busy = _error(client, model="fake-model", input="Hello?", conversation=conversation.id)
     assert busy.param == "input"

@@ -383,6 +383,7 @@ class Responses:
         """Cancel a response whose run has not ended; the response then (cancelled, once its run stopped)."""
         async with self._db.read() as session:
             row = await store.get_row(session, tenant, response_id)
+        await self._refuse_ended_segment(row)
         listener = await self._engine.listen(row.run_id)
         try:
             try:
@@ -399,6 +400,13 @@ class Responses:
         finally:
             listener.close()
         return await self.read(row)
+
+    async def _refuse_ended_segment(self, row: ResponseRow) -> None:
+        """A response that ended with function calls is done, though its run waits or goes on for the
+        response after it: not cancelled with that run."""
+        response = await self.read(row)
+        if response.status == "completed":
+            raise ConflictError("Cannot cancel a response with status 'completed'.", param="response_id")
 
     async def input_items(self, tenant: str, response_id: str, query: PageQuery) -> ListPage[Any]:
         async with self._db.read() as session:
