@@ -436,14 +436,39 @@ def test_stream_helper_gets_the_calls(client: OpenAI, fake: FakeUpstream) -> Non
     assert final.output_text == "Checking."
 
 
-def test_bad_function_items_named(server: AssistdServer) -> None:
-    answer = post(
-        server,
-        "/responses",
-        {"model": "fake-model", "input": [{"type": "function_call_output", "call_id": "c", "output": 3}]},
+def test_function_items_checked_and_text_parts_taken(
+    server: AssistdServer, client: OpenAI, fake: FakeUpstream
+) -> None:
+    call = {"type": "function_call", "call_id": "c", "name": "get_time", "arguments": "{}"}
+    cases = [
+        ({"type": "function_call_output", "call_id": "c", "output": 3}, "input[1].output"),
+        (
+            {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image"}]},
+            "input[1].output[0]",
+        ),
+        ({"type": "function_call_output", "output": "x"}, "input[1].call_id"),
+    ]
+    for item, param in cases:
+        answer = post(server, "/responses", {"model": "fake-model", "input": [call, item], "tools": [TIME]})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == param
+    assert (
+        post(server, "/responses", {"model": "fake-model", "input": [{**call, "name": 1}]}).json()["error"][
+            "param"
+        ]
+        == "input[0]"
     )
-    assert answer.status_code == 400
-    assert answer.json()["error"]["param"] == "input[0].output"
+    # An output given as text parts is their text.
+    fake.push(Text("Noon."))
+    parts = [{"type": "input_text", "text": "12:"}, {"type": "input_text", "text": "00"}]
+    answer = raw_create(
+        client,
+        model="fake-model",
+        input=[call, {"type": "function_call_output", "call_id": "c", "output": parts}],
+        tools=[TIME],
+    )
+    assert answer.output_text == "Noon."
+    assert fake.requests[-1]["messages"][-1] == {"role": "tool", "tool_call_id": "c", "content": "12:00"}
 
 
 @pytest.fixture(scope="module")

@@ -409,6 +409,25 @@ def _message(item: Mapping[str, Any], at: str, parsed: ParsedInput, allow_instru
     parsed.files += files
 
 
+def _function_output(value: Any, at: str) -> str:
+    """A ``function_call_output``'s output as the text a tool message carries: a string, or ``input_text``
+    parts (joined; a run's tool output is text only)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise ParamValueError("output must be a string or a list of input_text parts.", at)
+    texts = []
+    for index, part in enumerate(value):
+        if not isinstance(part, Mapping) or part.get("type") != "input_text":
+            raise ParamValueError(
+                "only input_text parts are supported in a function's output.", f"{at}[{index}]"
+            )
+        if not isinstance(part.get("text"), str):
+            raise ParamValueError("a text part needs its 'text', a string.", f"{at}[{index}].text")
+        texts.append(part["text"])
+    return "".join(texts)
+
+
 def input_to_messages(
     value: Any,
     *,
@@ -460,9 +479,7 @@ def input_to_messages(
                     raise ParamValueError("a function_call needs 'name' and 'arguments', strings.", where)
                 parsed.function_calls.append(FunctionCallInput(call_id, name, arguments, where))
             else:
-                output = item.get("output")
-                if not isinstance(output, str):
-                    raise ParamValueError("output must be a string.", f"{where}.output")
+                output = _function_output(item.get("output"), f"{where}.output")
                 parsed.function_outputs.append(FunctionOutputInput(call_id, output, where))
         else:
             raise ParamValueError(
