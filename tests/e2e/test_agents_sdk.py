@@ -205,3 +205,52 @@ def test_agent_calls_a_function_tool_on_the_local_model(
     assert weather.calls and all(isinstance(call["city"], str) for call in weather.calls)
     assert result.final_output == "21C"
     assert [item.type for item in result.new_items][:2] == ["tool_call_item", "tool_call_output_item"]
+
+
+def test_agent_chained_by_previous_response_id(
+    server: AssistdServer, fake: FakeUpstream, agents_defaults: None
+) -> None:
+    weather = _Weather("25C")
+    agent = Agent(
+        name="Weather agent", instructions="Use the tool.", model="fake-model", tools=[weather.tool]
+    )
+    fake.push(
+        ToolCalls([{"id": "call_m", "name": "get_weather", "arguments": {"city": "Madrid"}}]),
+        Text("Madrid: 25C."),
+    )
+    # The SDK sends only the new items, the tool's output, with the previous response's id: the output goes
+    # to the run that awaits it.
+    result: RunResult = _on(server, lambda: Runner.run(agent, "Madrid?", auto_previous_response_id=True))
+    assert weather.calls == [{"city": "Madrid"}]
+    assert result.final_output == "Madrid: 25C."
+    assert result.last_response_id is not None
+    assert _sent(fake.requests[1]) == [
+        ("system", "Use the tool."),
+        ("user", "Madrid?"),
+        ("assistant", ["get_weather"]),
+        ("tool", "25C"),
+    ]
+
+
+def test_agent_on_a_conversation(server: AssistdServer, fake: FakeUpstream, agents_defaults: None) -> None:
+    weather = _Weather("9C")
+    agent = Agent(
+        name="Weather agent", instructions="Use the tool.", model="fake-model", tools=[weather.tool]
+    )
+    fake.push(
+        ToolCalls([{"id": "call_v", "name": "get_weather", "arguments": {"city": "Vienna"}}]),
+        Text("Vienna: 9C."),
+    )
+
+    async def on_conversation() -> tuple[RunResult, list[str]]:
+        client = _openai_shared.get_default_openai_client()
+        assert client is not None
+        conversation = await client.conversations.create()
+        result = await Runner.run(agent, "Vienna?", conversation_id=conversation.id)
+        items = await client.conversations.items.list(conversation.id, order="asc")
+        return result, [item.type for item in items.data]
+
+    result, items = _on(server, on_conversation)
+    assert weather.calls == [{"city": "Vienna"}]
+    assert result.final_output == "Vienna: 9C."
+    assert items == ["message", "function_call", "function_call_output", "message"]
