@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream, Text, ToolCalls
-from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames, strict
+from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames, strict, text_stream
 from server import AssistdServer
 
 WEATHER: dict[str, Any] = {
@@ -414,7 +414,7 @@ def test_streamed_function_calls_in_openai_order(
     assert answer.previous_response_id == final.id
 
 
-def test_stream_helper_gets_the_calls(client: OpenAI, fake: FakeUpstream) -> None:
+def test_stream_helper_gets_the_calls(server: AssistdServer, client: OpenAI, fake: FakeUpstream) -> None:
     fake.push(
         ToolCalls([{"id": "call_h", "name": "get_weather", "arguments": {"city": "Bern"}}], text="Checking.")
     )
@@ -434,6 +434,14 @@ def test_stream_helper_gets_the_calls(client: OpenAI, fake: FakeUpstream) -> Non
         {"city": "Bern"},
     )
     assert final.output_text == "Checking."
+    # The follow-up's stream is its answer's only: nothing of the call it answers.
+    fake.push(Text("Mild in Bern.", chunks=["Mild ", "in Bern."]))
+    output = {"type": "function_call_output", "call_id": "call_h", "output": "mild"}
+    body = {"model": "fake-model", "previous_response_id": final.id, "input": [output], "stream": True}
+    frames = stream_frames(server, body)
+    assert _events(frames) == text_stream(2)
+    answer = strict(frames[-1][1]["response"])
+    assert answer.output_text == "Mild in Bern." and answer.previous_response_id == final.id
 
 
 def test_function_items_checked_and_text_parts_taken(
