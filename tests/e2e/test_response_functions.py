@@ -367,14 +367,20 @@ def test_streamed_function_calls_in_openai_order(
     names = _events(frames)
     assert names[:2] == ["response.created", "response.in_progress"]
     assert names[-1] == "response.completed"
-    middle = names[2:-1]
-    # Each call: added, its argument deltas, done; both done once the run waits for their outputs.
-    for index in (0, 1):
-        mine = [name for name, data in frames[2:-1] if data.get("output_index") == index]
-        assert mine[0] == "response.output_item.added"
-        assert mine[1:-2] and set(mine[1:-2]) == {"response.function_call_arguments.delta"}
-        assert mine[-2:] == ["response.function_call_arguments.done", "response.output_item.done"]
-    assert len(middle) == sum(1 for _, data in frames[2:-1] if data.get("output_index") in (0, 1))
+    # As OpenAI's: each call added, its argument deltas, done, before the next call begins.
+    one_call = [
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+    ]
+    squeezed = [
+        name for number, name in enumerate(names[2:-1]) if name != names[2:-1][number - 1] or number == 0
+    ]
+    assert squeezed == one_call * 2
+    assert [data["output_index"] for _, data in frames[2:-1]] == sorted(
+        data["output_index"] for _, data in frames[2:-1]
+    )
     added = [data for name, data in frames if name == "response.output_item.added"]
     assert [data["item"]["arguments"] for data in added] == ["", ""]
     for index, (call_id, arguments) in enumerate(

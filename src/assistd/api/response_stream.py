@@ -128,12 +128,14 @@ class _Call:
     call_id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+    closed: bool = False
 
 
 class _FunctionCalls:
     """The run's function calls as ``function_call`` items: ``response.output_item.added`` (arguments
-    empty), ``response.function_call_arguments.delta`` per piece the model writes, and, once the run waits
-    for their outputs, ``response.function_call_arguments.done`` and ``response.output_item.done``."""
+    empty), ``response.function_call_arguments.delta`` per piece the model writes, then
+    ``response.function_call_arguments.done`` and ``response.output_item.done`` once the next call begins
+    or the run waits for their outputs (its ``required_action`` names the calls whole)."""
 
     def __init__(self, stream: _Stream) -> None:
         self._stream = stream
@@ -182,28 +184,37 @@ class _FunctionCalls:
                 call.name = asked["function"]["name"]
                 call.arguments = [asked["function"]["arguments"]]
                 events += self._opened(call)
-            arguments = asked["function"]["arguments"]
-            where = {"item_id": call.item_id, "output_index": call.output_index}
-            item = self._item(call, arguments, "completed")
-            events += [
-                self._stream.event(
-                    "response.function_call_arguments.done",
-                    {**where, "name": call.name, "arguments": arguments},
-                ),
-                self._stream.event(
-                    "response.output_item.done", {"output_index": call.output_index, "item": item}
-                ),
-            ]
+            if not call.closed:
+                events += self._closed(call, asked["function"]["arguments"])
         return events
 
+    def _closed(self, call: _Call, arguments: str) -> list[StreamEvent]:
+        call.closed = True
+        where = {"item_id": call.item_id, "output_index": call.output_index}
+        item = self._item(call, arguments, "completed")
+        return [
+            self._stream.event(
+                "response.function_call_arguments.done", {**where, "name": call.name, "arguments": arguments}
+            ),
+            self._stream.event(
+                "response.output_item.done", {"output_index": call.output_index, "item": item}
+            ),
+        ]
+
     def _opened(self, call: _Call) -> list[StreamEvent]:
+        # As OpenAI's, one call is done before the next begins: the model writes them one after the other,
+        # so the calls opened before this one are whole.
+        events: list[StreamEvent] = []
+        for earlier in self.calls.values():
+            if earlier is not call and earlier.output_index is not None and not earlier.closed:
+                events += self._closed(earlier, "".join(earlier.arguments))
         call.output_index = self._stream.next_index()
         item = self._item(call, "", "in_progress")
-        events = [
+        events.append(
             self._stream.event(
                 "response.output_item.added", {"output_index": call.output_index, "item": item}
             )
-        ]
+        )
         # OpenAI sends at least one delta; what was written before the call could be shown goes in it.
         events.append(self._argument_delta(call, "".join(call.arguments)))
         return events
