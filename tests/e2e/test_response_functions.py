@@ -420,6 +420,40 @@ def test_streamed_function_calls_in_openai_order(
     assert answer.previous_response_id == final.id
 
 
+def test_streamed_text_then_call_closes_the_message_first(server: AssistdServer, fake: FakeUpstream) -> None:
+    fake.push(
+        ToolCalls(
+            [{"id": "call_t", "name": "get_weather", "arguments": {"city": "Turin"}}],
+            text="Let me check Turin.",
+        )
+    )
+    frames = stream_frames(
+        server, {"model": "fake-model", "input": "Turin?", "tools": [WEATHER], "stream": True}
+    )
+    names = _events(frames)
+    squeezed = [name for number, name in enumerate(names) if number == 0 or name != names[number - 1]]
+    assert squeezed == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    final = strict(frames[-1][1]["response"])
+    done = [data["item"] for name, data in frames if name == "response.output_item.done"]
+    # The items as they were streamed are the response's output.
+    assert done == frames[-1][1]["response"]["output"]
+    assert final.output_text == "Let me check Turin."
+
+
 def test_stream_helper_gets_the_calls(server: AssistdServer, client: OpenAI, fake: FakeUpstream) -> None:
     fake.push(
         ToolCalls([{"id": "call_h", "name": "get_weather", "arguments": {"city": "Bern"}}], text="Checking.")

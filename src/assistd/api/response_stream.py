@@ -51,6 +51,7 @@ class _Stream:
         # The function calls the run is writing (``_FunctionCalls``).
         self.functions = _FunctionCalls(self)
         self._outputs = 0
+        self._drafts: dict[str, Message] = {}
 
     def next_index(self) -> int:
         """The output index of the item opened now."""
@@ -65,6 +66,7 @@ class _Stream:
     def opened(self, message: Message) -> list[StreamEvent]:
         index = self.next_index()
         self.items[message.id] = (index, [])
+        self._drafts[message.id] = message
         item = {**message_to_item(message), "content": []}
         return [
             self.event("response.output_item.added", {"output_index": index, "item": item}),
@@ -103,7 +105,8 @@ class _Stream:
         return events
 
     def closed(self, message: Message) -> list[StreamEvent]:
-        found = self.items.get(message.id)
+        # Closed once: a message may have been closed early, as a function call began (``close_messages``).
+        found = self.items.pop(message.id, None)
         if found is None:
             return []
         index = found[0]
@@ -111,7 +114,24 @@ class _Stream:
         texts = [part for part in item["content"] if part.get("type") == "output_text"]
         text = "".join(found[1])
         part = texts[0] if texts else {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-        where = {"item_id": message.id, "output_index": index, "content_index": 0}
+        return self._done(message.id, index, item, part)
+
+    def close_messages(self) -> list[StreamEvent]:
+        """Close the messages still open with the text they have: the model has moved on to calling
+        functions, and OpenAI's stream closes a message before the next item begins. Their whole text is
+        what was streamed (the model writes no more of them)."""
+        events = []
+        for message_id, (index, text) in list(self.items.items()):
+            del self.items[message_id]
+            part = {"type": "output_text", "text": "".join(text), "annotations": [], "logprobs": []}
+            item = {**output_item(message_to_item(self._drafts[message_id])), "status": "completed"}
+            events += self._done(message_id, index, {**item, "content": [part]}, part)
+        return events
+
+    def _done(
+        self, message_id: str, index: int, item: dict[str, Any], part: dict[str, Any]
+    ) -> list[StreamEvent]:
+        where = {"item_id": message_id, "output_index": index, "content_index": 0}
         return [
             self.event("response.output_text.done", {**where, "text": part["text"], "logprobs": []}),
             self.event("response.content_part.done", {**where, "part": part}),
@@ -204,7 +224,7 @@ class _FunctionCalls:
     def _opened(self, call: _Call) -> list[StreamEvent]:
         # As OpenAI's, one call is done before the next begins: the model writes them one after the other,
         # so the calls opened before this one are whole.
-        events: list[StreamEvent] = []
+        events = self._stream.close_messages()
         for earlier in self.calls.values():
             if earlier is not call and earlier.output_index is not None and not earlier.closed:
                 events += self._closed(earlier, "".join(earlier.arguments))
