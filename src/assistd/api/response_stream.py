@@ -4,7 +4,9 @@ API's events (``response.*``), numbered by ``sequence_number`` from 0.
 The order is OpenAI's: ``response.created``, ``response.in_progress``; for each message the run writes,
 ``response.output_item.added``, ``response.content_part.added``, one ``response.output_text.delta`` per
 text delta of the run, ``response.output_text.done``, ``response.content_part.done``,
-``response.output_item.done``; then ``response.completed``, ``response.incomplete`` or ``response.failed``
+``response.output_item.done`` (with ``response.output_text.annotation.added`` after the delta that adds a
+citation); the built-in tool calls (``api/response_tool_stream.py``) where the run makes them, before the
+message that follows; then ``response.completed``, ``response.incomplete`` or ``response.failed``
 (a cancelled run's too: the Responses stream has no event of its own for it; the response says
 ``cancelled``). A failure of the server meanwhile is an ``error`` event, and the stream ends.
 """
@@ -24,7 +26,8 @@ from ..engine.turns import text_pieces
 from ..errors import AssistdError
 from ..protocol.items import message_to_item
 from ..protocol.messages import Message
-from ..protocol.responses import output_item
+from ..protocol.responses import echoed_container, output_item
+from .response_tool_stream import ToolCallStream
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,17 @@ class _Stream:
         self.sequence = 0
         # Message id → (output index, text so far).
         self.items: dict[str, tuple[int, list[str]]] = {}
+        # Output indexes are shared by all the response's items, messages and tool calls alike.
+        self.outputs = 0
+
+    def next_output(self) -> int:
+        index = self.outputs
+        self.outputs += 1
+        return index
+
+    def output_index(self, message_id: str) -> int | None:
+        found = self.items.get(message_id)
+        return found[0] if found is not None else None
 
     def event(self, kind: str, body: dict[str, Any]) -> StreamEvent:
         data = {"type": kind, "sequence_number": self.sequence, **body}
@@ -52,7 +66,7 @@ class _Stream:
         return StreamEvent(kind, data)
 
     def opened(self, message: Message) -> list[StreamEvent]:
-        index = len(self.items)
+        index = self.next_output()
         self.items[message.id] = (index, [])
         item = {**message_to_item(message), "content": []}
         return [
@@ -108,6 +122,10 @@ class _Stream:
         ]
 
 
+def _field(data: BaseModel | dict[str, Any], name: str) -> Any:
+    return getattr(data, name, None) if isinstance(data, BaseModel) else data.get(name)
+
+
 def _message(data: BaseModel | dict[str, Any]) -> Message:
     # As the executor made it in this process, or read back from the database's event log.
     return data if isinstance(data, Message) else Message.model_validate(data)
@@ -117,6 +135,11 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
     """The response's stream, from ``response.created`` to its last event."""
     stream = _Stream()
     turn = created.turn
+    tools = ToolCallStream(
+        stream,
+        lambda step_id: responses.tool_items(created.row, step_id),
+        echoed_container(created.row.request.get("tools") or [], created.row.thread_id),
+    )
     try:
         first = await responses.read(created.row)
         yield stream.event("response.created", {"response": first.model_dump(mode="json")})
@@ -131,6 +154,12 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
                     yield out
             elif name == "thread.message.delta":
                 for out in stream.delta(event.data):
+                    yield out
+                message_id = str(_field(event.data, "id"))
+                for out in tools.annotations(event.data, stream.output_index(message_id)):
+                    yield out
+            elif name == "thread.run.step.delta":
+                for out in await tools.step_delta(event.data):
                     yield out
             elif name in ("thread.message.completed", "thread.message.incomplete"):
                 for out in stream.closed(_message(event.data)):

@@ -26,8 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.common import ListPage, ParamValueError
 from ..protocol.items import input_to_messages, message_to_item
-from ..protocol.messages import Message
-from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams, output_item
+from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams
 from ..protocol.runs import Run
 from ..store import messages as message_store
 from ..store import responses as store
@@ -36,7 +35,9 @@ from ..store import threads as thread_store
 from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
+from ..tools.code_interpreter import container_of
 from .engine import POLL_WAIT_STATUSES, Engine
+from .response_tools import check_builtin_tools, output_items, run_tools
 from .state import TERMINAL
 from .turns import Turn
 
@@ -63,8 +64,12 @@ _STATUS = {
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
-def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
-    """The response object: ``row``'s record, its run ``run`` as it stands, the messages it wrote."""
+# What the response's record keeps of its request beside the options the response object shows.
+_NOT_SHOWN = ("store", "include")
+
+
+def response_of(row: ResponseRow, run: Run, output: list[dict[str, Any]]) -> Response:
+    """The response object: ``row``'s record, its run ``run`` as it stands, its output items."""
     request = row.request
     error = None
     if run.last_error is not None:
@@ -89,13 +94,13 @@ def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
             "completed_at": run.completed_at if run.status == "completed" else None,
             "error": error,
             "incomplete_details": incomplete,
-            "output": [output_item(message_to_item(message)) for message in written],
+            "output": output,
             "metadata": row.meta,
             "previous_response_id": row.previous_response_id,
             "conversation": {"id": row.conversation_id} if row.conversation_id is not None else None,
             "store": request.get("store", True),
             "usage": usage,
-            **{key: value for key, value in request.items() if key != "store"},
+            **{key: value for key, value in request.items() if key not in _NOT_SHOWN},
         }
     )
 
@@ -137,12 +142,14 @@ class Responses:
         made: dict[str, Any] = {}
 
         async def prepare(session: AsyncSession) -> RunRow:
+            await check_builtin_tools(session, tenant, params)
             thread_id, own = await self._thread_for(session, tenant, params, stored)
             ids = []
             for message, at in zip(parsed.messages, parsed.message_at, strict=True):
                 ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
             run = self._run_row(tenant, thread_id, params, instructions)
-            request = {**params.echoed(), "store": stored}
+            # ``include`` is the create's: its answer and stream show what it asks for.
+            request = {**params.echoed(), "store": stored, "include": list(params.include or [])}
             row = store.new_row(
                 tenant,
                 run.id,
@@ -217,7 +224,7 @@ class Responses:
             assistant_id=None,
             model=params.model,
             instructions=instructions,
-            tools=[],
+            tools=run_tools(params),
             temperature=params.temperature,
             top_p=params.top_p,
             max_prompt_tokens=None,
@@ -225,7 +232,7 @@ class Responses:
             # ``truncation``: history that does not fit the model's context is dropped, oldest first, either
             # way (engine/context.py); "disabled" is not refused for it.
             truncation_strategy=dict(run_store.DEFAULT_TRUNCATION),
-            tool_choice="auto",
+            tool_choice=params.run_tool_choice(),
             parallel_tool_calls=params.parallel_tool_calls is not False,
             response_format=params.response_format(),
             reasoning_effort=params.reasoning.effort if params.reasoning is not None else None,
@@ -241,8 +248,9 @@ class Responses:
         await self.forget(created)
         return response
 
-    async def read(self, row: ResponseRow) -> Response:
-        """The response as its run stands now."""
+    async def read(self, row: ResponseRow, include: list[str] | None = None) -> Response:
+        """The response as its run stands now; ``include`` (else the create's) says what its tool call
+        items show."""
         async with self._db.read() as session:
             try:
                 run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
@@ -252,7 +260,18 @@ class Responses:
                     f"Response '{row.id}' is gone with its conversation.", param="response_id"
                 ) from None
             written = await message_store.written_by(session, row.run_id)
-        return response_of(row, run_store.to_wire(run), [message_store.to_wire(m) for m in written])
+            steps = await run_store.steps_of(session, row.run_id)
+        shown = row.request.get("include") or [] if include is None else include
+        output = output_items(steps, [message_store.to_wire(m) for m in written], shown, container_of(run))
+        return response_of(row, run_store.to_wire(run), output)
+
+    async def tool_items(self, row: ResponseRow, step_id: str) -> list[dict[str, Any]]:
+        """The tool call items of the response's run step ``step_id`` as they stand, with the create's
+        ``include`` (for a stream to show a built-in call once it has run)."""
+        async with self._db.read() as session:
+            run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
+            step = await run_store.get_step_row(session, row.tenant, row.run_id, step_id)
+        return output_items([step], [], row.request.get("include") or [], container_of(run))
 
     async def forget(self, created: ResponseTurn) -> None:
         """A response not stored leaves nothing behind once its run has ended: its own thread goes."""

@@ -13,12 +13,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
     model_serializer,
     model_validator,
 )
 
 from .common import Metadata, ParamValueError, ReasoningEffort, RequestInt, RequestModel, WireModel
+from .vector_stores import Filter
 
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 
@@ -27,12 +31,12 @@ MAX_INSTRUCTIONS = 256_000
 MIN_OUTPUT_TOKENS = 16
 
 # Tools OpenAI's Responses API has and assistd does not serve at all, as against the ones whose turn comes
-# (function, file_search, code_interpreter: the runs engine has them; their Responses shape is not done).
-_TOOLS_LATER = ("function", "file_search", "code_interpreter")
+# (function: the runs engine has it; its Responses shape is not done).
+_TOOLS_LATER = ("function",)
 
 
-# What OpenAI's include may ask for. A response of assistd's is messages only, which none of them changes:
-# they are accepted, and show nothing more (no logprobs, no tool results).
+# What OpenAI's include may ask for. ``file_search_call.results`` and ``code_interpreter_call.outputs`` show
+# the built-in calls' results; the others are accepted and show nothing more (assistd makes no such items).
 INCLUDABLE = (
     "file_search_call.results",
     "web_search_call.results",
@@ -103,6 +107,89 @@ class ToolChoiceFunctionParam(RequestModel):
     name: str
 
 
+class ToolChoiceBuiltinParam(RequestModel):
+    # A built-in tool the model must call (then answers freely, as a run's forced tool).
+    type: Literal["file_search", "code_interpreter"]
+
+
+# Built-in tools ---------------------------------------------------------------------------------
+
+
+class FileSearchRankingParam(RequestModel):
+    # assistd has one ranker: either name is that one.
+    ranker: Literal["auto", "default-2024-11-15"] | None = None
+    score_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class FileSearchToolParam(RequestModel):
+    """``{"type": "file_search", ...}``: a search over the vector stores named here, per request."""
+
+    type: Literal["file_search"]
+    vector_store_ids: list[str] = Field(min_length=1, max_length=16)
+    max_num_results: Annotated[RequestInt, Field(ge=1, le=50)] | None = None
+    filters: Filter | None = None
+    ranking_options: FileSearchRankingParam | None = None
+
+
+class CodeContainerAuto(RequestModel):
+    type: Literal["auto"]
+    file_ids: list[str] | None = Field(default=None, max_length=100)
+    # Accepted and echoed: assistd's sandbox has its own limits and no network.
+    memory_limit: Literal["1g", "4g", "16g", "64g"] | None = None
+
+
+class CodeInterpreterToolParam(RequestModel):
+    """``{"type": "code_interpreter", "container": ...}``: ``"auto"`` or ``{"type": "auto", "file_ids"}``
+    runs the code in the session of the response's thread; a container id (a thread's or conversation's
+    id, as a ``code_interpreter_call`` shows it) runs it in that thread's session."""
+
+    type: Literal["code_interpreter"]
+    container: str | CodeContainerAuto = Field(union_mode="left_to_right")
+
+    @property
+    def container_id(self) -> str | None:
+        """The container named, or None for one of the response's own (``auto``)."""
+        if isinstance(self.container, str) and self.container != "auto":
+            return self.container
+        return None
+
+    @property
+    def file_ids(self) -> list[str]:
+        return list(self.container.file_ids or []) if isinstance(self.container, CodeContainerAuto) else []
+
+
+def echoed_container(tools: list[dict[str, Any]], thread_id: str) -> str:
+    """The container a response's code runs in, from its tools as echoed: the one named, else its thread's
+    session (``auto``)."""
+    for tool in tools:
+        container = tool.get("container") if tool.get("type") == "code_interpreter" else None
+        if isinstance(container, str) and container != "auto":
+            return container
+    return thread_id
+
+
+BuiltinTool = Annotated[FileSearchToolParam | CodeInterpreterToolParam, Field(discriminator="type")]
+_BUILTIN = TypeAdapter(BuiltinTool)
+BUILTIN_TYPES = ("file_search", "code_interpreter")
+
+
+def _builtin_tool(index: int, tool: dict[str, Any]) -> FileSearchToolParam | CodeInterpreterToolParam:
+    """``tools[index]`` as a built-in tool, a refusal naming the parameter (``tools[0].max_num_results``)."""
+    try:
+        return _BUILTIN.validate_python(tool)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        kind = str(tool.get("type"))
+        loc = [str(part) for part in error["loc"] if part != kind]
+        param = f"tools[{index}]" + "".join(f".{part}" if not part.isdigit() else f"[{part}]" for part in loc)
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ParamValueError):
+            param = f"{param}.{cause.param}"
+        if error["type"] == "extra_forbidden":
+            raise ParamValueError("unrecognized argument.", param) from None
+        raise ParamValueError(str(error["msg"]), param) from None
+
+
 class StreamOptionsParam(RequestModel):
     # Accepted and moot: assistd's deltas carry no obfuscation padding.
     include_obfuscation: bool | None = None
@@ -130,10 +217,18 @@ class ResponseCreateParams(RequestModel):
     reasoning: ReasoningParam | None = None
     truncation: Literal["auto", "disabled"] | None = None
     parallel_tool_calls: bool | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunctionParam | None = None
+    tool_choice: (
+        Literal["none", "auto", "required"] | ToolChoiceFunctionParam | ToolChoiceBuiltinParam | None
+    ) = None
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
     include: list[str] | None = None
     prompt: dict[str, Any] | None = None
+    # Bounds the built-in tool calls (file_search, code_interpreter) of the response, all together.
+    max_tool_calls: Annotated[RequestInt, Field(ge=1)] | None = None
+    # ``tools`` entries of the built-in kinds, parsed, with their place in ``tools``.
+    _builtin: list[tuple[int, FileSearchToolParam | CodeInterpreterToolParam]] = PrivateAttr(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _served(self) -> ResponseCreateParams:
@@ -141,6 +236,9 @@ class ResponseCreateParams(RequestModel):
         # rather than getting an answer that silently ignored it.
         for index, tool in enumerate(self.tools or []):
             kind = tool.get("type")
+            if kind in BUILTIN_TYPES:
+                self._builtin.append((index, _builtin_tool(index, tool)))
+                continue
             if kind in _TOOLS_LATER:
                 raise ParamValueError(
                     f"tools of type '{kind}' are not served by assistd's /v1/responses yet; "
@@ -170,6 +268,48 @@ class ResponseCreateParams(RequestModel):
     @property
     def conversation_id(self) -> str | None:
         return self.conversation
+
+    @property
+    def builtin_tools(self) -> list[tuple[int, FileSearchToolParam | CodeInterpreterToolParam]]:
+        """The built-in tools asked for, each with its index in ``tools`` (for errors naming it)."""
+        return list(self._builtin)
+
+    def echoed_builtin_tools(self) -> list[dict[str, Any]]:
+        """The built-in tools as the response shows them back, OpenAI's defaults filled in."""
+        shown: list[dict[str, Any]] = []
+        for _, tool in self._builtin:
+            if isinstance(tool, FileSearchToolParam):
+                ranking = tool.ranking_options or FileSearchRankingParam()
+                shown.append(
+                    {
+                        "type": "file_search",
+                        "vector_store_ids": tool.vector_store_ids,
+                        "filters": tool.filters.model_dump() if tool.filters is not None else None,
+                        "max_num_results": tool.max_num_results or 20,
+                        "ranking_options": {
+                            "ranker": ranking.ranker or "auto",
+                            "score_threshold": ranking.score_threshold or 0.0,
+                        },
+                    }
+                )
+            else:
+                container = tool.container
+                shown.append(
+                    {
+                        "type": "code_interpreter",
+                        "container": container
+                        if isinstance(container, str)
+                        else container.model_dump(exclude_none=True),
+                    }
+                )
+        return shown
+
+    def run_tool_choice(self) -> str | dict[str, Any]:
+        """``tool_choice`` as the run's: a mode, or the built-in tool the model must call first."""
+        choice = self.tool_choice
+        if isinstance(choice, ToolChoiceBuiltinParam):
+            return {"type": choice.type}
+        return choice if isinstance(choice, str) else "auto"
 
     def response_format(self) -> dict[str, Any] | str:
         """``text.format`` as the run's ``response_format``."""
@@ -207,7 +347,8 @@ class ResponseCreateParams(RequestModel):
             "truncation": self.truncation or "disabled",
             "parallel_tool_calls": self.parallel_tool_calls is not False,
             "tool_choice": choice if isinstance(choice, str) else choice.model_dump(),
-            "tools": [],
+            "tools": self.echoed_builtin_tools(),
+            "max_tool_calls": self.max_tool_calls,
         }
 
 
@@ -268,6 +409,7 @@ class Response(WireModel):
     reasoning: dict[str, Any] | None
     tool_choice: str | dict[str, Any]
     tools: list[dict[str, Any]]
+    max_tool_calls: int | None = None
     parallel_tool_calls: bool
     truncation: Literal["auto", "disabled"]
     user: str | None

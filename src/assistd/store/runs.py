@@ -233,8 +233,12 @@ async def list_steps_page(
 
 async def tool_resource_ids(session: AsyncSession, run: RunRow, tool: str, key: str) -> list[str]:
     """``tool_resources[tool][key]`` of the run's assistant (a response's run has none), then of its thread
-    (e.g. the vector store ids of file_search, the file ids of code_interpreter)."""
+    (e.g. the vector store ids of file_search, the file ids of code_interpreter). A response names them per
+    request: they come first, from the run's own tools entry (``engine/response_tools.py``)."""
     ids: list[str] = []
+    for entry in run.tools:
+        if entry.get("type") == tool:
+            ids += (entry.get(tool) or {}).get(key) or []
     owners: list[tuple[type[AssistantRow] | type[ThreadRow], str]] = [(ThreadRow, run.thread_id)]
     if run.assistant_id is not None:
         owners.insert(0, (AssistantRow, run.assistant_id))
