@@ -282,10 +282,10 @@ class Responses:
                 with contextlib.suppress(NotFoundError):
                     await thread_store.remove(session, created.row.tenant, created.row.thread_id)
 
-    async def retrieve(self, tenant: str, response_id: str) -> Response:
+    async def retrieve(self, tenant: str, response_id: str, include: list[str] | None = None) -> Response:
         async with self._db.read() as session:
             row = await store.get_row(session, tenant, response_id)
-        return await self.read(row)
+        return await self.read(row, include or [])
 
     async def delete(self, tenant: str, response_id: str) -> DeletedResponse:
         async with self._db.write() as session:

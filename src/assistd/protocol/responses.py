@@ -180,7 +180,13 @@ def _builtin_tool(index: int, tool: dict[str, Any]) -> FileSearchToolParam | Cod
     except ValidationError as exc:
         error = exc.errors()[0]
         kind = str(tool.get("type"))
-        loc = [str(part) for part in error["loc"] if part != kind]
+        # Union branches pydantic tried (``ComparisonFilter``, ``str``) and the tag are not parameters.
+        loc = [
+            str(part)
+            for part in error["loc"]
+            if part != kind
+            and not (isinstance(part, str) and (part[:1].isupper() or "[" in part or part == "str"))
+        ]
         param = f"tools[{index}]" + "".join(f".{part}" if not part.isdigit() else f"[{part}]" for part in loc)
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, ParamValueError):
