@@ -167,8 +167,12 @@ def test_built_in_tool_errors_name_the_parameter(server: AssistdServer, client: 
         answer = post(server, "/responses", {"model": "fake-model", "input": "Hi", "tools": tools})
         assert answer.status_code in (400, 404), (tools, answer.text)
         assert answer.json()["error"]["param"] == param, (tools, answer.json())
-    answer = post(server, "/responses", {"model": "fake-model", "input": "Hi", "max_tool_calls": 0})
-    assert (answer.status_code, answer.json()["error"]["param"]) == (400, "max_tool_calls")
+    for body, param in [
+        ({"max_tool_calls": 0}, "max_tool_calls"),
+        ({"tool_choice": {"type": "file_search"}}, "tool_choice"),
+    ]:
+        answer = post(server, "/responses", {"model": "fake-model", "input": "Hi", **body})
+        assert (answer.status_code, answer.json()["error"]["param"]) == (400, param)
 
 
 def test_code_interpreter_response_runs_code_in_its_container(client: OpenAI, fake: FakeUpstream) -> None:

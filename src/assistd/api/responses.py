@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Response
 from ..engine.responses import Responses
 from ..errors import InvalidRequestError
 from ..protocol.responses import INCLUDABLE, ResponseCreateParams
-from .conversations import IncludeBrackets, IncludePlain
 from ..store.pagination import PageQuery
+from .conversations import IncludeBrackets, IncludePlain
 from .deps import RunEngine, RunKey, Tenant
 from .pagination import page_query
 from .render import json_response

@@ -254,6 +254,12 @@ class ResponseCreateParams(RequestModel):
             raise ParamValueError(
                 f"tools of type {kind!r} are not served by assistd.", f"tools[{index}].type"
             )
+        if isinstance(self.tool_choice, ToolChoiceBuiltinParam) and not any(
+            tool.type == self.tool_choice.type for _, tool in self._builtin
+        ):
+            raise ParamValueError(
+                f"tool_choice names '{self.tool_choice.type}', which is not in 'tools'.", "tool_choice"
+            )
         if self.background:
             raise ParamValueError("background responses are not served by assistd yet.", "background")
         if self.prompt is not None:
