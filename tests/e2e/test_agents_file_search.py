@@ -11,7 +11,15 @@ from typing import Any
 
 import agents
 import pytest
-from agents import Agent, FileSearchTool, ModelSettings, Runner, RunResult
+from agents import (
+    Agent,
+    FileSearchTool,
+    ModelSettings,
+    RawResponsesStreamEvent,
+    Runner,
+    RunResult,
+    RunResultStreaming,
+)
 from agents.items import MessageOutputItem, ToolCallItem
 from openai import AsyncOpenAI, OpenAI
 from openai.types.responses import ResponseFileSearchToolCall
@@ -68,7 +76,30 @@ def _run(server: AssistdServer, agent: Agent[Any], question: str) -> RunResult:
     return asyncio.run(go())
 
 
-def _search_calls(result: RunResult) -> list[ResponseFileSearchToolCall]:
+def _run_streamed(
+    server: AssistdServer, agent: Agent[Any], question: str
+) -> tuple[RunResultStreaming, list[str]]:
+    """The run over the Responses stream, and the types of the raw events the SDK read from it."""
+
+    async def go() -> tuple[RunResultStreaming, list[str]]:
+        client = AsyncOpenAI(base_url=server.base_url, api_key=KEYS[0], max_retries=0, timeout=120)
+        agents.set_default_openai_client(client, use_for_tracing=False)
+        agents.set_tracing_disabled(True)
+        try:
+            result = Runner.run_streamed(agent, question)
+            kinds = [
+                event.data.type
+                async for event in result.stream_events()
+                if isinstance(event, RawResponsesStreamEvent)
+            ]
+            return result, kinds
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def _search_calls(result: RunResult | RunResultStreaming) -> list[ResponseFileSearchToolCall]:
     return [
         item.raw_item
         for item in result.new_items
@@ -106,6 +137,33 @@ def test_agent_file_search_on_the_scripted_upstream(
     first, second = fake.requests[-2:]
     assert [tool["function"]["name"] for tool in first["tools"]] == ["file_search"]
     assert any(FACT in str(m.get("content")) for m in second["messages"] if m.get("role") == "tool")
+
+
+def test_agent_file_search_streamed(
+    server: AssistdServer, client: OpenAI, fake: FakeUpstream, sdk_client: None
+) -> None:
+    store_id = _store(client)
+    fake.push(ToolCalls([("file_search", {"queries": ["Kestrel"]})]), Text("It is 4471 [1]."))
+    agent = Agent(
+        name="Librarian",
+        model="fake-model",
+        tools=[FileSearchTool(vector_store_ids=[store_id], include_search_results=True)],
+    )
+    result, kinds = _run_streamed(server, agent, "What is the launch code for Project Kestrel?")
+
+    # The SDK read the search's events and the cited answer from the stream, and built the same items.
+    assert kinds[:6] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.file_search_call.completed",
+    ]
+    assert "response.output_text.annotation.added" in kinds and kinds[-1] == "response.completed"
+    [call] = _search_calls(result)
+    assert call.results and call.results[0].filename == "kestrel.md"
+    assert isinstance(result.final_output, str) and result.final_output.startswith("It is 4471")
 
 
 @pytest.fixture(scope="module")
