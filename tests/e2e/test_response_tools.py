@@ -193,19 +193,29 @@ def test_code_interpreter_response_runs_code_in_its_container(client: OpenAI, fa
     assert response.output_text == "The total is 6."
     assert "6" in _tool_text(fake.requests[-1])
 
-    # The container is the code session: a later response naming it finds the state the first left.
+    # The container is the code session: a later response naming it, on another thread (a conversation),
+    # finds the state the first left there.
     container = call.container_id
+    conversation = client.conversations.create()
+    assert container != conversation.id
     fake.push(ToolCalls([("code_interpreter", {"code": "print(total * 7)"})]), Text("42."))
     again = raw_create(
         client,
         model="fake-model",
         input="Multiply it by 7.",
+        conversation=conversation.id,
         tools=[{"type": "code_interpreter", "container": container}],
         include=[OUTPUTS],
     )
     second = again.output[0]
     assert isinstance(second, ResponseCodeInterpreterToolCall) and second.container_id == container
     assert second.outputs is not None and second.outputs[0].logs.strip() == "42"  # type: ignore[union-attr]
+    # The conversation's items show the call as the response does.
+    items = client.conversations.items.list(conversation.id, order="asc", include=[OUTPUTS]).data
+    [listed] = [item for item in items if item.type == "code_interpreter_call"]
+    assert listed.model_dump() == second.model_dump()
+    got = client.conversations.items.retrieve(second.id, conversation_id=conversation.id, include=[OUTPUTS])
+    assert got.model_dump() == second.model_dump()
     # Without include, the outputs are not shown.
     assert client.responses.retrieve(again.id).output[0].outputs is None  # type: ignore[union-attr]
 

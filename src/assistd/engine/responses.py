@@ -35,7 +35,6 @@ from ..store import threads as thread_store
 from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
-from ..tools.code_interpreter import container_of
 from .engine import POLL_WAIT_STATUSES, Engine
 from .response_tools import check_builtin_tools, output_items, run_tools
 from .state import TERMINAL
@@ -262,7 +261,12 @@ class Responses:
             written = await message_store.written_by(session, row.run_id)
             steps = await run_store.steps_of(session, row.run_id)
         shown = row.request.get("include") or [] if include is None else include
-        output = output_items(steps, [message_store.to_wire(m) for m in written], shown, container_of(run))
+        output = output_items(
+            steps,
+            [message_store.to_wire(m) for m in written],
+            shown,
+            run_store.container_of(run.tools, run.thread_id),
+        )
         return response_of(row, run_store.to_wire(run), output)
 
     async def tool_items(self, row: ResponseRow, step_id: str) -> list[dict[str, Any]]:
@@ -271,7 +275,9 @@ class Responses:
         async with self._db.read() as session:
             run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
             step = await run_store.get_step_row(session, row.tenant, row.run_id, step_id)
-        return output_items([step], [], row.request.get("include") or [], container_of(run))
+        return output_items(
+            [step], [], row.request.get("include") or [], run_store.container_of(run.tools, run.thread_id)
+        )
 
     async def forget(self, created: ResponseTurn) -> None:
         """A response not stored leaves nothing behind once its run has ended: its own thread goes."""

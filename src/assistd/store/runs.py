@@ -231,6 +231,18 @@ async def list_steps_page(
     return page_of([step_to_wire(row, include_content) for row in rows], has_more)
 
 
+def container_of(tools: list[dict[str, Any]], thread_id: str) -> str:
+    """The thread whose code session a run's code runs in (its container): the run's own ``thread_id``,
+    unless its code_interpreter tools entry names another (a response's ``container``,
+    ``engine/response_tools.py``)."""
+    for tool in tools:
+        if tool.get("type") == "code_interpreter":
+            named = (tool.get("code_interpreter") or {}).get("container_id")
+            if isinstance(named, str) and named:
+                return named
+    return thread_id
+
+
 async def tool_resource_ids(session: AsyncSession, run: RunRow, tool: str, key: str) -> list[str]:
     """``tool_resources[tool][key]`` of the run's assistant (a response's run has none), then of its thread
     (e.g. the vector store ids of file_search, the file ids of code_interpreter). A response names them per

@@ -170,17 +170,6 @@ async def input_files(session: AsyncSession, run: RunRow) -> list[FileRow]:
     return sorted(rows, key=lambda row: ids.index(row.id))
 
 
-def container_of(run: RunRow) -> str:
-    """The thread whose code session the run's code runs in: its own, unless the run's tools entry names
-    another (a response's ``container``, ``engine/response_tools.py``)."""
-    for tool in run.tools:
-        if tool.get("type") == NAME:
-            named = (tool.get(NAME) or {}).get("container_id")
-            if isinstance(named, str) and named:
-                return named
-    return run.thread_id
-
-
 def file_names(rows: Sequence[FileRow]) -> dict[str, FileRow]:
     """The name each input file gets in the session's directory; a second file of a name gets its id."""
     named: dict[str, FileRow] = {}
@@ -214,7 +203,7 @@ class CodeInterpreter:
     async def __call__(self, run: RunRow, arguments: str) -> CodeOutcome:
         code = code_of(arguments)
         # The session the code runs in: the thread's own, or the one a response named as its container.
-        container = container_of(run)
+        container = run_store.container_of(run.tools, run.thread_id)
         if not code.strip():
             note = "No code was given: call code_interpreter with the Python code to run."
             return CodeOutcome(code, [{"type": "logs", "logs": note}], note)
