@@ -244,7 +244,7 @@ async def get_item(
                 runs.step_to_wire(step, include_file_search_content=True),
                 tool_io=step.tool_io,
                 include=include,
-                container_id=runs.container_of(tools or [], step.thread_id),
+                container_id=runs.container_of(tools, step.thread_id),
             ):
                 if item["id"] == item_id:
                     return item

@@ -231,11 +231,11 @@ async def list_steps_page(
     return page_of([step_to_wire(row, include_content) for row in rows], has_more)
 
 
-def container_of(tools: list[dict[str, Any]], thread_id: str) -> str:
+def container_of(tools: list[dict[str, Any]] | None, thread_id: str) -> str:
     """The thread whose code session a run's code runs in (its container): the run's own ``thread_id``,
     unless its code_interpreter tools entry names another (a response's ``container``,
     ``engine/response_tools.py``)."""
-    for tool in tools:
+    for tool in tools or []:
         if tool.get("type") == "code_interpreter":
             named = (tool.get("code_interpreter") or {}).get("container_id")
             if isinstance(named, str) and named:
