@@ -178,8 +178,11 @@ def _builtin_tool(index: int, tool: dict[str, Any]) -> FileSearchToolParam | Cod
     try:
         return _BUILTIN.validate_python(tool)
     except ValidationError as exc:
-        error = exc.errors()[0]
         kind = str(tool.get("type"))
+        # A union's branches each say what they missed: the deepest says most (``container.type``, not
+        # "container is not a string"), the first of those being the branch the client most likely meant.
+        errors = exc.errors()
+        error = max(errors, key=lambda e: (len(e["loc"]), -errors.index(e)))
         # Union branches pydantic tried (``ComparisonFilter``, ``str``) and the tag are not parameters.
         loc = [
             str(part)
