@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from openai.types.responses import FunctionTool, ResponseFunctionToolCall
 
-from assistd.engine.response_functions import check_outputs, history_of, segment_of
+from assistd.engine.response_functions import check_outputs, history_of, segment_of, segment_output
+from assistd.engine.response_tools import run_tools
 from assistd.errors import InvalidRequestError
 from assistd.protocol.common import ParamValueError
-from assistd.protocol.items import input_to_messages
-from assistd.protocol.response_functions import function_tools, run_tool_choice, run_tools
+from assistd.protocol.items import input_to_messages, step_to_items
+from assistd.protocol.response_functions import function_tools, run_tool_choice
 from assistd.protocol.responses import ResponseCreateParams
 from assistd.protocol.run_steps import RunStep
 
@@ -61,7 +62,8 @@ def test_segments_end_at_function_calls_and_start_after_them() -> None:
     steps = [_written(1, (3, 1)), _called(2, "call_a", "out"), _written(3, (9, 4))]
     first = segment_of(steps, 0)
     assert first.waited and [s.id for s in first.steps] == ["step_S1", "step_S2"]
-    output = first.output({})  # the message is not given: left out
+    # The call's output (given by the next response) is not this response's output.
+    output = segment_output([item for step in first.steps for item in step_to_items(step)])
     assert output == [
         {
             "type": "function_call",
@@ -138,7 +140,7 @@ def test_function_tools_checked_and_given_to_the_run() -> None:
     (tool,) = params.functions()
     FunctionTool.model_validate(tool.echoed())
     assert params.echoed()["tools"] == [{**weather}]
-    assert run_tools(params.functions()) == [
+    assert run_tools(params) == [
         {
             "type": "function",
             "function": {"name": "get_weather", "parameters": {"type": "object"}, "strict": True},

@@ -4,7 +4,9 @@ API's events (``response.*``), numbered by ``sequence_number`` from 0.
 The order is OpenAI's: ``response.created``, ``response.in_progress``; for each message the run writes,
 ``response.output_item.added``, ``response.content_part.added``, one ``response.output_text.delta`` per
 text delta of the run, ``response.output_text.done``, ``response.content_part.done``,
-``response.output_item.done``; then ``response.completed``, ``response.incomplete`` or ``response.failed``
+``response.output_item.done`` (with ``response.output_text.annotation.added`` after the delta that adds a
+citation); the built-in tool calls (``api/response_tool_stream.py``) where the run makes them, before the
+message that follows; then ``response.completed``, ``response.incomplete`` or ``response.failed``
 (a cancelled run's too: the Responses stream has no event of its own for it; the response says
 ``cancelled``). A failure of the server meanwhile is an ``error`` event, and the stream ends.
 """
@@ -25,7 +27,8 @@ from ..engine.turns import text_pieces
 from ..errors import AssistdError
 from ..protocol.items import message_to_item, tool_item_id
 from ..protocol.messages import Message
-from ..protocol.responses import output_item
+from ..protocol.responses import echoed_container, output_item
+from .response_tool_stream import ToolCallStream
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,19 @@ class _Stream:
         self.items: dict[str, tuple[int, list[str]]] = {}
         # The function calls the run is writing (``_FunctionCalls``).
         self.functions = _FunctionCalls(self)
-        self._outputs = 0
         self._drafts: dict[str, Message] = {}
+        # Output indexes are shared by all the response's items, messages and tool calls alike.
+        self.outputs = 0
 
-    def next_index(self) -> int:
+    def next_output(self) -> int:
         """The output index of the item opened now."""
-        index, self._outputs = self._outputs, self._outputs + 1
+        index = self.outputs
+        self.outputs += 1
         return index
+
+    def output_index(self, message_id: str) -> int | None:
+        found = self.items.get(message_id)
+        return found[0] if found is not None else None
 
     def event(self, kind: str, body: dict[str, Any]) -> StreamEvent:
         data = {"type": kind, "sequence_number": self.sequence, **body}
@@ -64,7 +73,7 @@ class _Stream:
         return StreamEvent(kind, data)
 
     def opened(self, message: Message) -> list[StreamEvent]:
-        index = self.next_index()
+        index = self.next_output()
         self.items[message.id] = (index, [])
         self._drafts[message.id] = message
         item = {**message_to_item(message), "content": []}
@@ -228,7 +237,7 @@ class _FunctionCalls:
         for earlier in self.calls.values():
             if earlier is not call and earlier.output_index is not None and not earlier.closed:
                 events += self._closed(earlier, "".join(earlier.arguments))
-        call.output_index = self._stream.next_index()
+        call.output_index = self._stream.next_output()
         item = self._item(call, "", "in_progress")
         events.append(
             self._stream.event(
@@ -257,6 +266,10 @@ class _FunctionCalls:
         }
 
 
+def _field(data: BaseModel | dict[str, Any], name: str) -> Any:
+    return getattr(data, name, None) if isinstance(data, BaseModel) else data.get(name)
+
+
 def _message(data: BaseModel | dict[str, Any]) -> Message:
     # As the executor made it in this process, or read back from the database's event log.
     return data if isinstance(data, Message) else Message.model_validate(data)
@@ -266,6 +279,11 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
     """The response's stream, from ``response.created`` to its last event."""
     stream = _Stream()
     turn = created.turn
+    tools = ToolCallStream(
+        stream,
+        lambda step_id: responses.tool_items(created.row, step_id),
+        echoed_container(created.row.request.get("tools") or [], created.row.thread_id),
+    )
     try:
         first = await responses.read(created.row)
         yield stream.event("response.created", {"response": first.model_dump(mode="json")})
@@ -281,11 +299,17 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
             elif name == "thread.message.delta":
                 for out in stream.delta(event.data):
                     yield out
-            elif name in ("thread.message.completed", "thread.message.incomplete"):
-                for out in stream.closed(_message(event.data)):
+                message_id = str(_field(event.data, "id"))
+                for out in tools.annotations(event.data, stream.output_index(message_id)):
                     yield out
             elif name == "thread.run.step.delta":
+                # A step's delta carries the calls of one kind or another: each stream takes its own.
                 for out in stream.functions.delta(event.data):
+                    yield out
+                for out in await tools.step_delta(event.data):
+                    yield out
+            elif name in ("thread.message.completed", "thread.message.incomplete"):
+                for out in stream.closed(_message(event.data)):
                     yield out
             elif name in _ENDINGS:
                 if name == "thread.run.requires_action":

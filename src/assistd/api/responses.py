@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from ..engine.responses import Responses
-from ..protocol.responses import ResponseCreateParams
+from ..errors import InvalidRequestError
+from ..protocol.responses import INCLUDABLE, ResponseCreateParams
 from ..store.pagination import PageQuery
+from .conversations import IncludeBrackets, IncludePlain
 from .deps import RunEngine, RunKey, Tenant
 from .pagination import page_query
 from .render import json_response
@@ -37,9 +39,28 @@ async def create_response(
     return json_response(await responses.answer(created))
 
 
+def _include(brackets: list[str] | None, plain: list[str] | None) -> list[str]:
+    values = [*(brackets or []), *(plain or [])]
+    for index, value in enumerate(values):
+        if value not in INCLUDABLE:
+            raise InvalidRequestError(
+                f"Invalid value for 'include': '{value}'. Supported: {', '.join(INCLUDABLE)}.",
+                param=f"include[{index}]",
+            )
+    return values
+
+
 @router.get("/{response_id}")
-async def retrieve_response(response_id: str, tenant: Tenant, responses: Service) -> Response:
-    return json_response(await responses.retrieve(tenant, response_id))
+async def retrieve_response(
+    response_id: str,
+    tenant: Tenant,
+    responses: Service,
+    include: IncludeBrackets = None,
+    include_plain: IncludePlain = None,
+) -> Response:
+    # As OpenAI: a retrieve shows what its own ``include`` asks for, whatever the create's was.
+    included = _include(include, include_plain)
+    return json_response(await responses.retrieve(tenant, response_id, included))
 
 
 @router.delete("/{response_id}")

@@ -35,6 +35,8 @@ class RunContext:
     completion_used: int
     # The passages this run's searches numbered so far, for turning the model's markers into citations.
     sources: dict[int, Source]
+    # The built-in tool calls (file_search, code_interpreter) this run made so far, for ``max_tool_calls``.
+    builtin_calls: int = 0
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -112,7 +114,7 @@ async def build(
         for row in await message_store.history(session, run.thread_id, limit=limit)
         if row.run_id != run.id and (chat := _message_to_chat(row)) is not None
     ]
-    own, completion_used, sources = ([], 0, {}) if fresh else await _own_turns(session, run)
+    own, completion_used, sources, builtin_calls = ([], 0, {}, 0) if fresh else await _own_turns(session, run)
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
 
     max_tokens = None
@@ -139,7 +141,9 @@ async def build(
         response_format=_response_format(run.response_format),
         reasoning_effort=run.reasoning_effort,
     )
-    return RunContext(request=request, completion_used=completion_used, sources=sources)
+    return RunContext(
+        request=request, completion_used=completion_used, sources=sources, builtin_calls=builtin_calls
+    )
 
 
 # What a chat template may add around the messages: role markers per message, a default system prompt.
@@ -216,11 +220,12 @@ async def _fit(
 
 async def _own_turns(
     session: AsyncSession, run: RunRow
-) -> tuple[list[dict[str, Any]], int, dict[int, Source]]:
+) -> tuple[list[dict[str, Any]], int, dict[int, Source], int]:
     """This run's earlier model turns (messages written, tools called and answered) as chat messages, the
-    completion tokens they used, and the sources its searches numbered."""
+    completion tokens they used, the sources its searches numbered and the built-in calls it made."""
     turns: list[dict[str, Any]] = []
     completion_used = 0
+    builtin_calls = 0
     sources: dict[int, Source] = {}
     steps = await run_store.steps_of(session, run.id)
     written = [
@@ -251,6 +256,7 @@ async def _own_turns(
                     (call["id"], function["name"], function["arguments"], function.get("output") or "")
                 )
             elif (seen := io.get(call.get("id", ""))) is not None:
+                builtin_calls += 1
                 calls.append((call["id"], seen["name"], seen["arguments"], seen["output"]))
                 for number, stored in (seen.get("sources") or {}).items():
                     sources[int(number)] = Source.from_stored(stored)
@@ -269,4 +275,4 @@ async def _own_turns(
         turns += [
             {"role": "tool", "tool_call_id": call_id, "content": output} for call_id, _, _, output in calls
         ]
-    return turns, completion_used, sources
+    return turns, completion_used, sources, builtin_calls

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..errors import AssistdError, UpstreamError
 from ..llm.registry import ProviderRegistry
-from ..llm.types import TokenUsage
+from ..llm.types import ChatRequest, TokenUsage
 from ..protocol.runs import Usage
 from ..store import api_keys, jobs
 from ..store import messages as message_store
@@ -26,7 +26,7 @@ from ..store.database import Database
 from ..store.detached import insert_rows, save
 from ..store.models import MessageRow, RunRow, RunStepRow
 from ..store.outage import database_unavailable
-from ..tools import code_interpreter
+from ..tools import code_interpreter, limits
 from ..tools.citations import CitationFilter
 from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
@@ -213,8 +213,13 @@ class RunExecutor:
         request = built.request
         if last and request.tools:
             request = dataclasses.replace(request, tool_choice="none")
+        builtin = context.builtin_tools(run.tools)
+        bound = limits.max_tool_calls(run.tools)
+        calls_left = None if bound is None else max(0, bound - built.builtin_calls)
+        if calls_left == 0:
+            request = _without_builtin(request, builtin)
         provider = self._providers.provider_for(run.model)
-        turn = _Turn(citations=CitationFilter(built.sources), builtin=context.builtin_tools(run.tools))
+        turn = _Turn(citations=CitationFilter(built.sources), builtin=builtin)
         try:
             async for chunk in provider.stream(request):
                 if chunk.text:
@@ -241,21 +246,28 @@ class RunExecutor:
             turn,
             next_source=max(built.sources, default=0) + 1,
             next_search=max((s.search + 1 for s in built.sources.values()), default=0),
+            calls_left=calls_left,
         )
         return await self._finish_turn(run.id, turn, outcomes, made)
 
     async def _run_builtin(
-        self, run: RunRow, turn: _Turn, next_source: int, next_search: int
+        self, run: RunRow, turn: _Turn, next_source: int, next_search: int, calls_left: int | None = None
     ) -> dict[int, ToolOutcome]:
         """Run the built-in tool calls of a turn, by call index; function calls are left to the client.
         Searches number their passages on from ``next_source`` and count themselves on from
-        ``next_search`` (only those that found passages: they are what markers cite)."""
+        ``next_search`` (only those that found passages: they are what markers cite). Past ``calls_left``
+        (the run's ``max_tool_calls`` less its earlier calls) a call is not run: its output says so."""
         outcomes: dict[int, ToolOutcome] = {}
         if turn.finish_reason == "length":
             return outcomes
         for index, call in sorted(turn.calls.items()):
             if call.name not in turn.builtin:
                 continue
+            if calls_left is not None:
+                if calls_left <= 0:
+                    outcomes[index] = _not_run(call)
+                    continue
+                calls_left -= 1
             if call.name == code_interpreter.NAME:
                 outcomes[index] = await self._code(run, call.arguments)
                 continue
@@ -635,6 +647,24 @@ class RunExecutor:
                 session, run_id, await state.transition(session, run, status, **fields)
             )
         self._bus.deliver(run_id, sequenced)
+
+
+def _without_builtin(request: ChatRequest, builtin: set[str]) -> ChatRequest:
+    """The request without the built-in tools, once the run's ``max_tool_calls`` is spent."""
+    tools = [tool for tool in request.tools if tool["function"]["name"] not in builtin]
+    choice = request.tool_choice
+    if isinstance(choice, dict) and choice.get("function", {}).get("name") in builtin:
+        choice = "auto"
+    if not tools:
+        return dataclasses.replace(request, tools=[], tool_choice=None, parallel_tool_calls=None)
+    return dataclasses.replace(request, tools=tools, tool_choice=choice)
+
+
+def _not_run(call: _Call) -> ToolOutcome:
+    # A call past the run's bound: recorded with its step (the model made it), not run.
+    if call.name == code_interpreter.NAME:
+        return CodeOutcome(code_interpreter.code_of(call.arguments), [], limits.NOT_RUN)
+    return Outcome([], limits.NOT_RUN, {})
 
 
 def _message_delta(message_id: str, content: list[dict[str, Any]]) -> StreamEvent:

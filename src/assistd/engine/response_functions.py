@@ -21,7 +21,7 @@ responses in a row, each a *segment* of its steps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +32,8 @@ from ..protocol.items import (
     FunctionCallInput,
     FunctionOutputInput,
     ParsedInput,
-    message_to_item,
-    step_to_items,
 )
 from ..protocol.messages import MessageCreateParams
-from ..protocol.responses import output_item
 from ..protocol.run_steps import RunStep
 from ..store import messages as message_store
 from ..store import runs as run_store
@@ -50,6 +47,7 @@ __all__ = [
     "check_outputs",
     "history_of",
     "segment_of",
+    "segment_output",
 ]
 
 # The key of a response record's ``request`` that holds where its segment of the run starts; never echoed.
@@ -211,26 +209,6 @@ class Segment:
     steps: list[RunStep]
     waited: bool
 
-    def output(self, messages: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The response's output items, in step order: each message the run wrote (``messages``, wire
-        ``Message`` by id) and each call (a function call ``completed``: the model wrote it whole). The
-        outputs given to the calls are the next response's input, not this one's output."""
-        items: list[dict[str, Any]] = []
-        for step in self.steps:
-            details = step.step_details
-            if details.type == "message_creation":
-                message = messages.get(details.message_creation.message_id)
-                if message is not None:
-                    items.append(output_item(message_to_item(message)))
-                continue
-            for item in step_to_items(step):
-                if item["type"] == "function_call_output":
-                    continue
-                if item["type"] == "function_call":
-                    item = {**item, "status": "completed"}
-                items.append(item)
-        return items
-
     def usage(self) -> dict[str, int] | None:
         """The tokens its steps used (a run's usage is the sum over all its segments)."""
         used = [step.usage for step in self.steps if step.usage is not None]
@@ -241,6 +219,17 @@ class Segment:
             "output_tokens": sum(u.completion_tokens for u in used),
             "total_tokens": sum(u.total_tokens for u in used),
         }
+
+
+def segment_output(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A segment's output items (``engine/response_tools.output_items`` of its steps) as its response shows
+    them: a function call ``completed`` (the model wrote it whole); the outputs given to the calls are the
+    next response's input, not this one's output."""
+    return [
+        {**item, "status": "completed"} if item["type"] == "function_call" else item
+        for item in items
+        if item["type"] != "function_call_output"
+    ]
 
 
 def _calls_functions(step: RunStep) -> bool:

@@ -18,7 +18,6 @@ The response's record (``store/responses.py``) keeps what the Responses API adds
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.common import ListPage, ParamValueError
 from ..protocol.items import ParsedInput, input_to_messages, message_to_item
-from ..protocol.messages import Message
-from ..protocol.response_functions import run_tool_choice, run_tools
 from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams
 from ..protocol.runs import Run, SubmitToolOutputsParams, ToolOutput
 from ..store import messages as message_store
@@ -39,7 +36,15 @@ from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
 from .engine import POLL_WAIT_STATUSES, Engine
-from .response_functions import STEPS_BEFORE, Segment, check_outputs, history_of, segment_of
+from .response_functions import (
+    STEPS_BEFORE,
+    Segment,
+    check_outputs,
+    history_of,
+    segment_of,
+    segment_output,
+)
+from .response_tools import check_builtin_tools, output_items, run_tools
 from .state import TERMINAL
 from .turns import Turn
 
@@ -66,9 +71,13 @@ _STATUS = {
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
-def response_of(row: ResponseRow, run: Run, segment: Segment, messages: Mapping[str, Message]) -> Response:
+# What the response's record keeps of its request beside the options the response object shows.
+_NOT_SHOWN = ("store", "include", STEPS_BEFORE)
+
+
+def response_of(row: ResponseRow, run: Run, segment: Segment, output: list[dict[str, Any]]) -> Response:
     """The response object: ``row``'s record, its run ``run`` as it stands, its ``segment`` of the run's
-    steps (``engine/response_functions.py``) and the messages they wrote (by id)."""
+    steps (``engine/response_functions.py``) and the output items they make."""
     request = row.request
     steps_before = int(request.get(STEPS_BEFORE, 0))
     error = None
@@ -104,13 +113,13 @@ def response_of(row: ResponseRow, run: Run, segment: Segment, messages: Mapping[
             "completed_at": completed_at,
             "error": error,
             "incomplete_details": incomplete,
-            "output": segment.output(messages),
+            "output": output,
             "metadata": row.meta,
             "previous_response_id": row.previous_response_id,
             "conversation": {"id": row.conversation_id} if row.conversation_id is not None else None,
             "store": request.get("store", True),
             "usage": usage,
-            **{key: value for key, value in request.items() if key not in ("store", STEPS_BEFORE)},
+            **{key: value for key, value in request.items() if key not in _NOT_SHOWN},
         }
     )
 
@@ -161,12 +170,14 @@ class Responses:
         made: dict[str, Any] = {}
 
         async def prepare(session: AsyncSession) -> RunRow:
+            await check_builtin_tools(session, tenant, params)
             thread_id, own = await self._thread_for(session, tenant, params, stored)
             ids = []
             for message, at in head:
                 ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
             run = self._run_row(tenant, thread_id, params, instructions)
-            request = {**params.echoed(), "store": stored}
+            # ``include`` is the create's: its answer and stream show what it asks for.
+            request = {**params.echoed(), "store": stored, "include": list(params.include or [])}
             if history is not None:
                 # Function calls and outputs sent back: the run's first steps, the input after them too.
                 written, request[STEPS_BEFORE] = await history.write(session, run)
@@ -272,7 +283,12 @@ class Responses:
             run.thread_id,
             conversation_id=params.conversation_id,
             previous_response_id=params.previous_response_id,
-            request={**params.echoed(), "store": stored, STEPS_BEFORE: steps_before},
+            request={
+                **params.echoed(),
+                "store": stored,
+                "include": list(params.include or []),
+                STEPS_BEFORE: steps_before,
+            },
             metadata=params.metadata or {},
             input_message_ids=[],
         )
@@ -315,7 +331,7 @@ class Responses:
             assistant_id=None,
             model=params.model,
             instructions=instructions,
-            tools=run_tools(params.functions()),
+            tools=run_tools(params),
             temperature=params.temperature,
             top_p=params.top_p,
             max_prompt_tokens=None,
@@ -323,7 +339,7 @@ class Responses:
             # ``truncation``: history that does not fit the model's context is dropped, oldest first, either
             # way (engine/context.py); "disabled" is not refused for it.
             truncation_strategy=dict(run_store.DEFAULT_TRUNCATION),
-            tool_choice=run_tool_choice(params.tool_choice),
+            tool_choice=params.run_tool_choice(),
             parallel_tool_calls=params.parallel_tool_calls is not False,
             response_format=params.response_format(),
             reasoning_effort=params.reasoning.effort if params.reasoning is not None else None,
@@ -339,8 +355,9 @@ class Responses:
         await self.forget(created)
         return response
 
-    async def read(self, row: ResponseRow) -> Response:
-        """The response as its run stands now."""
+    async def read(self, row: ResponseRow, include: list[str] | None = None) -> Response:
+        """The response as its run stands now; ``include`` (else the create's) says what its tool call
+        items show."""
         async with self._db.read() as session:
             try:
                 run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
@@ -349,16 +366,36 @@ class Responses:
                 raise NotFoundError(
                     f"Response '{row.id}' is gone with its conversation.", param="response_id"
                 ) from None
-            steps = [run_store.step_to_wire(step) for step in await run_store.steps_of(session, row.run_id)]
-            segment = segment_of(steps, int(row.request.get(STEPS_BEFORE, 0)))
+            rows = await run_store.steps_of(session, row.run_id)
+            segment = segment_of(
+                [run_store.step_to_wire(step) for step in rows], int(row.request.get(STEPS_BEFORE, 0))
+            )
+            mine = {step.id for step in segment.steps}
+            rows = [step for step in rows if step.id in mine]
             written = [
-                step.step_details.message_creation.message_id
-                for step in segment.steps
-                if step.step_details.type == "message_creation"
+                step.step_details["message_creation"]["message_id"]
+                for step in rows
+                if step.type == "message_creation"
             ]
             messages = await message_store.by_ids(session, written) if written else []
-        wire = {message.id: message_store.to_wire(message) for message in messages}
-        return response_of(row, run_store.to_wire(run), segment, wire)
+        shown = row.request.get("include") or [] if include is None else include
+        output = output_items(
+            rows,
+            [message_store.to_wire(m) for m in messages],
+            shown,
+            run_store.container_of(run.tools, run.thread_id),
+        )
+        return response_of(row, run_store.to_wire(run), segment, segment_output(output))
+
+    async def tool_items(self, row: ResponseRow, step_id: str) -> list[dict[str, Any]]:
+        """The tool call items of the response's run step ``step_id`` as they stand, with the create's
+        ``include`` (for a stream to show a built-in call once it has run)."""
+        async with self._db.read() as session:
+            run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
+            step = await run_store.get_step_row(session, row.tenant, row.run_id, step_id)
+        return output_items(
+            [step], [], row.request.get("include") or [], run_store.container_of(run.tools, run.thread_id)
+        )
 
     async def forget(self, created: ResponseTurn) -> None:
         """A response not stored leaves nothing behind once its run has ended: its own thread goes."""
@@ -369,10 +406,10 @@ class Responses:
                 with contextlib.suppress(NotFoundError):
                     await thread_store.remove(session, created.row.tenant, created.row.thread_id)
 
-    async def retrieve(self, tenant: str, response_id: str) -> Response:
+    async def retrieve(self, tenant: str, response_id: str, include: list[str] | None = None) -> Response:
         async with self._db.read() as session:
             row = await store.get_row(session, tenant, response_id)
-        return await self.read(row)
+        return await self.read(row, include or [])
 
     async def delete(self, tenant: str, response_id: str) -> DeletedResponse:
         async with self._db.write() as session:

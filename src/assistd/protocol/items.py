@@ -87,6 +87,11 @@ def _file_name_of_marker(marker: str) -> str:
     return rest.removesuffix("】") if dagger else ""
 
 
+def annotation_to_item(annotation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A message text's annotation as an ``output_text`` annotation (None: one without a counterpart)."""
+    return _annotation(annotation)
+
+
 def _annotation(annotation: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = annotation.get("type")
     if kind == "file_citation":
@@ -194,6 +199,7 @@ def step_to_items(
     *,
     tool_io: Mapping[str, Any] | None = None,
     include: Collection[str] = (),
+    container_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The items of a ``tool_calls`` step, one per call in the step's order, each function call followed by
     a ``function_call_output`` item once its output was submitted. A ``message_creation`` step gives none:
@@ -202,8 +208,9 @@ def step_to_items(
     ``tool_io`` (the step row's record of what built-in calls were asked, by call id) gives a file search
     its ``queries``. Results and outputs are shown as OpenAI shows them: only when ``include`` asks
     (``file_search_call.results``, ``code_interpreter_call.outputs``); a result's text only when ``step``
-    holds it. A code_interpreter's ``container_id`` is the thread's id: assistd runs one code session per
-    thread. A call that awaits its output is ``in_progress`` until the output is submitted."""
+    holds it. A code_interpreter's ``container_id`` is the thread's id (assistd runs one code session per
+    thread), or ``container_id`` where the run's code ran in another thread's session. A call that awaits
+    its output is ``in_progress`` until the output is submitted."""
     if step.step_details.type != "tool_calls":
         return []
     status = _status(step.status)
@@ -261,7 +268,7 @@ def step_to_items(
                     "code": code.get("input"),
                     "outputs": outputs if INCLUDE_CODE_OUTPUTS in include else None,
                     "status": status,
-                    "container_id": step.thread_id,
+                    "container_id": container_id or step.thread_id,
                 }
             )
     return items

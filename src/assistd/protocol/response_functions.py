@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 
 from .common import ParamValueError, RequestModel
 
-__all__ = ["FunctionToolParam", "function_tools", "run_tool_choice", "run_tools"]
+__all__ = ["FunctionToolParam", "function_tools", "run_tool_choice"]
 
 
 class FunctionToolParam(RequestModel):
@@ -73,11 +73,6 @@ def function_tools(tools: Sequence[dict[str, Any]], tool_choice: Any) -> list[Fu
     if getattr(tool_choice, "type", None) == "function" and chosen not in names:
         raise ParamValueError(f"Tool choice '{chosen}' not found in 'tools' parameter.", "tool_choice")
     return functions
-
-
-def run_tools(functions: Sequence[FunctionToolParam]) -> list[dict[str, Any]]:
-    """The run's ``tools`` for the request's functions."""
-    return [function.for_run() for function in functions]
 
 
 def run_tool_choice(tool_choice: Any) -> str | dict[str, Any]:

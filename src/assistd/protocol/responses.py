@@ -15,12 +15,15 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
     model_serializer,
     model_validator,
 )
 
 from .common import Metadata, ParamValueError, ReasoningEffort, RequestInt, RequestModel, WireModel
-from .response_functions import FunctionToolParam, function_tools
+from .response_functions import FunctionToolParam, function_tools, run_tool_choice
+from .vector_stores import Filter
 
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 
@@ -28,13 +31,9 @@ ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "que
 MAX_INSTRUCTIONS = 256_000
 MIN_OUTPUT_TOKENS = 16
 
-# Tools OpenAI's Responses API has and assistd does not serve at all, as against the ones whose turn comes
-# (function, file_search, code_interpreter: the runs engine has them; their Responses shape is not done).
-_TOOLS_LATER = ("file_search", "code_interpreter")
 
-
-# What OpenAI's include may ask for. A response of assistd's is messages only, which none of them changes:
-# they are accepted, and show nothing more (no logprobs, no tool results).
+# What OpenAI's include may ask for. ``file_search_call.results`` and ``code_interpreter_call.outputs`` show
+# the built-in calls' results; the others are accepted and show nothing more (assistd makes no such items).
 INCLUDABLE = (
     "file_search_call.results",
     "web_search_call.results",
@@ -105,6 +104,98 @@ class ToolChoiceFunctionParam(RequestModel):
     name: str
 
 
+class ToolChoiceBuiltinParam(RequestModel):
+    # A built-in tool the model must call (then answers freely, as a run's forced tool).
+    type: Literal["file_search", "code_interpreter"]
+
+
+# Built-in tools ---------------------------------------------------------------------------------
+
+
+class FileSearchRankingParam(RequestModel):
+    # assistd has one ranker: either name is that one.
+    ranker: Literal["auto", "default-2024-11-15"] | None = None
+    score_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class FileSearchToolParam(RequestModel):
+    """``{"type": "file_search", ...}``: a search over the vector stores named here, per request."""
+
+    type: Literal["file_search"]
+    vector_store_ids: list[str] = Field(min_length=1, max_length=16)
+    max_num_results: Annotated[RequestInt, Field(ge=1, le=50)] | None = None
+    filters: Filter | None = None
+    ranking_options: FileSearchRankingParam | None = None
+
+
+class CodeContainerAuto(RequestModel):
+    type: Literal["auto"]
+    file_ids: list[str] | None = Field(default=None, max_length=100)
+    # Accepted and echoed: assistd's sandbox has its own limits and no network.
+    memory_limit: Literal["1g", "4g", "16g", "64g"] | None = None
+
+
+class CodeInterpreterToolParam(RequestModel):
+    """``{"type": "code_interpreter", "container": ...}``: ``"auto"`` or ``{"type": "auto", "file_ids"}``
+    runs the code in the session of the response's thread; a container id (a thread's or conversation's
+    id, as a ``code_interpreter_call`` shows it) runs it in that thread's session."""
+
+    type: Literal["code_interpreter"]
+    container: str | CodeContainerAuto = Field(union_mode="left_to_right")
+
+    @property
+    def container_id(self) -> str | None:
+        """The container named, or None for one of the response's own (``auto``)."""
+        if isinstance(self.container, str) and self.container != "auto":
+            return self.container
+        return None
+
+    @property
+    def file_ids(self) -> list[str]:
+        return list(self.container.file_ids or []) if isinstance(self.container, CodeContainerAuto) else []
+
+
+def echoed_container(tools: list[dict[str, Any]], thread_id: str) -> str:
+    """The container a response's code runs in, from its tools as echoed: the one named, else its thread's
+    session (``auto``)."""
+    for tool in tools:
+        container = tool.get("container") if tool.get("type") == "code_interpreter" else None
+        if isinstance(container, str) and container != "auto":
+            return container
+    return thread_id
+
+
+BuiltinTool = Annotated[FileSearchToolParam | CodeInterpreterToolParam, Field(discriminator="type")]
+_BUILTIN = TypeAdapter(BuiltinTool)
+BUILTIN_TYPES = ("file_search", "code_interpreter")
+
+
+def _builtin_tool(index: int, tool: dict[str, Any]) -> FileSearchToolParam | CodeInterpreterToolParam:
+    """``tools[index]`` as a built-in tool, a refusal naming the parameter (``tools[0].max_num_results``)."""
+    try:
+        return _BUILTIN.validate_python(tool)
+    except ValidationError as exc:
+        kind = str(tool.get("type"))
+        # A union's branches each say what they missed: the deepest says most (``container.type``, not
+        # "container is not a string"), the first of those being the branch the client most likely meant.
+        errors = exc.errors()
+        error = max(errors, key=lambda e: (len(e["loc"]), -errors.index(e)))
+        # Union branches pydantic tried (``ComparisonFilter``, ``str``) and the tag are not parameters.
+        loc = [
+            str(part)
+            for part in error["loc"]
+            if part != kind
+            and not (isinstance(part, str) and (part[:1].isupper() or "[" in part or part == "str"))
+        ]
+        param = f"tools[{index}]" + "".join(f".{part}" if not part.isdigit() else f"[{part}]" for part in loc)
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ParamValueError):
+            param = f"{param}.{cause.param}"
+        if error["type"] == "extra_forbidden":
+            raise ParamValueError("unrecognized argument.", param) from None
+        raise ParamValueError(str(error["msg"]), param) from None
+
+
 class StreamOptionsParam(RequestModel):
     # Accepted and moot: assistd's deltas carry no obfuscation padding.
     include_obfuscation: bool | None = None
@@ -132,10 +223,18 @@ class ResponseCreateParams(RequestModel):
     reasoning: ReasoningParam | None = None
     truncation: Literal["auto", "disabled"] | None = None
     parallel_tool_calls: bool | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunctionParam | None = None
+    tool_choice: (
+        Literal["none", "auto", "required"] | ToolChoiceFunctionParam | ToolChoiceBuiltinParam | None
+    ) = None
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
     include: list[str] | None = None
     prompt: dict[str, Any] | None = None
+    # Bounds the built-in tool calls (file_search, code_interpreter) of the response, all together.
+    max_tool_calls: Annotated[RequestInt, Field(ge=1)] | None = None
+    # ``tools`` entries of the built-in kinds, parsed, with their place in ``tools``.
+    _builtin: list[tuple[int, FileSearchToolParam | CodeInterpreterToolParam]] = PrivateAttr(
+        default_factory=list
+    )
 
     _function_tools: list[FunctionToolParam] = PrivateAttr(default_factory=list)
 
@@ -147,14 +246,17 @@ class ResponseCreateParams(RequestModel):
             kind = tool.get("type")
             if kind == "function":
                 continue  # checked by ``_functions``
-            if kind in _TOOLS_LATER:
-                raise ParamValueError(
-                    f"tools of type '{kind}' are not served by assistd's /v1/responses yet; "
-                    "use the Assistants API (runs) for tools.",
-                    f"tools[{index}].type",
-                )
+            if kind in BUILTIN_TYPES:
+                self._builtin.append((index, _builtin_tool(index, tool)))
+                continue
             raise ParamValueError(
                 f"tools of type {kind!r} are not served by assistd.", f"tools[{index}].type"
+            )
+        if isinstance(self.tool_choice, ToolChoiceBuiltinParam) and not any(
+            tool.type == self.tool_choice.type for _, tool in self._builtin
+        ):
+            raise ParamValueError(
+                f"tool_choice names '{self.tool_choice.type}', which is not in 'tools'.", "tool_choice"
             )
         if self.background:
             raise ParamValueError("background responses are not served by assistd yet.", "background")
@@ -186,6 +288,57 @@ class ResponseCreateParams(RequestModel):
     @property
     def conversation_id(self) -> str | None:
         return self.conversation
+
+    @property
+    def builtin_tools(self) -> list[tuple[int, FileSearchToolParam | CodeInterpreterToolParam]]:
+        """The built-in tools asked for, each with its index in ``tools`` (for errors naming it)."""
+        return list(self._builtin)
+
+    def echoed_builtin_tools(self) -> list[dict[str, Any]]:
+        """The built-in tools as the response shows them back, OpenAI's defaults filled in."""
+        shown: list[dict[str, Any]] = []
+        for _, tool in self._builtin:
+            if isinstance(tool, FileSearchToolParam):
+                ranking = tool.ranking_options or FileSearchRankingParam()
+                shown.append(
+                    {
+                        "type": "file_search",
+                        "vector_store_ids": tool.vector_store_ids,
+                        "filters": tool.filters.model_dump() if tool.filters is not None else None,
+                        "max_num_results": tool.max_num_results or 20,
+                        "ranking_options": {
+                            "ranker": ranking.ranker or "auto",
+                            "score_threshold": ranking.score_threshold or 0.0,
+                        },
+                    }
+                )
+            else:
+                container = tool.container
+                shown.append(
+                    {
+                        "type": "code_interpreter",
+                        "container": container
+                        if isinstance(container, str)
+                        else container.model_dump(exclude_none=True),
+                    }
+                )
+        return shown
+
+    def echoed_tools(self) -> list[dict[str, Any]]:
+        """All the request's tools as the response shows them back, in the request's order."""
+        functions = iter(self.functions())
+        builtin = iter(self.echoed_builtin_tools())
+        return [
+            next(functions).echoed() if tool.get("type") == "function" else next(builtin)
+            for tool in self.tools or []
+        ]
+
+    def run_tool_choice(self) -> str | dict[str, Any]:
+        """``tool_choice`` as the run's: a mode, the built-in tool or the function the model must call."""
+        choice = self.tool_choice
+        if isinstance(choice, ToolChoiceBuiltinParam):
+            return {"type": choice.type}
+        return run_tool_choice(choice)
 
     def response_format(self) -> dict[str, Any] | str:
         """``text.format`` as the run's ``response_format``."""
@@ -223,7 +376,8 @@ class ResponseCreateParams(RequestModel):
             "truncation": self.truncation or "disabled",
             "parallel_tool_calls": self.parallel_tool_calls is not False,
             "tool_choice": choice if isinstance(choice, str) else choice.model_dump(),
-            "tools": [function.echoed() for function in self.functions()],
+            "tools": self.echoed_tools(),
+            "max_tool_calls": self.max_tool_calls,
         }
 
 
@@ -284,6 +438,7 @@ class Response(WireModel):
     reasoning: dict[str, Any] | None
     tool_choice: str | dict[str, Any]
     tools: list[dict[str, Any]]
+    max_tool_calls: int | None = None
     parallel_tool_calls: bool
     truncation: Literal["auto", "disabled"]
     user: str | None

@@ -163,6 +163,7 @@ def ordered_items(
                     runs.step_to_wire(step, include_file_search_content=True),
                     tool_io=step.tool_io,
                     include=include,
+                    container_id=runs.container_of(run.tools, run.thread_id),
                 )
         placed.update(m.id for m in own)
         if own:
@@ -238,10 +239,12 @@ async def get_item(
             select(RunStepRow).where(RunStepRow.id == ref.step_id, RunStepRow.thread_id == row.id)
         )
         if step is not None:
+            tools = await session.scalar(select(RunRow.tools).where(RunRow.id == step.run_id))
             for item in step_to_items(
                 runs.step_to_wire(step, include_file_search_content=True),
                 tool_io=step.tool_io,
                 include=include,
+                container_id=runs.container_of(tools, step.thread_id),
             ):
                 if item["id"] == item_id:
                     return item

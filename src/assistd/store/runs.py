@@ -231,10 +231,26 @@ async def list_steps_page(
     return page_of([step_to_wire(row, include_content) for row in rows], has_more)
 
 
+def container_of(tools: list[dict[str, Any]] | None, thread_id: str) -> str:
+    """The thread whose code session a run's code runs in (its container): the run's own ``thread_id``,
+    unless its code_interpreter tools entry names another (a response's ``container``,
+    ``engine/response_tools.py``)."""
+    for tool in tools or []:
+        if tool.get("type") == "code_interpreter":
+            named = (tool.get("code_interpreter") or {}).get("container_id")
+            if isinstance(named, str) and named:
+                return named
+    return thread_id
+
+
 async def tool_resource_ids(session: AsyncSession, run: RunRow, tool: str, key: str) -> list[str]:
     """``tool_resources[tool][key]`` of the run's assistant (a response's run has none), then of its thread
-    (e.g. the vector store ids of file_search, the file ids of code_interpreter)."""
+    (e.g. the vector store ids of file_search, the file ids of code_interpreter). A response names them per
+    request: they come first, from the run's own tools entry (``engine/response_tools.py``)."""
     ids: list[str] = []
+    for entry in run.tools:
+        if entry.get("type") == tool:
+            ids += (entry.get(tool) or {}).get(key) or []
     owners: list[tuple[type[AssistantRow] | type[ThreadRow], str]] = [(ThreadRow, run.thread_id)]
     if run.assistant_id is not None:
         owners.insert(0, (AssistantRow, run.assistant_id))

@@ -202,12 +202,14 @@ class CodeInterpreter:
 
     async def __call__(self, run: RunRow, arguments: str) -> CodeOutcome:
         code = code_of(arguments)
+        # The session the code runs in: the thread's own, or the one a response named as its container.
+        container = run_store.container_of(run.tools, run.thread_id)
         if not code.strip():
             note = "No code was given: call code_interpreter with the Python code to run."
             return CodeOutcome(code, [{"type": "logs", "logs": note}], note)
         async with self._db.read() as session:
             named = file_names(await input_files(session, run))
-            earlier = await code_sessions.get(session, run.thread_id)
+            earlier = await code_sessions.get(session, container)
             # The session was on another process: its files come back from the database.
             moved = earlier is not None and earlier.process_id != self._process_id
             kept = await _rows(session, run.tenant, earlier.files) if moved and earlier else {}
@@ -215,7 +217,7 @@ class CodeInterpreter:
             inputs = await self._local(stack, named)
             restore = await self._local(stack, kept) if moved else None
             try:
-                execution = await self._sandbox.execute(run.thread_id, code, inputs, restore)
+                execution = await self._sandbox.execute(container, code, inputs, restore)
             except SandboxError as exc:
                 execution = Execution(logs=str(exc), error=str(exc))
             images = [
@@ -226,7 +228,7 @@ class CodeInterpreter:
                 item.name: await self._keep(run.tenant, Path(item.name).name, _file_of(item))
                 for item in execution.files
             }
-        await self._record(run.thread_id, earlier, execution.session, made)
+        await self._record(container, earlier, execution.session, made)
         written = {f"{self.data_path}/{name}": file_id for name, file_id in made.items()}
         # Said only when the session was lost, not when it idled out: then the thread's runs were free to
         # go anywhere, as on one process, where a session that idled out starts again without a word.

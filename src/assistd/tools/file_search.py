@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import select
 
+from ..protocol.vector_stores import Filter
 from ..retrieval.search import Passage, Retriever
 from ..store import runs as run_store
 from ..store import vector_stores as store
@@ -69,6 +71,15 @@ def options(tools: list[dict[str, Any]]) -> dict[str, Any]:
     return {}
 
 
+_FILTER: TypeAdapter[Filter] = TypeAdapter(Filter)
+
+
+def filters_of(tools: list[dict[str, Any]]) -> Filter | None:
+    """The attribute filter of the run's search (a response's ``filters``), as the search endpoint's."""
+    given = options(tools).get("filters")
+    return _FILTER.validate_python(given) if given else None
+
+
 def ranking_options(tools: list[dict[str, Any]]) -> dict[str, Any]:
     ranking = options(tools).get("ranking_options") or {}
     return {
@@ -110,6 +121,7 @@ class FileSearch:
                 stores,
                 query,
                 max_results=int(opts.get("max_num_results") or DEFAULT_MAX_RESULTS),
+                filters=filters_of(run.tools),
                 score_threshold=ranking["score_threshold"],
             )
         if store.needs_touch(stores):
