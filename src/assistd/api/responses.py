@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from ..engine import input_tokens
 from ..engine.responses import Responses
-from ..protocol.responses import ResponseCreateParams
+from ..protocol.responses import InputTokenCountParams, ResponseCreateParams
 from ..store.pagination import PageQuery
 from .deps import RunEngine, RunKey, Tenant
 from .pagination import page_query
@@ -60,3 +61,8 @@ async def list_input_items(
     query: Annotated[PageQuery, Depends(page_query)],
 ) -> Response:
     return json_response(await responses.input_items(tenant, response_id, query))
+
+
+@router.post("/input_tokens")
+async def count_input_tokens(params: InputTokenCountParams, tenant: Tenant, engine: RunEngine) -> Response:
+    return json_response(await input_tokens.count_input_tokens(engine, tenant, params))

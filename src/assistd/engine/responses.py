@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.common import ListPage, ParamValueError
-from ..protocol.items import input_to_messages, message_to_item
+from ..protocol.items import ParsedInput, input_to_messages, message_to_item
 from ..protocol.messages import Message
 from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams, output_item
 from ..protocol.runs import Run
@@ -36,6 +36,7 @@ from ..store import threads as thread_store
 from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
+from . import prompts
 from .engine import POLL_WAIT_STATUSES, Engine
 from .state import TERMINAL
 from .turns import Turn
@@ -100,6 +101,30 @@ def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
     )
 
 
+def parse_input(params: ResponseCreateParams) -> ParsedInput:
+    """The request's input as messages (and instructions), or the 400 that names what is wrong with it."""
+    try:
+        given = params.input if params.input is not None else []
+        parsed = input_to_messages(given, allow_instructions=True)
+    except ParamValueError as exc:
+        raise InvalidRequestError(f"Invalid '{exc.param}': {exc}", param=exc.param) from None
+    if params.input is None and params.previous_response_id is None and params.conversation is None:
+        raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
+    return parsed
+
+
+@dataclass
+class PreparedRun:
+    """A response's run made in a transaction (not inserted), with what the response record keeps."""
+
+    run: RunRow
+    input_ids: list[str]
+    # The thread was made for this response alone (new, or a copy of a previous response's context).
+    own_thread: bool
+    # The request's options as the response shows them.
+    echo: dict[str, Any]
+
+
 @dataclass
 class ResponseTurn:
     """A response just created: its record (inserted or, ``store`` false, not), and the turn of its run."""
@@ -123,40 +148,30 @@ class Responses:
         self, tenant: str, params: ResponseCreateParams, *, key_id: str | None = None
     ) -> ResponseTurn:
         """Queue the response's run, its input added to its thread in the same transaction."""
-        try:
-            given = params.input if params.input is not None else []
-            parsed = input_to_messages(given, allow_instructions=True)
-        except ParamValueError as exc:
-            raise InvalidRequestError(f"Invalid '{exc.param}': {exc}", param=exc.param) from None
-        if params.input is None and params.previous_response_id is None and params.conversation is None:
-            raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
-        # Instructions given as system/developer input items follow the ``instructions`` parameter.
-        instructions = "\n\n".join(text for text in [params.instructions or "", *parsed.instructions] if text)
+        parsed = parse_input(params)
+        if params.model is None and params.prompt is None:
+            # A prompt (an assistant) brings its model; without one the request must name it.
+            raise InvalidRequestError("Missing required parameter: 'model'.", param="model")
         stored = params.store is not False
         conversation = params.conversation_id
         made: dict[str, Any] = {}
 
         async def prepare(session: AsyncSession) -> RunRow:
-            thread_id, own = await self._thread_for(session, tenant, params, stored)
-            ids = []
-            for message, at in zip(parsed.messages, parsed.message_at, strict=True):
-                ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
-            run = self._run_row(tenant, thread_id, params, instructions)
-            request = {**params.echoed(), "store": stored}
+            prepared = await self.prepare(session, tenant, params, parsed, stored)
             row = store.new_row(
                 tenant,
-                run.id,
-                thread_id,
+                prepared.run.id,
+                prepared.run.thread_id,
                 conversation_id=conversation,
                 previous_response_id=params.previous_response_id,
-                request=request,
+                request={**prepared.echo, "store": stored},
                 metadata=params.metadata or {},
-                input_message_ids=ids,
+                input_message_ids=prepared.input_ids,
             )
             if stored:
                 await store.insert(session, row)
-            made.update(row=row, own=own)
-            return run
+            made.update(row=row, own=prepared.own_thread)
+            return prepared.run
 
         # A response after a previous one may lose the race for its thread to a sibling (two forks at once):
         # tried again, it sees the sibling's run there and takes a copy of the context instead.
@@ -182,6 +197,34 @@ class Responses:
                 raise
         turn = Turn(self._engine, tenant, run, listener, WAIT_SECONDS)
         return ResponseTurn(made["row"], turn, made["own"])
+
+    async def prepare(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        params: ResponseCreateParams,
+        parsed: ParsedInput,
+        stored: bool,
+    ) -> PreparedRun:
+        """The response's run, not inserted, on its thread with its input added: what ``create`` queues and
+        ``input_tokens`` counts (in a transaction it does not commit)."""
+        prompted = (
+            await prompts.resolve(session, tenant, params.prompt) if params.prompt is not None else None
+        )
+        thread_id, own = await self._thread_for(session, tenant, params, stored)
+        ids = []
+        for message, at in zip(parsed.messages, parsed.message_at, strict=True):
+            ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
+        # Instructions given as system/developer input items follow the ``instructions`` parameter (or the
+        # prompt's).
+        given = prompts.base_instructions(params, prompted)
+        instructions = "\n\n".join(text for text in [given or "", *parsed.instructions] if text)
+        run = self._run_row(tenant, thread_id, params, instructions)
+        echo = params.echoed()
+        if prompted is not None:
+            prompts.apply(run, params, prompted)
+            echo = prompts.echoed(echo, run, params, prompted)
+        return PreparedRun(run, ids, own, echo)
 
     async def _thread_for(
         self, session: AsyncSession, tenant: str, params: ResponseCreateParams, stored: bool
@@ -215,7 +258,7 @@ class Responses:
             self._engine.settings.requires_action_expiry_seconds,
             meta=params.metadata or {},
             assistant_id=None,
-            model=params.model,
+            model=params.model or "",
             instructions=instructions,
             tools=[],
             temperature=params.temperature,
