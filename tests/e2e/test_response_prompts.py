@@ -3,13 +3,15 @@ and options), the request's own parameters winning; the refusals name ``prompt.*
 
 from __future__ import annotations
 
+import io
+import re
 from typing import Any
 
 import openai
 import pytest
 from openai import OpenAI
 
-from fake_upstream import FakeUpstream
+from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from responses_wire import post, raw_create, text_stream
 from samples import WEATHER_TOOL
 from server import AssistdServer
@@ -152,3 +154,40 @@ def test_prompt_refusals_name_the_parameter(
         client.responses.create(prompt={"id": assistant.id, "variables": {"name": image}}, input="Hi")  # type: ignore[typeddict-item]
     assert isinstance(caught.value.body, dict) and "input_image" in caught.value.body["message"]
     assert fake.requests == []
+
+
+def test_prompt_searches_the_assistants_vector_store(client: OpenAI, fake: FakeUpstream) -> None:
+    # The run is the assistant's: file_search reads the assistant's tool resources, which the response's
+    # new thread does not have.
+    fact = "The harbour master of Port Wren is Ilse Marrow."
+    store = client.vector_stores.create(name="harbour")
+    file = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("wren.md", io.BytesIO(fact.encode())), poll_interval_ms=50
+    )
+    assert file.status == "completed"
+    assistant = client.beta.assistants.create(
+        model="fake-model",
+        instructions="Answer from the files about {{place}}.",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+
+    def cite(body: dict[str, Any]) -> Text:
+        shown = "\n".join(str(m.get("content") or "") for m in body["messages"] if m.get("role") == "tool")
+        number = re.search(r"\[(\d+)\] wren\.md", shown)
+        assert number is not None, shown
+        return Text(f"Ilse Marrow [{number.group(1)}].")
+
+    fake.push(ToolCalls([("file_search", {"queries": ["Port Wren harbour master"]})]), Dynamic(cite))
+    response = raw_create(
+        client, prompt={"id": assistant.id, "variables": {"place": "Port Wren"}}, input="Who is it?"
+    )
+    assert response.status == "completed", response.error
+    assert fake.requests[0]["messages"][0] == {
+        "role": "system",
+        "content": "Answer from the files about Port Wren.",
+    }
+    message = [item for item in response.output if item.type == "message"][-1]
+    (part,) = message.content  # type: ignore[union-attr]
+    assert part.type == "output_text" and part.text.startswith("Ilse Marrow")
+    assert [(a.type, a.file_id) for a in part.annotations] == [("file_citation", file.id)]  # type: ignore[union-attr]
