@@ -337,3 +337,14 @@ def test_code_interpreter_runs_the_code_the_local_model_writes(local: OpenAI, as
     assert call.code_interpreter.input.strip()
     assert [output.type for output in call.code_interpreter.outputs][:1] == ["logs"]
     assert steps[-1].step_details.type == "message_creation"
+
+
+def test_response_input_tokens_are_the_model_tokenizers(local: OpenAI) -> None:
+    # The count of POST /v1/responses/input_tokens is the model's own tokenizer's, and the same as the
+    # prompt tokens the response then reports.
+    body = {"model": MODEL, "instructions": INSTRUCTIONS, "input": "Say hello."}
+    counted = local.responses.input_tokens.count(**body)  # type: ignore[arg-type]
+    sent = [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": "Say hello."}]
+    assert counted.input_tokens == _tokenizer_count(sent)
+    response = local.responses.create(**body, temperature=0)  # type: ignore[arg-type]
+    assert response.usage is not None and response.usage.input_tokens == counted.input_tokens

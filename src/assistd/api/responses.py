@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from ..engine import input_tokens
 from ..engine.responses import Responses
 from ..errors import InvalidRequestError
-from ..protocol.responses import INCLUDABLE, ResponseCreateParams
+from ..protocol.responses import INCLUDABLE, InputTokenCountParams, ResponseCreateParams
 from ..store.pagination import PageQuery
 from .conversations import IncludeBrackets, IncludePlain
 from .deps import RunEngine, RunKey, Tenant
@@ -81,3 +82,8 @@ async def list_input_items(
     query: Annotated[PageQuery, Depends(page_query)],
 ) -> Response:
     return json_response(await responses.input_items(tenant, response_id, query))
+
+
+@router.post("/input_tokens")
+async def count_input_tokens(params: InputTokenCountParams, tenant: Tenant, engine: RunEngine) -> Response:
+    return json_response(await input_tokens.count_input_tokens(engine, tenant, params))

@@ -276,3 +276,13 @@ async def _own_turns(
             {"role": "tool", "tool_call_id": call_id, "content": output} for call_id, _, _, output in calls
         ]
     return turns, completion_used, sources, builtin_calls
+
+
+async def count_prompt(request: ChatRequest, providers: ProviderRegistry | None) -> int:
+    """The tokens ``request`` sends as its prompt: its messages, counted as ``_fit`` counts them, and its
+    tools' definitions, counted as one system message holding their JSON (a chat template writes them into
+    the prompt in some such form; the exact one is the model's)."""
+    messages = list(request.messages)
+    if request.tools:
+        messages.append({"role": "system", "content": json.dumps(request.tools, ensure_ascii=False)})
+    return await _counter(providers, request.model)(messages)

@@ -35,6 +35,7 @@ from ..store import threads as thread_store
 from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
+from . import prompts
 from .engine import POLL_WAIT_STATUSES, Engine
 from .response_functions import (
     STEPS_BEFORE,
@@ -124,6 +125,32 @@ def response_of(row: ResponseRow, run: Run, segment: Segment, output: list[dict[
     )
 
 
+def parse_input(params: ResponseCreateParams) -> ParsedInput:
+    """The request's input as messages (and instructions), or the 400 that names what is wrong with it."""
+    try:
+        given = params.input if params.input is not None else []
+        parsed = input_to_messages(given, allow_instructions=True, allow_function_items=True)
+    except ParamValueError as exc:
+        raise InvalidRequestError(f"Invalid '{exc.param}': {exc}", param=exc.param) from None
+    if params.input is None and params.previous_response_id is None and params.conversation is None:
+        raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
+    return parsed
+
+
+@dataclass
+class PreparedRun:
+    """A response's run made in a transaction (not inserted), with what the response record keeps."""
+
+    run: RunRow
+    input_ids: list[str]
+    # The thread was made for this response alone (new, or a copy of a previous response's context).
+    own_thread: bool
+    # The request's options as the response shows them.
+    echo: dict[str, Any]
+    # The steps written into the run before its first turn (a stateless history's function calls).
+    steps_before: int = 0
+
+
 @dataclass
 class ResponseTurn:
     """A response just created: its record (inserted or, ``store`` false, not), and the turn of its run."""
@@ -147,55 +174,39 @@ class Responses:
         self, tenant: str, params: ResponseCreateParams, *, key_id: str | None = None
     ) -> ResponseTurn:
         """Queue the response's run, its input added to its thread in the same transaction."""
-        try:
-            given = params.input if params.input is not None else []
-            parsed = input_to_messages(given, allow_instructions=True, allow_function_items=True)
-        except ParamValueError as exc:
-            raise InvalidRequestError(f"Invalid '{exc.param}': {exc}", param=exc.param) from None
-        if params.input is None and params.previous_response_id is None and params.conversation is None:
-            raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
+        parsed = parse_input(params)
+        if params.model is None and params.prompt is None:
+            # A prompt (an assistant) brings its model; without one the request must name it.
+            raise InvalidRequestError("Missing required parameter: 'model'.", param="model")
         waiting = await self._waiting_run(tenant, params)
         if waiting is not None:
             return await self._follow_up(tenant, params, parsed, waiting, key_id)
-        history = history_of(parsed)
-        head = (
-            history.head
-            if history is not None
-            else list(zip(parsed.messages, parsed.message_at, strict=True))
-        )
-        # Instructions given as system/developer input items follow the ``instructions`` parameter.
-        instructions = "\n\n".join(text for text in [params.instructions or "", *parsed.instructions] if text)
         stored = params.store is not False
         conversation = params.conversation_id
         made: dict[str, Any] = {}
 
         async def prepare(session: AsyncSession) -> RunRow:
-            await check_builtin_tools(session, tenant, params)
-            thread_id, own = await self._thread_for(session, tenant, params, stored)
-            ids = []
-            for message, at in head:
-                ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
-            run = self._run_row(tenant, thread_id, params, instructions)
-            # ``include`` is the create's: its answer and stream show what it asks for.
-            request = {**params.echoed(), "store": stored, "include": list(params.include or [])}
-            if history is not None:
-                # Function calls and outputs sent back: the run's first steps, the input after them too.
-                written, request[STEPS_BEFORE] = await history.write(session, run)
-                ids += written
+            prepared = await self.prepare(session, tenant, params, parsed, stored)
             row = store.new_row(
                 tenant,
-                run.id,
-                thread_id,
+                prepared.run.id,
+                prepared.run.thread_id,
                 conversation_id=conversation,
                 previous_response_id=params.previous_response_id,
-                request=request,
+                request={
+                    **prepared.echo,
+                    "store": stored,
+                    # ``include`` is the create's: its answer and stream show what it asks for.
+                    "include": list(params.include or []),
+                    STEPS_BEFORE: prepared.steps_before,
+                },
                 metadata=params.metadata or {},
-                input_message_ids=ids,
+                input_message_ids=prepared.input_ids,
             )
             if stored:
                 await store.insert(session, row)
-            made.update(row=row, own=own)
-            return run
+            made.update(row=row, own=prepared.own_thread)
+            return prepared.run
 
         # A response after a previous one may lose the race for its thread to a sibling (two forks at once):
         # tried again, it sees the sibling's run there and takes a copy of the context instead.
@@ -297,6 +308,46 @@ class Responses:
                 await store.insert(session, row)
         return ResponseTurn(row, Turn(self._engine, tenant, queued, listener, WAIT_SECONDS), False)
 
+    async def prepare(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        params: ResponseCreateParams,
+        parsed: ParsedInput,
+        stored: bool,
+    ) -> PreparedRun:
+        """The response's run, not inserted, on its thread with its input added: what ``create`` queues and
+        ``input_tokens`` counts (in a transaction it does not commit)."""
+        prompted = (
+            await prompts.resolve(session, tenant, params.prompt) if params.prompt is not None else None
+        )
+        await check_builtin_tools(session, tenant, params)
+        thread_id, own = await self._thread_for(session, tenant, params, stored)
+        history = history_of(parsed)
+        head = (
+            history.head
+            if history is not None
+            else list(zip(parsed.messages, parsed.message_at, strict=True))
+        )
+        ids = []
+        for message, at in head:
+            ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
+        # Instructions given as system/developer input items follow the ``instructions`` parameter (or the
+        # prompt's).
+        given = prompts.base_instructions(params, prompted)
+        instructions = "\n\n".join(text for text in [given or "", *parsed.instructions] if text)
+        run = self._run_row(tenant, thread_id, params, instructions)
+        echo = params.echoed()
+        if prompted is not None:
+            prompts.apply(run, params, prompted)
+            echo = prompts.echoed(echo, run, params, prompted)
+        steps_before = 0
+        if history is not None:
+            # Function calls and outputs sent back: the run's first steps, the input after them too.
+            written, steps_before = await history.write(session, run)
+            ids += written
+        return PreparedRun(run, ids, own, echo, steps_before)
+
     async def _thread_for(
         self, session: AsyncSession, tenant: str, params: ResponseCreateParams, stored: bool
     ) -> tuple[str, bool]:
@@ -329,7 +380,7 @@ class Responses:
             self._engine.settings.requires_action_expiry_seconds,
             meta=params.metadata or {},
             assistant_id=None,
-            model=params.model,
+            model=params.model or "",
             instructions=instructions,
             tools=run_tools(params),
             temperature=params.temperature,

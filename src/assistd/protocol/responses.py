@@ -32,6 +32,38 @@ MAX_INSTRUCTIONS = 256_000
 MIN_OUTPUT_TOKENS = 16
 
 
+# Tools of OpenAI's Responses API that assistd does not serve, and is not about to: each is refused naming
+# ``tools[i].type``, so that a client learns it at once instead of from an answer made without the tool.
+# (``mcp`` has an issue of its own.)
+UNSERVED_TOOLS = (
+    "web_search",
+    "web_search_2025_08_26",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "image_generation",
+    "computer",
+    "computer_use_preview",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "custom",
+    "namespace",
+    "tool_search",
+    "programmatic_tool_calling",
+    "mcp",
+)
+
+
+def refuse_unserved_tool(index: int, tool: dict[str, Any]) -> None:
+    """Refuse ``tools[index]`` when it is of a type assistd does not serve (``UNSERVED_TOOLS``)."""
+    kind = tool.get("type")
+    if kind in UNSERVED_TOOLS:
+        raise ParamValueError(
+            f"tools of type '{kind}' are not served by assistd: it has no such tool.",
+            f"tools[{index}].type",
+        )
+
+
 # What OpenAI's include may ask for. ``file_search_call.results`` and ``code_interpreter_call.outputs`` show
 # the built-in calls' results; the others are accepted and show nothing more (assistd makes no such items).
 INCLUDABLE = (
@@ -201,8 +233,60 @@ class StreamOptionsParam(RequestModel):
     include_obfuscation: bool | None = None
 
 
+def _prompt_variable(name: str, value: Any) -> Any:
+    """A prompt variable's value: a string, or an ``input_text`` part (its text is what is filled in)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("type") == "input_text":
+        # ``prompt_cache_breakpoint`` is a caching hint: accepted, and moot (assistd caches no prompts).
+        extra = sorted(set(value) - {"type", "text", "prompt_cache_breakpoint"})
+        if extra:
+            raise ParamValueError(f"unrecognized argument '{extra[0]}'.", f"variables.{name}.{extra[0]}")
+        if not isinstance(value.get("text"), str):
+            raise ParamValueError(
+                "an input_text variable needs its text, a string.", f"variables.{name}.text"
+            )
+        return {"type": "input_text", "text": value["text"]}
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("input_image", "input_file"):
+        # An assistant's instructions are text: an image or a file has no place in them.
+        raise ParamValueError(
+            f"{kind} prompt variables are not served by assistd: a prompt is an assistant, whose "
+            "instructions are text. Give a string or an input_text part.",
+            f"variables.{name}",
+        )
+    raise ParamValueError("a prompt variable is a string or an input_text part.", f"variables.{name}")
+
+
+class PromptParam(RequestModel):
+    """``prompt``: in assistd a prompt is an assistant (``asst_...``), its instructions the template."""
+
+    id: str = Field(min_length=1, max_length=64)
+    variables: dict[str, Any] | None = None
+    version: str | None = None
+
+    @model_validator(mode="after")
+    def _values(self) -> PromptParam:
+        if self.variables is not None:
+            self.variables = {name: _prompt_variable(name, value) for name, value in self.variables.items()}
+        if self.version is not None:
+            # An assistant has one version, the current one: a pinned version cannot be honoured.
+            raise ParamValueError(
+                "assistd's prompts are assistants, which have no versions: leave version out.", "version"
+            )
+        return self
+
+    def values(self) -> dict[str, str]:
+        """Each variable as the text that replaces its ``{{name}}``."""
+        return {
+            name: value if isinstance(value, str) else value["text"]
+            for name, value in (self.variables or {}).items()
+        }
+
+
 class ResponseCreateParams(RequestModel):
-    model: str = Field(min_length=1, max_length=256)
+    # Optional with a ``prompt`` (the assistant's model then); without one, required (``engine/responses``).
+    model: str | None = Field(default=None, min_length=1, max_length=256)
     # A string, or input items: their shape is checked, and they are turned into messages, by
     # ``protocol.items.input_to_messages`` (the one mapping between items and messages).
     input: str | list[Any] | None = None
@@ -228,7 +312,7 @@ class ResponseCreateParams(RequestModel):
     ) = None
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
     include: list[str] | None = None
-    prompt: dict[str, Any] | None = None
+    prompt: PromptParam | None = None
     # Bounds the built-in tool calls (file_search, code_interpreter) of the response, all together.
     max_tool_calls: Annotated[RequestInt, Field(ge=1)] | None = None
     # ``tools`` entries of the built-in kinds, parsed, with their place in ``tools``.
@@ -243,6 +327,7 @@ class ResponseCreateParams(RequestModel):
         # Named one by one, so that a client learns which of its parameters assistd does not serve (yet),
         # rather than getting an answer that silently ignored it.
         for index, tool in enumerate(self.tools or []):
+            refuse_unserved_tool(index, tool)
             kind = tool.get("type")
             if kind == "function":
                 continue  # checked by ``_functions``
@@ -260,8 +345,6 @@ class ResponseCreateParams(RequestModel):
             )
         if self.background:
             raise ParamValueError("background responses are not served by assistd yet.", "background")
-        if self.prompt is not None:
-            raise ParamValueError("prompt templates are not served by assistd.", "prompt")
         for index, value in enumerate(self.include or []):
             if value not in INCLUDABLE:
                 raise ParamValueError(
@@ -381,6 +464,55 @@ class ResponseCreateParams(RequestModel):
         }
 
 
+# Counting input tokens (``POST /v1/responses/input_tokens``) ----------------------------------------
+
+# The body OpenAI's ``TokenCountsBody`` takes: the parameters of a create that shape the model's input.
+_COUNTED = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "previous_response_id",
+        "conversation",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "text",
+        "reasoning",
+        "truncation",
+        "personality",
+    }
+)
+
+
+class InputTokenCountParams(ResponseCreateParams):
+    """What ``input_tokens`` counts: a create's body less what does not reach the model (``stream``,
+    ``store``, ``metadata``, ...), checked as a create's is, so that a count is refused where the create
+    would be."""
+
+    personality: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counted_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in _COUNTED:
+                    raise ParamValueError(f"Unrecognized request argument supplied: {key}", key)
+        return data
+
+    @model_validator(mode="after")
+    def _personality(self) -> InputTokenCountParams:
+        if self.personality is not None:
+            raise ParamValueError("personality presets are not served by assistd.", "personality")
+        return self
+
+
+class InputTokenCount(WireModel):
+    object: Literal["response.input_tokens"] = "response.input_tokens"
+    input_tokens: int
+
+
 # The response -----------------------------------------------------------------------------------
 
 
@@ -444,6 +576,8 @@ class Response(WireModel):
     user: str | None
     safety_identifier: str | None
     usage: ResponseUsage | None
+    # ``{id, variables, version}`` of the request's prompt (an assistant), or null.
+    prompt: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
