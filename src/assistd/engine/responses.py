@@ -142,7 +142,7 @@ class Responses:
             for message, at in zip(parsed.messages, parsed.message_at, strict=True):
                 ids.append((await message_store.insert(session, tenant, thread_id, message, at=at)).id)
             run = self._run_row(tenant, thread_id, params, instructions)
-            request = {**params.echoed(), "store": stored}
+            request = {**params.echoed(), "store": stored, "background": params.background is True}
             row = store.new_row(
                 tenant,
                 run.id,

@@ -150,8 +150,6 @@ class ResponseCreateParams(RequestModel):
             raise ParamValueError(
                 f"tools of type {kind!r} are not served by assistd.", f"tools[{index}].type"
             )
-        if self.background:
-            raise ParamValueError("background responses are not served by assistd yet.", "background")
         if self.prompt is not None:
             raise ParamValueError("prompt templates are not served by assistd.", "prompt")
         for index, value in enumerate(self.include or []):
@@ -165,6 +163,13 @@ class ResponseCreateParams(RequestModel):
                 "'previous_response_id' or 'conversation'.",
                 "previous_response_id",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _background_is_stored(self) -> ResponseCreateParams:
+        # OpenAI's rule: a background response is fetched (polled, resumed) later, so it must be kept.
+        if self.background and self.store is False:
+            raise ParamValueError("Background responses must be stored: 'store' cannot be false.", "store")
         return self
 
     @property
