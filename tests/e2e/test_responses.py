@@ -387,7 +387,7 @@ def test_parameter_errors(server: AssistdServer) -> None:
             {"model": "fake-model", "input": "Hi", "tools": [{"type": "function", "name": "f"}]},
             "tools[0].type",
         ),
-        ({"model": "fake-model", "input": "Hi", "background": True}, "background"),
+        ({"model": "fake-model", "input": "Hi", "background": True, "store": False}, "store"),
         ({"model": "fake-model", "input": "Hi", "include": ["everything"]}, "include[0]"),
         ({"model": "fake-model", "input": "Hi", "conversation": {"id": ""}}, "conversation"),
         ({"model": "fake-model", "input": "Hi", "conversation": {}}, "conversation.id"),
