@@ -185,7 +185,8 @@ async def resumed_response_events(
 
     The run's log replayed from its start gives every event the number the original stream gave it. A log
     that no longer holds the start (pruned, or lost with a process's memory) cannot number the events as
-    the original did: the stream is then the response's last event alone, numbered ``after + 1``.
+    the original did: the stream is then ``response.created`` (without ``after``) and the response's last
+    event, numbered on from ``after``.
     """
     turn = replayed.turn
     assert isinstance(turn, ReplayTurn)
