@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     # How long a run's events stay in the log after it ends (for streams that resume), in seconds.
     run_events_retention_seconds: float = Field(default=3600.0, ge=0)
+    # How long a stored response (/v1/responses) is kept after it is created, in days, once it has ended;
+    # older ones are deleted with the thread of their own (docs/responses.md, "Retention"). 0: kept forever.
+    response_retention_days: float = Field(default=30.0, ge=0)
     requires_action_expiry_seconds: float = Field(default=600.0, gt=0)
     maintenance_interval_seconds: float = Field(default=1.0, gt=0)
     poll_after_ms: int = Field(default=25, ge=0)

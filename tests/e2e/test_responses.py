@@ -385,7 +385,7 @@ def test_parameter_errors(server: AssistdServer) -> None:
         ({"model": "fake-model", "input": "Hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
         # A function tool is served (tests/e2e/test_response_functions.py); one without a name is not.
         ({"model": "fake-model", "input": "Hi", "tools": [{"type": "function"}]}, "tools[0].name"),
-        ({"model": "fake-model", "input": "Hi", "background": True}, "background"),
+        ({"model": "fake-model", "input": "Hi", "background": True, "store": False}, "store"),
         ({"model": "fake-model", "input": "Hi", "include": ["everything"]}, "include[0]"),
         ({"model": "fake-model", "input": "Hi", "conversation": {"id": ""}}, "conversation"),
         ({"model": "fake-model", "input": "Hi", "conversation": {}}, "conversation.id"),

@@ -274,3 +274,22 @@ def test_the_last_listener_leaving_lets_a_read_in_progress_end(migrated_url: str
         assert not reading.cancelled()
 
     _run(scenario, migrated_url)
+
+
+def test_a_listener_from_now_starts_after_one_attached_at_a_vouched_seq(migrated_url: str) -> None:
+    """A run followed only by a listener attached at a seq it vouches for (a worker watching its own run
+    for a cancel, ``read=False``): one attached "from now" next gets what comes after, not the old events."""
+
+    async def scenario(bus: LogBus, _other: LogBus) -> None:
+        await bus.publish("run_v", _delta(0), _delta(1), _delta(2))
+        watcher = bus.subscription()
+        await watcher.attach("run_v", after=3, read=False)
+        listener = bus.subscription()
+        await listener.attach("run_v")
+        await bus.publish("run_v", _delta(3))
+        assert _numbers(await _take(listener, 1)) == [3]
+        assert _numbers(await _take(watcher, 1)) == [3]
+        watcher.close()
+        listener.close()
+
+    _run(scenario, migrated_url)

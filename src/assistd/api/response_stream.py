@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..engine.events import StreamEvent
+from ..engine.response_replay import ReplayTurn
 from ..engine.responses import Responses, ResponseTurn
 from ..engine.turns import text_pieces
 from ..errors import AssistdError
@@ -338,3 +339,49 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
         # A stream its client left: the run goes on, and its thread stays (``forget`` keeps a running one).
         with contextlib.suppress(Exception):
             await responses.forget(created)
+
+
+# Resumed streams (background responses) ----------------------------------------------------------
+
+# The events whose response the original stream showed before the run wrote anything.
+_OPENING = {"response.created": "queued", "response.in_progress": "in_progress"}
+_LAST = {*_ENDINGS.values(), "error"}
+
+
+def _as_it_was(kind: str, response: dict[str, Any]) -> dict[str, Any]:
+    """An opening event's response as the original stream showed it: replayed, the response is read as it
+    stands now (perhaps completed), and the stream's own events say what came after."""
+    shown = {**response, "status": _OPENING[kind], "output": [], "completed_at": None, "error": None}
+    shown.pop("usage", None)
+    return {**shown, "incomplete_details": None}
+
+
+async def resumed_response_events(
+    responses: Responses, replayed: ResponseTurn, after: int | None
+) -> AsyncIterator[StreamEvent]:
+    """A background response's stream again (``engine/response_replay.py``), from the event after
+    ``sequence_number`` ``after`` (None: from the first), live until the response ends.
+
+    The run's log replayed from its start gives every event the number the original stream gave it. A log
+    that no longer holds the start (pruned, or lost with a process's memory) cannot number the events as
+    the original did: the stream is then ``response.created`` (without ``after``) and the response's last
+    event, numbered on from ``after``.
+    """
+    turn = replayed.turn
+    assert isinstance(turn, ReplayTurn)
+    # The next number this stream gives: the client's numbers go on from ``after``, whatever happens.
+    number = 0 if after is None else after + 1
+    async for event in response_events(responses, replayed):
+        data = event.data
+        assert isinstance(data, dict)
+        if turn.whole is False:
+            # ``response.created`` (made before the log's first event was read) is the only one let by.
+            if event.event in _LAST:
+                yield StreamEvent(event.event, {**data, "sequence_number": number})
+            continue
+        if data["sequence_number"] < number:
+            continue
+        if event.event in _OPENING:
+            data = {**data, "response": _as_it_was(event.event, data["response"])}
+        number = data["sequence_number"] + 1
+        yield StreamEvent(event.event, data)

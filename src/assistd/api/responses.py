@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from ..engine import input_tokens
+from ..engine.response_replay import answer_queued, replay
 from ..engine.responses import Responses
 from ..errors import InvalidRequestError
 from ..protocol.responses import INCLUDABLE, InputTokenCountParams, ResponseCreateParams
@@ -15,7 +16,7 @@ from .conversations import IncludeBrackets, IncludePlain
 from .deps import RunEngine, RunKey, Tenant
 from .pagination import page_query
 from .render import json_response
-from .response_stream import response_events
+from .response_stream import response_events, resumed_response_events
 from .sse import response_stream
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
@@ -37,6 +38,8 @@ async def create_response(
     created = await responses.create(tenant, params, key_id=key)
     if params.stream:
         return response_stream(response_events(responses, created))
+    if params.background:
+        return json_response(await answer_queued(responses, created))
     return json_response(await responses.answer(created))
 
 
@@ -55,10 +58,19 @@ def _include(brackets: list[str] | None, plain: list[str] | None) -> list[str]:
 async def retrieve_response(
     response_id: str,
     tenant: Tenant,
+    engine: RunEngine,
     responses: Service,
     include: IncludeBrackets = None,
     include_plain: IncludePlain = None,
+    stream: Annotated[bool, Query()] = False,
+    starting_after: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    # Accepted and moot, as on create: assistd's deltas carry no obfuscation padding.
+    include_obfuscation: Annotated[bool | None, Query()] = None,
 ) -> Response:
+    if stream:
+        # A background response's stream again, from the event after ``starting_after``.
+        replayed = await replay(engine, tenant, response_id)
+        return response_stream(resumed_response_events(responses, replayed, starting_after))
     # As OpenAI: a retrieve shows what its own ``include`` asks for, whatever the create's was.
     included = _include(include, include_plain)
     return json_response(await responses.retrieve(tenant, response_id, included))

@@ -64,7 +64,12 @@ class LogSubscription:
         caught by the look at the heads every ``safety_poll_seconds``."""
         if after is not None:
             self._runs[run_id] = after
-            self._bus._follow(run_id, self, read=read)
+            vouched = self._bus._follow(run_id, self, read=read)
+            if not read:
+                # The caller vouches that the log holds no event after ``after`` it has not seen: the head
+                # is there at least. A listener that attaches "from now" next starts at the head, and must
+                # not start before this one's ``after`` (it would be handed the run's old events).
+                vouched.head = max(vouched.head, after)
             return
         followed = self._bus._followed.get(run_id)
         if followed is not None and self._bus._positions(run_id, followed):

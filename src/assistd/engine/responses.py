@@ -196,6 +196,7 @@ class Responses:
                 request={
                     **prepared.echo,
                     "store": stored,
+                    "background": params.background is True,
                     # ``include`` is the create's: its answer and stream show what it asks for.
                     "include": list(params.include or []),
                     STEPS_BEFORE: prepared.steps_before,

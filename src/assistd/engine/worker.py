@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from ..config import Settings
 from ..store import jobs, processes, run_events
+from ..store import responses as response_store
 from ..store import runs as run_store
 from ..store.clock import now
 from ..store.database import Database
@@ -385,6 +386,7 @@ class WorkerPool:
             every = min(_PRUNE_EVERY_SECONDS, self._settings.run_events_retention_seconds / 10)
             if time.monotonic() - pruned_at >= every:
                 await self.prune_events()
+                await self.prune_responses()
                 pruned_at = time.monotonic()
             await asyncio.sleep(self._settings.maintenance_interval_seconds)
 
@@ -428,6 +430,23 @@ class WorkerPool:
             await processes.live(session, time.time() - self._settings.run_lease_seconds)
         if pruned:
             log.info("pruned %d events of ended runs", pruned)
+
+    async def prune_responses(self) -> None:
+        """Delete the stored responses older than ``response_retention_days`` that have ended, a batch at a
+        time (each in a transaction of its own), with the threads of their own. Any worker may do it."""
+        days = self._settings.response_retention_days
+        if days <= 0:
+            return
+        cutoff = now() - int(days * 86_400)
+        total = 0
+        while True:
+            async with self._db.write() as session:
+                pruned = await response_store.prune(session, cutoff, state.TERMINAL)
+            total += pruned
+            if pruned < response_store.PRUNE_BATCH:
+                break
+        if total:
+            log.info("pruned %d responses past their retention", total)
 
     async def expire_overdue(self) -> None:
         """Runs left waiting for tool outputs past their ``expires_at`` become ``expired``."""

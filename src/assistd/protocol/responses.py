@@ -343,8 +343,6 @@ class ResponseCreateParams(RequestModel):
             raise ParamValueError(
                 f"tool_choice names '{self.tool_choice.type}', which is not in 'tools'.", "tool_choice"
             )
-        if self.background:
-            raise ParamValueError("background responses are not served by assistd yet.", "background")
         for index, value in enumerate(self.include or []):
             if value not in INCLUDABLE:
                 raise ParamValueError(
@@ -367,6 +365,13 @@ class ResponseCreateParams(RequestModel):
     def functions(self) -> list[FunctionToolParam]:
         """The request's function tools, in ``tools`` order."""
         return self._function_tools
+
+    @model_validator(mode="after")
+    def _background_is_stored(self) -> ResponseCreateParams:
+        # OpenAI's rule: a background response is fetched (polled, resumed) later, so it must be kept.
+        if self.background and self.store is False:
+            raise ParamValueError("Background responses must be stored: 'store' cannot be false.", "store")
+        return self
 
     @property
     def conversation_id(self) -> str | None:

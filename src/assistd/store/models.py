@@ -137,7 +137,11 @@ class ResponseRow(_Object, Base):
     ids of the messages that were its input. Only stored responses (``store`` true) have a row."""
 
     __tablename__ = "responses"
-    __table_args__ = (Index("ix_responses_run", "run_id"),)
+    __table_args__ = (
+        Index("ix_responses_run", "run_id"),
+        # Retention (``store.responses.prune``) finds the oldest ones.
+        Index("ix_responses_created_at", "created_at"),
+    )
 
     run_id: Mapped[str] = mapped_column(String(64))
     thread_id: Mapped[str] = mapped_column(String(64))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import InvalidRequestError
 from ..ids import new_id
 from ..protocol.common import ListPage
 from ..protocol.messages import Message
+from . import threads as thread_store
 from .clock import now
 from .detached import fetch_one, fetch_owned, insert_rows, owned
 from .messages import to_wire as message_to_wire
@@ -166,3 +168,40 @@ async def copy_context(session: AsyncSession, tenant: str, previous: ResponseRow
 def new_thread(tenant: str) -> ThreadRow:
     """The thread of a response of its own (neither conversation nor previous response)."""
     return ThreadRow(id=new_id("thread"), tenant=tenant, created_at=now(), tool_resources=None, meta={})
+
+
+# Retention ----------------------------------------------------------------------------------------
+
+
+# Responses one pruning transaction deletes at most.
+PRUNE_BATCH = 500
+
+
+async def prune(
+    session: AsyncSession, older_than: int, terminal: Collection[str], limit: int = PRUNE_BATCH
+) -> int:
+    """Delete the stored responses created before ``older_than`` (Unix seconds) whose run has ended (its
+    status is in ``terminal``) or is gone, at most ``limit`` of them; how many went. A response's thread of
+    its own (not a conversation) goes with it once no stored response is left on it (a chain shares one
+    thread: the oldest responses go first, the thread with the last) and no run is active there."""
+    rows = (
+        await session.execute(
+            select(ResponseRow.id, ResponseRow.tenant, ResponseRow.thread_id, ResponseRow.conversation_id)
+            .outerjoin(RunRow, RunRow.id == ResponseRow.run_id)
+            .where(ResponseRow.created_at < older_than, or_(RunRow.id.is_(None), RunRow.status.in_(terminal)))
+            .order_by(ResponseRow.created_at)
+            .limit(limit)
+        )
+    ).all()
+    if not rows:
+        return 0
+    await session.execute(delete(ResponseRow).where(ResponseRow.id.in_([row.id for row in rows])))
+    own = sorted({(row.tenant, row.thread_id) for row in rows if row.conversation_id is None})
+    for tenant, thread_id in own:
+        kept = await session.scalar(select(ResponseRow.id).where(ResponseRow.thread_id == thread_id).limit(1))
+        free = await session.scalar(
+            select(ThreadRow.id).where(ThreadRow.id == thread_id, ThreadRow.active_run_id.is_(None))
+        )
+        if kept is None and free is not None:
+            await thread_store.remove(session, tenant, thread_id)
+    return len(rows)
