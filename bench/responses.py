@@ -16,9 +16,9 @@ both:
   ``runs.create(stream=True)`` (the events ``runs.stream`` reads, without its client-side accumulation, as
   on the Responses side) until the first ``thread.message.delta``, on a thread with the message made
   beforehand. The upstream sends the role chunk at once and the first content chunk ``--chunk-delay``
-  later; the fake notes when it writes each. "First delta over upstream" = (first delta at the client −
-  request sent) − (first content chunk written − role chunk written): what assistd adds to the model's own
-  time to its first token, before the upstream call and after it. "Relay" = first delta at the client −
+  later; the fake notes when it writes each. "First delta over upstream" = (first delta at the client -
+  request sent) - (first content chunk written - role chunk written): what assistd adds to the model's own
+  time to its first token, before the upstream call and after it. "Relay" = first delta at the client -
   first content chunk written.
 
 ``--pg`` (or ``BENCH_PG``) runs the same on a fresh PostgreSQL database too.
@@ -253,9 +253,7 @@ def run(
     result.metric("stream: responses first delta over upstream p95", responses.over.p(95), "ms")
     result.metric("stream: runs first delta over upstream p50", runs.over.p50, "ms")
     result.metric("stream: runs first delta over upstream p95", runs.over.p(95), "ms")
-    result.metric(
-        "stream: threads.create + runs first delta over upstream p50", runs_with_thread.p50, "ms"
-    )
+    result.metric("stream: threads.create + runs first delta over upstream p50", runs_with_thread.p50, "ms")
     result.metric("stream: responses relay (chunk -> delta) p50", responses.relay.p50, "ms")
     result.metric("stream: runs relay (chunk -> delta) p50", runs.relay.p50, "ms")
     result.metric(

@@ -19,12 +19,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..engine.events import StreamEvent
-from ..engine.responses import Responses, ResponseTurn
+from ..engine.responses import Responses, ResponseTurn, response_of
 from ..engine.turns import text_pieces
 from ..errors import AssistdError
 from ..protocol.items import message_to_item
 from ..protocol.messages import Message
-from ..protocol.responses import output_item
+from ..protocol.responses import Response, output_item
+from ..protocol.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +114,36 @@ def _message(data: BaseModel | dict[str, Any]) -> Message:
     return data if isinstance(data, Message) else Message.model_validate(data)
 
 
+def _as_queued(created: ResponseTurn) -> Response:
+    """The response as its run was queued: what ``response.created`` shows, without a read (the run is the one
+    the create returned, and it has written nothing yet)."""
+    return response_of(created.row, created.turn.run, [])
+
+
+async def _as_started(
+    responses: Responses, created: ResponseTurn, stream: _Stream, data: BaseModel | dict[str, Any]
+) -> Response:
+    """The response as ``thread.run.in_progress`` leaves it. Before the run has written a message (its first
+    start: every time but after tool outputs) that is the event's run with no output, and needs no read;
+    after, the messages are read with it."""
+    if stream.items:
+        return await responses.read(created.row)
+    run = data if isinstance(data, Run) else Run.model_validate(data)
+    return response_of(created.row, run, [])
+
+
 async def response_events(responses: Responses, created: ResponseTurn) -> AsyncIterator[StreamEvent]:
     """The response's stream, from ``response.created`` to its last event."""
     stream = _Stream()
     turn = created.turn
     try:
-        first = await responses.read(created.row)
+        first = _as_queued(created)
         yield stream.event("response.created", {"response": first.model_dump(mode="json")})
         ended = False
         async for event in turn.events():
             name = event.event
             if name == "thread.run.in_progress":
-                response = await responses.read(created.row)
+                response = await _as_started(responses, created, stream, event.data)
                 yield stream.event("response.in_progress", {"response": response.model_dump(mode="json")})
             elif name == "thread.message.created":
                 for out in stream.opened(_message(event.data)):

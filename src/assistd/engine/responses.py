@@ -234,7 +234,8 @@ class Responses:
     async def answer(self, created: ResponseTurn) -> Response:
         """The response once its run has ended (or as it stands when the wait is up)."""
         try:
-            await created.turn.wait()
+            # Not ``wait``: its reads of how the run ended would be read again just below.
+            await created.turn.stopped()
         finally:
             created.turn.close()
         response = await self.read(created.row)
