@@ -120,6 +120,10 @@ class Text:
     prompt_tokens: int = 10
     completion_tokens: int | None = None
     finish_reason: str = "stop"
+    # Sent as ``usage.prompt_tokens_details.cached_tokens`` / ``completion_tokens_details.reasoning_tokens``
+    # when given (the details are left out otherwise, as many OpenAI-compatible servers do).
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -863,13 +867,16 @@ class FakeUpstream:
                 payload = responder.completion(
                     reply.text, [], reply.finish_reason, reply.prompt_tokens, completion_tokens
                 )
+                payload["usage"].update(_usage_details(reply.cached_tokens, reply.reasoning_tokens))
                 await self._send_json(send, 200, payload)
                 return
             groups: list[list[bytes]] = [[_sse(responder.chunk({"role": "assistant", "content": ""}))]]
             groups += [[_sse(responder.chunk({"content": p}))] for p in pieces]
             tail = [_sse(responder.chunk({}, reply.finish_reason))]
             if include_usage:
-                tail.append(_sse(responder.usage_chunk(reply.prompt_tokens, completion_tokens)))
+                usage = responder.usage_chunk(reply.prompt_tokens, completion_tokens)
+                usage["usage"].update(_usage_details(reply.cached_tokens, reply.reasoning_tokens))
+                tail.append(_sse(usage))
             tail.append(_DONE)
             groups.append(tail)
             await self._stream(send, groups, reply.chunk_delay_s)
@@ -980,6 +987,15 @@ class _Responder:
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": _usage(prompt_tokens, completion_tokens),
         }
+
+
+def _usage_details(cached_tokens: int | None, reasoning_tokens: int | None) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if cached_tokens is not None:
+        details["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    if reasoning_tokens is not None:
+        details["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return details
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -17,7 +17,6 @@ from ..config import Settings
 from ..errors import AssistdError, UpstreamError
 from ..llm.registry import ProviderRegistry
 from ..llm.types import TokenUsage
-from ..protocol.runs import Usage
 from ..store import api_keys, jobs
 from ..store import messages as message_store
 from ..store import runs as run_store
@@ -31,6 +30,7 @@ from ..tools.citations import CitationFilter
 from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
 from . import context, state
+from . import usage as stored_usage
 from .bus import RunBus, Sequenced
 from .events import StreamEvent
 from .made_files import MadeFiles, take_made, with_made
@@ -107,14 +107,6 @@ class _Called:
 def _required_action(functions: list[_Call]) -> dict[str, Any]:
     calls = [{"id": call.id, "type": "function", "function": call.function()} for call in functions]
     return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
-
-
-def _usage(usage: TokenUsage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
 
 
 class RunExecutor:
@@ -437,7 +429,7 @@ class RunExecutor:
         """In ``_finish_turn``'s transaction: close the turn's message and tool step and move the run on.
         The events that tell it, and whether the model takes another turn."""
         assert turn.usage is not None
-        usage = _usage(turn.usage)
+        usage = stored_usage.of_turn(turn.usage)
         truncated = turn.finish_reason == "length"
         events = await self._close_message(session, turn, usage, made, truncated)
         called = None
@@ -448,7 +440,7 @@ class RunExecutor:
             # The managed key's count for the day, in the transaction that records the turn: counted once.
             await api_keys.add_tokens(session, run.api_key_id, api_keys.day_of(now()), usage["total_tokens"])
         # Written with the run's transition below, or alone when the run goes on without one.
-        total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
+        total = stored_usage.added(run.usage, usage)
         if called is None:
             if truncated and run.max_completion_tokens is not None:
                 reason = {"reason": "max_completion_tokens"}
@@ -478,7 +470,7 @@ class RunExecutor:
 
     @staticmethod
     async def _close_message(
-        session: AsyncSession, turn: _Turn, usage: dict[str, int], made: MadeFiles, truncated: bool
+        session: AsyncSession, turn: _Turn, usage: dict[str, Any], made: MadeFiles, truncated: bool
     ) -> list[StreamEvent]:
         """Store the turn's message, with what code_interpreter made that no message showed yet, and complete
         its message_creation step (which carries the turn's usage unless a tool_calls step follows it);
@@ -521,7 +513,7 @@ class RunExecutor:
         session: AsyncSession,
         run: RunRow,
         turn: _Turn,
-        usage: dict[str, int],
+        usage: dict[str, Any],
         outcomes: dict[int, ToolOutcome],
         made: MadeFiles,
     ) -> _Called:

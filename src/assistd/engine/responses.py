@@ -36,6 +36,7 @@ from ..store import threads as thread_store
 from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
+from . import usage as run_usage
 from .engine import POLL_WAIT_STATUSES, Engine
 from .state import TERMINAL
 from .turns import Turn
@@ -63,8 +64,11 @@ _STATUS = {
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
-def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
-    """The response object: ``row``'s record, its run ``run`` as it stands, the messages it wrote."""
+def response_of(
+    row: ResponseRow, run: Run, written: list[Message], stored_usage: dict[str, Any] | None = None
+) -> Response:
+    """The response object: ``row``'s record, its run ``run`` as it stands, the messages it wrote;
+    ``stored_usage`` the run's usage as stored, whose token details the wire ``run`` has no place for."""
     request = row.request
     error = None
     if run.last_error is not None:
@@ -74,13 +78,7 @@ def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
     incomplete = None
     if run.incomplete_details is not None:
         incomplete = {"reason": _INCOMPLETE.get(run.incomplete_details.reason, "max_output_tokens")}
-    usage = None
-    if run.usage is not None:
-        usage = {
-            "input_tokens": run.usage.prompt_tokens,
-            "output_tokens": run.usage.completion_tokens,
-            "total_tokens": run.usage.total_tokens,
-        }
+    usage = _usage_of(run, stored_usage)
     return Response.model_validate(
         {
             "id": row.id,
@@ -98,6 +96,20 @@ def response_of(row: ResponseRow, run: Run, written: list[Message]) -> Response:
             **{key: value for key, value in request.items() if key != "store"},
         }
     )
+
+
+def _usage_of(run: Run, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The response's usage: the run's counts, and the model's token details kept with them
+    (``engine/usage.py``)."""
+    if run.usage is None:
+        return None
+    return {
+        "input_tokens": run.usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": run_usage.cached_tokens(stored)},
+        "output_tokens": run.usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": run_usage.reasoning_tokens(stored)},
+        "total_tokens": run.usage.total_tokens,
+    }
 
 
 @dataclass
@@ -253,7 +265,9 @@ class Responses:
                     f"Response '{row.id}' is gone with its conversation.", param="response_id"
                 ) from None
             written = await message_store.written_by(session, row.run_id)
-        return response_of(row, run_store.to_wire(run), [message_store.to_wire(m) for m in written])
+        return response_of(
+            row, run_store.to_wire(run), [message_store.to_wire(m) for m in written], run.usage
+        )
 
     async def forget(self, created: ResponseTurn) -> None:
         """A response not stored leaves nothing behind once its run has ended: its own thread goes."""

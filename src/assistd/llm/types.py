@@ -33,6 +33,10 @@ class ToolCallDelta:
 class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
+    # Where the model says so (OpenAI's ``prompt_tokens_details`` / ``completion_tokens_details``): the
+    # prompt tokens read from its prompt cache, and the completion tokens spent reasoning; 0 otherwise.
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -219,11 +219,22 @@ def _convert(chunk: dict[str, Any]) -> list[ChatChunk]:
     usage = chunk.get("usage")
     if usage:
         usage = _object(usage, "usage")
+        prompt_details = _object(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details")
+        completion_details = _object(
+            usage.get("completion_tokens_details"), "usage.completion_tokens_details"
+        )
         out.append(
             ChatChunk(
                 usage=TokenUsage(
                     prompt_tokens=_int(usage.get("prompt_tokens") or 0, "usage.prompt_tokens"),
                     completion_tokens=_int(usage.get("completion_tokens") or 0, "usage.completion_tokens"),
+                    cached_tokens=_int(
+                        prompt_details.get("cached_tokens") or 0, "usage.prompt_tokens_details.cached_tokens"
+                    ),
+                    reasoning_tokens=_int(
+                        completion_details.get("reasoning_tokens") or 0,
+                        "usage.completion_tokens_details.reasoning_tokens",
+                    ),
                 )
             )
         )
