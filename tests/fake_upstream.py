@@ -92,6 +92,7 @@ __all__ = [
     "StreamError",
     "Text",
     "ToolCalls",
+    "fake_logprob",
     "main",
 ]
 
@@ -871,7 +872,10 @@ class FakeUpstream:
                 await self._send_json(send, 200, payload)
                 return
             groups: list[list[bytes]] = [[_sse(responder.chunk({"role": "assistant", "content": ""}))]]
-            groups += [[_sse(responder.chunk({"content": p}))] for p in pieces]
+            groups += [
+                [_sse(_with_logprobs(responder.chunk({"content": p}), body, p, i))]
+                for i, p in enumerate(pieces)
+            ]
             tail = [_sse(responder.chunk({}, reply.finish_reason))]
             if include_usage:
                 usage = responder.usage_chunk(reply.prompt_tokens, completion_tokens)
@@ -987,6 +991,33 @@ class _Responder:
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": _usage(prompt_tokens, completion_tokens),
         }
+
+
+def fake_logprob(piece: str, position: int, rank: int = 0) -> dict[str, Any]:
+    """The logprob the fake gives a streamed text piece (one piece, one token) at ``position``, or its
+    ``rank``-th alternative (``rank`` 0 is the token itself)."""
+    token = piece if rank == 0 else f"{piece.strip() or '_'}~{rank}"
+    return {
+        "token": token,
+        "logprob": -0.5 * (position + 1) - rank,
+        "bytes": list(token.encode("utf-8")),
+    }
+
+
+def _with_logprobs(
+    chunk: dict[str, Any], body: Mapping[str, Any], piece: str, position: int
+) -> dict[str, Any]:
+    """A content chunk with its token's logprob, as OpenAI sends it, when the request asked for logprobs
+    (``logprobs: true``, ``top_logprobs`` alternatives each)."""
+    if not body.get("logprobs"):
+        return chunk
+    top = body.get("top_logprobs") or 0
+    token = {
+        **fake_logprob(piece, position),
+        "top_logprobs": [fake_logprob(piece, position, rank) for rank in range(top)],
+    }
+    chunk["choices"][0]["logprobs"] = {"content": [token], "refusal": None}
+    return chunk
 
 
 def _usage_details(cached_tokens: int | None, reasoning_tokens: int | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ..engine.turns import text_pieces
 from ..errors import AssistdError
 from ..protocol.items import message_to_item
 from ..protocol.messages import Message
-from ..protocol.responses import Response, output_item
+from ..protocol.responses import Response, event_logprobs, output_item, with_logprobs
 from ..protocol.runs import Run
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class _Stream:
         self.sequence = 0
         # Message id → (output index, text so far).
         self.items: dict[str, tuple[int, list[str]]] = {}
+        # Message id → its token logprobs so far, as the model gave them (a run that asked for them).
+        self.logprobs: dict[str, list[dict[str, Any]]] = {}
 
     def event(self, kind: str, body: dict[str, Any]) -> StreamEvent:
         data = {"type": kind, "sequence_number": self.sequence, **body}
@@ -76,6 +78,7 @@ class _Stream:
             return []
         index, text = found
         events = []
+        tokens = self._delta_logprobs(str(body["id"]), body)
         for piece in text_pieces(body):
             text.append(piece)
             events.append(
@@ -86,24 +89,43 @@ class _Stream:
                         "output_index": index,
                         "content_index": 0,
                         "delta": piece,
-                        "logprobs": [],
+                        # A delta's tokens go with its first piece (a delta has one text part).
+                        "logprobs": event_logprobs(tokens),
                     },
                 )
             )
+            tokens = []
         return events
+
+    def _delta_logprobs(self, message_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The token logprobs a ``thread.message.delta`` carries (its run asked for them), kept for the
+        message's ``done`` events too."""
+        tokens = [
+            token
+            for part in body.get("delta", {}).get("content", [])
+            if part.get("type") == "text"
+            for token in part.get("text", {}).get("logprobs") or []
+        ]
+        if tokens:
+            self.logprobs.setdefault(message_id, []).extend(tokens)
+        return tokens
 
     def closed(self, message: Message) -> list[StreamEvent]:
         found = self.items.get(message.id)
         if found is None:
             return []
         index = found[0]
-        item = output_item(message_to_item(message))
+        tokens = self.logprobs.get(message.id, [])
+        item = with_logprobs(output_item(message_to_item(message)), tokens)
         texts = [part for part in item["content"] if part.get("type") == "output_text"]
         text = "".join(found[1])
         part = texts[0] if texts else {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         where = {"item_id": message.id, "output_index": index, "content_index": 0}
         return [
-            self.event("response.output_text.done", {**where, "text": part["text"], "logprobs": []}),
+            self.event(
+                "response.output_text.done",
+                {**where, "text": part["text"], "logprobs": event_logprobs(tokens)},
+            ),
             self.event("response.content_part.done", {**where, "part": part}),
             self.event("response.output_item.done", {"output_index": index, "item": item}),
         ]

@@ -71,6 +71,10 @@ class _Turn:
     builtin: set[str] = field(default_factory=set)
     # The draft message and its step are written while the first token already travels to clients.
     saving: asyncio.Task[None] | None = None
+    # The text's token logprobs, when the run asked for them: all of them (kept with the message), and
+    # those no delta event has carried yet.
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    unsent_logprobs: list[dict[str, Any]] = field(default_factory=list)
 
     async def saved(self) -> None:
         if self.saving is not None:
@@ -207,6 +211,10 @@ class RunExecutor:
         turn = _Turn(citations=CitationFilter(built.sources), builtin=context.builtin_tools(run.tools))
         try:
             async for chunk in provider.stream(request):
+                if chunk.logprobs:
+                    # Before the text: the delta event that shows it carries them.
+                    turn.logprobs.extend(chunk.logprobs)
+                    turn.unsent_logprobs.extend(chunk.logprobs)
                 if chunk.text:
                     await self._on_text(run, turn, chunk.text)
                 for delta in chunk.tool_calls:
@@ -312,6 +320,9 @@ class RunExecutor:
             part["annotations"] = annotations
         else:
             part["annotations"] = []
+        if turn.unsent_logprobs:
+            # Only a run that asked for logprobs (a response's) has them: the Responses stream shows them.
+            part["logprobs"], turn.unsent_logprobs = turn.unsent_logprobs, []
         self._bus.soon(
             run_id,
             StreamEvent(
@@ -489,6 +500,8 @@ class RunExecutor:
             message.status, message.completed_at = "completed", now()
         step.status, step.completed_at = "completed", now()
         step.usage = usage if turn.tool_step is None else None
+        kept = ("logprobs",) if turn.logprobs else ()
+        message.logprobs = turn.logprobs or None
         await save(
             session,
             message,
@@ -498,6 +511,7 @@ class RunExecutor:
             "incomplete_at",
             "incomplete_details",
             "completed_at",
+            *kept,
         )
         await save(session, step, "status", "completed_at", "usage")
         shown = [_message_delta(message.id, parts.delta)] if parts.delta else []

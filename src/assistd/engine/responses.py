@@ -18,6 +18,7 @@ The response's record (``store/responses.py``) keeps what the Responses API adds
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,13 @@ from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.common import ListPage, ParamValueError
 from ..protocol.items import input_to_messages, message_to_item
 from ..protocol.messages import Message
-from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams, output_item
+from ..protocol.responses import (
+    DeletedResponse,
+    Response,
+    ResponseCreateParams,
+    output_item,
+    with_logprobs,
+)
 from ..protocol.runs import Run
 from ..store import messages as message_store
 from ..store import responses as store
@@ -65,10 +72,15 @@ _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens"
 
 
 def response_of(
-    row: ResponseRow, run: Run, written: list[Message], stored_usage: dict[str, Any] | None = None
+    row: ResponseRow,
+    run: Run,
+    written: list[Message],
+    stored_usage: dict[str, Any] | None = None,
+    logprobs: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> Response:
     """The response object: ``row``'s record, its run ``run`` as it stands, the messages it wrote;
-    ``stored_usage`` the run's usage as stored, whose token details the wire ``run`` has no place for."""
+    ``stored_usage`` the run's usage as stored, whose token details the wire ``run`` has no place for;
+    ``logprobs`` the token logprobs kept with those messages, by message id (a wire message has none)."""
     request = row.request
     error = None
     if run.last_error is not None:
@@ -87,7 +99,10 @@ def response_of(
             "completed_at": run.completed_at if run.status == "completed" else None,
             "error": error,
             "incomplete_details": incomplete,
-            "output": [output_item(message_to_item(message)) for message in written],
+            "output": [
+                with_logprobs(output_item(message_to_item(message)), (logprobs or {}).get(message.id))
+                for message in written
+            ],
             "metadata": row.meta,
             "previous_response_id": row.previous_response_id,
             "conversation": {"id": row.conversation_id} if row.conversation_id is not None else None,
@@ -241,6 +256,7 @@ class Responses:
             parallel_tool_calls=params.parallel_tool_calls is not False,
             response_format=params.response_format(),
             reasoning_effort=params.reasoning.effort if params.reasoning is not None else None,
+            top_logprobs=params.logprobs_asked(),
         )
 
     async def answer(self, created: ResponseTurn) -> Response:
@@ -266,7 +282,11 @@ class Responses:
                 ) from None
             written = await message_store.written_by(session, row.run_id)
         return response_of(
-            row, run_store.to_wire(run), [message_store.to_wire(m) for m in written], run.usage
+            row,
+            run_store.to_wire(run),
+            [message_store.to_wire(m) for m in written],
+            run.usage,
+            {m.id: m.logprobs for m in written if m.logprobs},
         )
 
     async def forget(self, created: ResponseTurn) -> None:

@@ -19,6 +19,8 @@ class ChatRequest:
     max_tokens: int | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
+    # Ask for each output token's logprob with this many likeliest alternatives (0-20); None: do not ask.
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class ChatChunk:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: TokenUsage | None = None
+    # The logprobs of the tokens of ``text``, as OpenAI's Chat Completions gives them
+    # (``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}``), when they were asked for.
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
