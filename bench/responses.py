@@ -20,6 +20,11 @@ both:
   request sent) - (first content chunk written - role chunk written): what assistd adds to the model's own
   time to its first token, before the upstream call and after it. "Relay" = first delta at the client -
   first content chunk written.
+- *streamed, raw HTTP*: the same two streams read by ``httpx`` line by line (no SDK), until the line
+  ``event: response.output_text.delta`` / ``event: thread.message.delta``: the server's share alone. The SDK
+  builds a typed object of every event it reads, on the same two cores, and the Responses events before the
+  first delta (``response.created``, ``response.in_progress`` with the whole response) cost it more than the
+  runs' do.
 
 ``--pg`` (or ``BENCH_PG``) runs the same on a fresh PostgreSQL database too.
 """
@@ -37,9 +42,11 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from openai import OpenAI
 
 from bench.common import (
+    API_KEY,
     MODEL,
     Latency,
     Result,
@@ -155,6 +162,25 @@ def _first_run_delta(
     return figures, figures[1] + (start - made_from)
 
 
+def _first_raw_delta(
+    http: httpx.Client, fake: TimedFake, path: str, body: dict[str, Any], event: str
+) -> float:
+    """A stream read as raw SSE lines: its first delta's overhead over the upstream's own time."""
+    fake.sent_at.clear()
+    start = time.perf_counter()
+    first = None
+    marker = f"event: {event}"
+    with http.stream("POST", path, json=body) as answer:
+        if answer.status_code != 200:
+            raise RuntimeError(f"POST {path}: {answer.status_code}")
+        for line in answer.iter_lines():
+            if first is None and line == marker:
+                first = time.perf_counter()
+    if first is None:
+        raise RuntimeError(f"POST {path}: no {event}")
+    return _first_figures(start, first, fake.sent_at)[1]
+
+
 def _first_figures(start: float, first: float, sent_at: list[float]) -> tuple[float, float, float]:
     upstream_own = sent_at[1] - sent_at[0]
     return first - start, (first - start) - upstream_own, first - sent_at[1]
@@ -191,6 +217,7 @@ def run(
     )
     upstream = Latency()
     responses, runs, runs_only, runs_with_thread = _Side(), _Side(), Latency(), Latency()
+    raw_responses, raw_runs = Latency(), Latency()
     fake = TimedFake(record=False, default=Text("".join(CHUNKS), chunks=CHUNKS))
     fake.start()
     try:
@@ -199,6 +226,11 @@ def run(
             assistd_server(fake.base_url) as server,
             client_for(server) as client,
             OpenAI(base_url=fake.base_url, api_key="sk-upstream-bench", max_retries=0) as direct,
+            httpx.Client(
+                base_url=server.base_url,
+                headers={"Authorization": f"Bearer {API_KEY}", "OpenAI-Beta": "assistants=v2"},
+                timeout=60,
+            ) as http,
         ):
             assistant_id = create_assistant(client)
             # Non-streamed: the upstream answers at once.
@@ -231,6 +263,19 @@ def run(
                         _, over, relay = figures
                         side.over.add(over)
                         side.relay.add(relay)
+            # Streamed again, read as raw SSE lines: the server's share without the SDK's.
+            by_response_body = {"model": MODEL, "input": PROMPT, "instructions": INSTRUCTIONS, "stream": True}
+            for i in range(warmup + streams):
+                thread = client.beta.threads.create(messages=[{"role": "user", "content": PROMPT}])
+                run_body = {"assistant_id": assistant_id, "stream": True}
+                sides = [
+                    (raw_responses, "/responses", by_response_body, "response.output_text.delta"),
+                    (raw_runs, f"/threads/{thread.id}/runs", run_body, "thread.message.delta"),
+                ]
+                for figures, path, body, event in sides if i % 2 == 0 else sides[::-1]:
+                    over = _first_raw_delta(http, fake, path, body, event)
+                    if i >= warmup:
+                        figures.add(over)
     finally:
         fake.stop()
     base = upstream.p50
@@ -262,6 +307,15 @@ def run(
         "x",
         at_most=1.0,
     )
+    result.metric("raw stream: responses first delta over upstream p50", raw_responses.p50, "ms")
+    result.metric("raw stream: responses first delta over upstream p95", raw_responses.p(95), "ms")
+    result.metric("raw stream: runs first delta over upstream p50", raw_runs.p50, "ms")
+    result.metric("raw stream: runs first delta over upstream p95", raw_runs.p(95), "ms")
+    result.metric(
+        "raw stream: responses / runs first delta over upstream, p50",
+        raw_responses.p50 / raw_runs.p50,
+        "x",
+    )
     result.details = {
         "upstream_alone": upstream.summary(),
         "responses_create": responses.total.summary(),
@@ -272,6 +326,8 @@ def run(
         "runs_with_thread_first_delta_over_upstream": runs_with_thread.summary(),
         "responses_relay": responses.relay.summary(),
         "runs_relay": runs.relay.summary(),
+        "raw_responses_first_delta_over_upstream": raw_responses.summary(),
+        "raw_runs_first_delta_over_upstream": raw_runs.summary(),
         "chunk_delay_s": chunk_delay,
     }
     return result
