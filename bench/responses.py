@@ -58,28 +58,12 @@ from bench.common import (
     print_results,
     write_json,
 )
-from fake_upstream import FakeUpstream, Text
+from bench.stream_latency import TimedFake
+from fake_upstream import Text
 
 CHUNKS = ["Hello", " from", " the", " bench."]
 INSTRUCTIONS = "You are the assistant of a benchmark."
 PROMPT = "Hello"
-
-
-class TimedFake(FakeUpstream):
-    """A fake upstream that notes when it writes each body part of a streamed reply (write 0: the role
-    chunk, write k: the k-th content chunk), as ``stream_latency``'s does."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sent_at: list[float] = []
-
-    async def _stream(self, send: Any, groups: list[list[bytes]], chunk_delay_s: float) -> None:
-        async def timed_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body":
-                self.sent_at.append(time.perf_counter())
-            await send(message)
-
-        await super()._stream(timed_send, groups, chunk_delay_s)
 
 
 class _Side:

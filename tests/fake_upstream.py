@@ -112,7 +112,8 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 
 @dataclass
 class Text:
-    """An assistant text answer, streamed as ``chunks`` (default: split into word-ish pieces)."""
+    """An assistant text answer, streamed as ``chunks`` (default: split into word-ish pieces). When the
+    request asks for logprobs, each chunk carries its piece's, as one token (``fake_logprob``)."""
 
     text: str
     chunks: list[str] | None = None
