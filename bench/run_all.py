@@ -28,6 +28,7 @@ from bench import (
     create_and_poll,
     list_messages,
     local_model,
+    responses,
     retrieval,
     stream_latency,
     throughput,
@@ -39,6 +40,7 @@ NAMES = [
     "stream_latency",
     "throughput",
     "list_messages",
+    "responses",
     "local_model",
     "retrieval",
     "code_interpreter",
@@ -77,6 +79,13 @@ def main() -> None:
         ],
         "list_messages": lambda: list_messages.run(
             big=1_000 if quick else 10_000, calls=30 if quick else 200, warmup=5 if quick else 20
+        ),
+        # Responses against runs, side by side; PostgreSQL too with BENCH_PG.
+        "responses": lambda: responses.run_all(
+            calls=20 if quick else 200,
+            streams=10 if quick else 100,
+            warmup=3 if quick else 20,
+            pg_admin=os.environ.get("BENCH_PG"),
         ),
         "local_model": lambda: local_model.run(iterations=4 if quick else 12, warmup=1 if quick else 2),
         "retrieval": lambda: retrieval.run(

@@ -92,6 +92,7 @@ __all__ = [
     "StreamError",
     "Text",
     "ToolCalls",
+    "fake_logprob",
     "main",
 ]
 
@@ -111,7 +112,8 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 
 @dataclass
 class Text:
-    """An assistant text answer, streamed as ``chunks`` (default: split into word-ish pieces)."""
+    """An assistant text answer, streamed as ``chunks`` (default: split into word-ish pieces). When the
+    request asks for logprobs, each chunk carries its piece's, as one token (``fake_logprob``)."""
 
     text: str
     chunks: list[str] | None = None
@@ -120,6 +122,10 @@ class Text:
     prompt_tokens: int = 10
     completion_tokens: int | None = None
     finish_reason: str = "stop"
+    # Sent as ``usage.prompt_tokens_details.cached_tokens`` / ``completion_tokens_details.reasoning_tokens``
+    # when given (the details are left out otherwise, as many OpenAI-compatible servers do).
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -863,13 +869,19 @@ class FakeUpstream:
                 payload = responder.completion(
                     reply.text, [], reply.finish_reason, reply.prompt_tokens, completion_tokens
                 )
+                payload["usage"].update(_usage_details(reply.cached_tokens, reply.reasoning_tokens))
                 await self._send_json(send, 200, payload)
                 return
             groups: list[list[bytes]] = [[_sse(responder.chunk({"role": "assistant", "content": ""}))]]
-            groups += [[_sse(responder.chunk({"content": p}))] for p in pieces]
+            groups += [
+                [_sse(_with_logprobs(responder.chunk({"content": p}), body, p, i))]
+                for i, p in enumerate(pieces)
+            ]
             tail = [_sse(responder.chunk({}, reply.finish_reason))]
             if include_usage:
-                tail.append(_sse(responder.usage_chunk(reply.prompt_tokens, completion_tokens)))
+                usage = responder.usage_chunk(reply.prompt_tokens, completion_tokens)
+                usage["usage"].update(_usage_details(reply.cached_tokens, reply.reasoning_tokens))
+                tail.append(_sse(usage))
             tail.append(_DONE)
             groups.append(tail)
             await self._stream(send, groups, reply.chunk_delay_s)
@@ -980,6 +992,42 @@ class _Responder:
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": _usage(prompt_tokens, completion_tokens),
         }
+
+
+def fake_logprob(piece: str, position: int, rank: int = 0) -> dict[str, Any]:
+    """The logprob the fake gives a streamed text piece (one piece, one token) at ``position``, or its
+    ``rank``-th alternative (``rank`` 0 is the token itself)."""
+    token = piece if rank == 0 else f"{piece.strip() or '_'}~{rank}"
+    return {
+        "token": token,
+        "logprob": -0.5 * (position + 1) - rank,
+        "bytes": list(token.encode("utf-8")),
+    }
+
+
+def _with_logprobs(
+    chunk: dict[str, Any], body: Mapping[str, Any], piece: str, position: int
+) -> dict[str, Any]:
+    """A content chunk with its token's logprob, as OpenAI sends it, when the request asked for logprobs
+    (``logprobs: true``, ``top_logprobs`` alternatives each)."""
+    if not body.get("logprobs"):
+        return chunk
+    top = body.get("top_logprobs") or 0
+    token = {
+        **fake_logprob(piece, position),
+        "top_logprobs": [fake_logprob(piece, position, rank) for rank in range(top)],
+    }
+    chunk["choices"][0]["logprobs"] = {"content": [token], "refusal": None}
+    return chunk
+
+
+def _usage_details(cached_tokens: int | None, reasoning_tokens: int | None) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if cached_tokens is not None:
+        details["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    if reasoning_tokens is not None:
+        details["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return details
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -22,13 +22,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..engine.events import StreamEvent
+from ..engine.response_functions import Segment
 from ..engine.response_replay import ReplayTurn
-from ..engine.responses import Responses, ResponseTurn
+from ..engine.responses import Responses, ResponseTurn, response_of
 from ..engine.turns import text_pieces
 from ..errors import AssistdError
 from ..protocol.items import message_to_item, tool_item_id
 from ..protocol.messages import Message
-from ..protocol.responses import echoed_container, output_item
+from ..protocol.responses import Response, echoed_container, event_logprobs, output_item, with_logprobs
+from ..protocol.runs import Run
 from .response_tool_stream import ToolCallStream
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class _Stream:
         self._drafts: dict[str, Message] = {}
         # Output indexes are shared by all the response's items, messages and tool calls alike.
         self.outputs = 0
+        # Message id → its token logprobs so far, as the model gave them (a run that asked for them).
+        self.logprobs: dict[str, list[dict[str, Any]]] = {}
 
     def next_output(self) -> int:
         """The output index of the item opened now."""
@@ -98,6 +102,7 @@ class _Stream:
             return []
         index, text = found
         events = []
+        tokens = self._delta_logprobs(str(body["id"]), body)
         for piece in text_pieces(body):
             text.append(piece)
             events.append(
@@ -108,11 +113,26 @@ class _Stream:
                         "output_index": index,
                         "content_index": 0,
                         "delta": piece,
-                        "logprobs": [],
+                        # A delta's tokens go with its first piece (a delta has one text part).
+                        "logprobs": event_logprobs(tokens),
                     },
                 )
             )
+            tokens = []
         return events
+
+    def _delta_logprobs(self, message_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The token logprobs a ``thread.message.delta`` carries (its run asked for them), kept for the
+        message's ``done`` events too."""
+        tokens = [
+            token
+            for part in body.get("delta", {}).get("content", [])
+            if part.get("type") == "text"
+            for token in part.get("text", {}).get("logprobs") or []
+        ]
+        if tokens:
+            self.logprobs.setdefault(message_id, []).extend(tokens)
+        return tokens
 
     def closed(self, message: Message) -> list[StreamEvent]:
         # Closed once: a message may have been closed early, as a function call began (``close_messages``).
@@ -120,7 +140,7 @@ class _Stream:
         if found is None:
             return []
         index = found[0]
-        item = output_item(message_to_item(message))
+        item = with_logprobs(output_item(message_to_item(message)), self.logprobs.get(message.id))
         texts = [part for part in item["content"] if part.get("type") == "output_text"]
         text = "".join(found[1])
         part = texts[0] if texts else {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
@@ -134,16 +154,22 @@ class _Stream:
         for message_id, (index, text) in list(self.items.items()):
             del self.items[message_id]
             part = {"type": "output_text", "text": "".join(text), "annotations": [], "logprobs": []}
-            item = {**output_item(message_to_item(self._drafts[message_id])), "status": "completed"}
-            events += self._done(message_id, index, {**item, "content": [part]}, part)
+            draft = {**output_item(message_to_item(self._drafts[message_id])), "status": "completed"}
+            item = with_logprobs({**draft, "content": [part]}, self.logprobs.get(message_id))
+            part = item["content"][0]
+            events += self._done(message_id, index, item, part)
         return events
 
     def _done(
         self, message_id: str, index: int, item: dict[str, Any], part: dict[str, Any]
     ) -> list[StreamEvent]:
         where = {"item_id": message_id, "output_index": index, "content_index": 0}
+        tokens = self.logprobs.get(message_id, [])
         return [
-            self.event("response.output_text.done", {**where, "text": part["text"], "logprobs": []}),
+            self.event(
+                "response.output_text.done",
+                {**where, "text": part["text"], "logprobs": event_logprobs(tokens)},
+            ),
             self.event("response.content_part.done", {**where, "part": part}),
             self.event("response.output_item.done", {"output_index": index, "item": item}),
         ]
@@ -276,6 +302,28 @@ def _message(data: BaseModel | dict[str, Any]) -> Message:
     return data if isinstance(data, Message) else Message.model_validate(data)
 
 
+# The segment of a response whose run has written nothing yet.
+_NOTHING_YET = Segment([], waited=False)
+
+
+def _as_queued(created: ResponseTurn) -> Response:
+    """The response as its run was queued: what ``response.created`` shows, without a read (the run is the one
+    the create returned, and it has written nothing yet)."""
+    return response_of(created.row, created.turn.run, _NOTHING_YET, [])
+
+
+async def _as_started(
+    responses: Responses, created: ResponseTurn, stream: _Stream, data: BaseModel | dict[str, Any]
+) -> Response:
+    """The response as ``thread.run.in_progress`` leaves it. Before the run has written a message (its first
+    start: every time but after tool outputs) that is the event's run with no output, and needs no read;
+    after, the messages are read with it."""
+    if stream.outputs:
+        return await responses.read(created.row)
+    run = data if isinstance(data, Run) else Run.model_validate(data)
+    return response_of(created.row, run, _NOTHING_YET, [])
+
+
 async def response_events(responses: Responses, created: ResponseTurn) -> AsyncIterator[StreamEvent]:
     """The response's stream, from ``response.created`` to its last event."""
     stream = _Stream()
@@ -286,13 +334,13 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
         echoed_container(created.row.request.get("tools") or [], created.row.thread_id),
     )
     try:
-        first = await responses.read(created.row)
+        first = _as_queued(created)
         yield stream.event("response.created", {"response": first.model_dump(mode="json")})
         ended = False
         async for event in turn.events():
             name = event.event
             if name == "thread.run.in_progress":
-                response = await responses.read(created.row)
+                response = await _as_started(responses, created, stream, event.data)
                 yield stream.event("response.in_progress", {"response": response.model_dump(mode="json")})
             elif name == "thread.message.created":
                 for out in stream.opened(_message(event.data)):

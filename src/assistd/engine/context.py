@@ -140,6 +140,7 @@ async def build(
         max_tokens=max_tokens,
         response_format=_response_format(run.response_format),
         reasoning_effort=run.reasoning_effort,
+        top_logprobs=run.top_logprobs,
     )
     return RunContext(
         request=request, completion_used=completion_used, sources=sources, builtin_calls=builtin_calls

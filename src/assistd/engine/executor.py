@@ -17,7 +17,6 @@ from ..config import Settings
 from ..errors import AssistdError, UpstreamError
 from ..llm.registry import ProviderRegistry
 from ..llm.types import ChatRequest, TokenUsage
-from ..protocol.runs import Usage
 from ..store import api_keys, jobs
 from ..store import messages as message_store
 from ..store import runs as run_store
@@ -31,6 +30,7 @@ from ..tools.citations import CitationFilter
 from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
 from . import context, state
+from . import usage as stored_usage
 from .bus import RunBus, Sequenced
 from .events import StreamEvent
 from .made_files import MadeFiles, take_made, with_made
@@ -71,6 +71,10 @@ class _Turn:
     builtin: set[str] = field(default_factory=set)
     # The draft message and its step are written while the first token already travels to clients.
     saving: asyncio.Task[None] | None = None
+    # The text's token logprobs, when the run asked for them: all of them (kept with the message), and
+    # those no delta event has carried yet.
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    unsent_logprobs: list[dict[str, Any]] = field(default_factory=list)
 
     async def saved(self) -> None:
         if self.saving is not None:
@@ -107,14 +111,6 @@ class _Called:
 def _required_action(functions: list[_Call]) -> dict[str, Any]:
     calls = [{"id": call.id, "type": "function", "function": call.function()} for call in functions]
     return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
-
-
-def _usage(usage: TokenUsage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
 
 
 class RunExecutor:
@@ -222,6 +218,10 @@ class RunExecutor:
         turn = _Turn(citations=CitationFilter(built.sources), builtin=builtin)
         try:
             async for chunk in provider.stream(request):
+                if chunk.logprobs:
+                    # Before the text: the delta event that shows it carries them.
+                    turn.logprobs.extend(chunk.logprobs)
+                    turn.unsent_logprobs.extend(chunk.logprobs)
                 if chunk.text:
                     await self._on_text(run, turn, chunk.text)
                 for delta in chunk.tool_calls:
@@ -334,6 +334,9 @@ class RunExecutor:
             part["annotations"] = annotations
         else:
             part["annotations"] = []
+        if turn.unsent_logprobs:
+            # Only a run that asked for logprobs (a response's) has them: the Responses stream shows them.
+            part["logprobs"], turn.unsent_logprobs = turn.unsent_logprobs, []
         self._bus.soon(
             run_id,
             StreamEvent(
@@ -451,7 +454,7 @@ class RunExecutor:
         """In ``_finish_turn``'s transaction: close the turn's message and tool step and move the run on.
         The events that tell it, and whether the model takes another turn."""
         assert turn.usage is not None
-        usage = _usage(turn.usage)
+        usage = stored_usage.of_turn(turn.usage)
         truncated = turn.finish_reason == "length"
         events = await self._close_message(session, turn, usage, made, truncated)
         called = None
@@ -462,7 +465,7 @@ class RunExecutor:
             # The managed key's count for the day, in the transaction that records the turn: counted once.
             await api_keys.add_tokens(session, run.api_key_id, api_keys.day_of(now()), usage["total_tokens"])
         # Written with the run's transition below, or alone when the run goes on without one.
-        total = (Usage.model_validate(run.usage or {}) + Usage.model_validate(usage)).model_dump()
+        total = stored_usage.added(run.usage, usage)
         if called is None:
             if truncated and run.max_completion_tokens is not None:
                 reason = {"reason": "max_completion_tokens"}
@@ -492,7 +495,7 @@ class RunExecutor:
 
     @staticmethod
     async def _close_message(
-        session: AsyncSession, turn: _Turn, usage: dict[str, int], made: MadeFiles, truncated: bool
+        session: AsyncSession, turn: _Turn, usage: dict[str, Any], made: MadeFiles, truncated: bool
     ) -> list[StreamEvent]:
         """Store the turn's message, with what code_interpreter made that no message showed yet, and complete
         its message_creation step (which carries the turn's usage unless a tool_calls step follows it);
@@ -511,6 +514,8 @@ class RunExecutor:
             message.status, message.completed_at = "completed", now()
         step.status, step.completed_at = "completed", now()
         step.usage = usage if turn.tool_step is None else None
+        kept = ("logprobs",) if turn.logprobs else ()
+        message.logprobs = turn.logprobs or None
         await save(
             session,
             message,
@@ -520,6 +525,7 @@ class RunExecutor:
             "incomplete_at",
             "incomplete_details",
             "completed_at",
+            *kept,
         )
         await save(session, step, "status", "completed_at", "usage")
         shown = [_message_delta(message.id, parts.delta)] if parts.delta else []
@@ -535,7 +541,7 @@ class RunExecutor:
         session: AsyncSession,
         run: RunRow,
         turn: _Turn,
-        usage: dict[str, int],
+        usage: dict[str, Any],
         outcomes: dict[int, ToolOutcome],
         made: MadeFiles,
     ) -> _Called:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..protocol.common import ListPage, ParamValueError
 from ..protocol.items import ParsedInput, input_to_messages, message_to_item
-from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams
+from ..protocol.responses import DeletedResponse, Response, ResponseCreateParams, with_logprobs
 from ..protocol.runs import Run, SubmitToolOutputsParams, ToolOutput
 from ..store import messages as message_store
 from ..store import responses as store
@@ -36,6 +36,7 @@ from ..store.detached import insert_rows
 from ..store.models import ResponseRow, RunRow
 from ..store.pagination import PageQuery
 from . import prompts
+from . import usage as run_usage
 from .engine import POLL_WAIT_STATUSES, Engine
 from .response_functions import (
     STEPS_BEFORE,
@@ -76,9 +77,16 @@ _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens"
 _NOT_SHOWN = ("store", "include", STEPS_BEFORE)
 
 
-def response_of(row: ResponseRow, run: Run, segment: Segment, output: list[dict[str, Any]]) -> Response:
+def response_of(
+    row: ResponseRow,
+    run: Run,
+    segment: Segment,
+    output: list[dict[str, Any]],
+    stored_usage: dict[str, Any] | None = None,
+) -> Response:
     """The response object: ``row``'s record, its run ``run`` as it stands, its ``segment`` of the run's
-    steps (``engine/response_functions.py``) and the output items they make."""
+    steps (``engine/response_functions.py``) and the output items they make; ``stored_usage`` the run's
+    usage as stored, whose token details the wire ``run`` has no place for."""
     request = row.request
     steps_before = int(request.get(STEPS_BEFORE, 0))
     error = None
@@ -89,16 +97,8 @@ def response_of(row: ResponseRow, run: Run, segment: Segment, output: list[dict[
     incomplete = None
     if run.incomplete_details is not None and not segment.waited:
         incomplete = {"reason": _INCOMPLETE.get(run.incomplete_details.reason, "max_output_tokens")}
-    usage = None
-    if steps_before or segment.waited:
-        # The run stands for more than this response: its usage is theirs together.
-        usage = segment.usage()
-    elif run.usage is not None:
-        usage = {
-            "input_tokens": run.usage.prompt_tokens,
-            "output_tokens": run.usage.completion_tokens,
-            "total_tokens": run.usage.total_tokens,
-        }
+    # A run that stands for more than this response: the segment's usage is this one's.
+    usage = segment.usage() if steps_before or segment.waited else _usage_of(run, stored_usage)
     status = _STATUS[run.status]
     completed_at = run.completed_at if run.status == "completed" else None
     if segment.waited:
@@ -149,6 +149,20 @@ class PreparedRun:
     echo: dict[str, Any]
     # The steps written into the run before its first turn (a stateless history's function calls).
     steps_before: int = 0
+
+
+def _usage_of(run: Run, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The response's usage: the run's counts, and the model's token details kept with them
+    (``engine/usage.py``)."""
+    if run.usage is None:
+        return None
+    return {
+        "input_tokens": run.usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": run_usage.cached_tokens(stored)},
+        "output_tokens": run.usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": run_usage.reasoning_tokens(stored)},
+        "total_tokens": run.usage.total_tokens,
+    }
 
 
 @dataclass
@@ -395,12 +409,14 @@ class Responses:
             parallel_tool_calls=params.parallel_tool_calls is not False,
             response_format=params.response_format(),
             reasoning_effort=params.reasoning.effort if params.reasoning is not None else None,
+            top_logprobs=params.logprobs_asked(),
         )
 
     async def answer(self, created: ResponseTurn) -> Response:
         """The response once its run has ended (or as it stands when the wait is up)."""
         try:
-            await created.turn.wait()
+            # Not ``wait``: its reads of how the run ended would be read again just below.
+            await created.turn.stopped()
         finally:
             created.turn.close()
         response = await self.read(created.row)
@@ -437,7 +453,13 @@ class Responses:
             shown,
             run_store.container_of(run.tools, run.thread_id),
         )
-        return response_of(row, run_store.to_wire(run), segment, segment_output(output))
+        # The token logprobs kept with the messages (a wire message has none), where the create asked.
+        logprobs = {m.id: m.logprobs for m in messages if m.logprobs}
+        output = [
+            with_logprobs(item, logprobs.get(item["id"])) if item["type"] == "message" else item
+            for item in segment_output(output)
+        ]
+        return response_of(row, run_store.to_wire(run), segment, output, run.usage)
 
     async def tool_items(self, row: ResponseRow, step_id: str) -> list[dict[str, Any]]:
         """The tool call items of the response's run step ``step_id`` as they stand, with the create's

@@ -43,6 +43,8 @@ RECHECK_SECONDS = 1.0
 _RUNNING = POLL_WAIT_STATUSES
 # ...and in these it holds its thread: no other run may start there.
 _HOLDING_THREAD = _RUNNING | {"requires_action"}
+# The statuses a run's events say before it stops: its first event (``thread.run.created``) is one too.
+_NOT_STOPPED = _RUNNING | {"created"}
 
 # How a turn ended: the status its run ended in (or stopped in, waiting for tool outputs), or "timeout"
 # when the turn's time was up before that.
@@ -138,6 +140,17 @@ class Turn:
             # was read: still running, it is "timeout" only once the time is up.
             if outcome.status != "timeout" or self._remaining() <= 0:
                 return outcome
+
+    async def stopped(self) -> None:
+        """Wait as ``wait`` does, until the run stops or the turn's time is up, but read nothing once it has:
+        for a caller that reads the run itself then (a response reads its run and messages). The status is
+        read at first and after each quiet ``RECHECK_SECONDS``; a status event says the rest."""
+        status = await self._status()
+        while status in _RUNNING and self._remaining() > 0:
+            event = await self._engine.wait_while(
+                self._listener, _NOT_STOPPED, min(RECHECK_SECONDS, self._remaining())
+            )
+            status = event.event.removeprefix("thread.run.") if event is not None else await self._status()
 
     async def text_deltas(self) -> AsyncIterator[str]:
         """The reply's text as the run writes it, piece by piece, until the run stops or the turn's time is

@@ -19,6 +19,8 @@ class ChatRequest:
     max_tokens: int | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
+    # Ask for each output token's logprob with this many likeliest alternatives (0-20); None: do not ask.
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class ToolCallDelta:
 class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
+    # Where the model says so (OpenAI's ``prompt_tokens_details`` / ``completion_tokens_details``): the
+    # prompt tokens read from its prompt cache, and the completion tokens spent reasoning; 0 otherwise.
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -45,6 +51,9 @@ class ChatChunk:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: TokenUsage | None = None
+    # The logprobs of the tokens of ``text``, as OpenAI's Chat Completions gives them
+    # (``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}``), when they were asked for.
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

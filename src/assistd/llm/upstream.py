@@ -147,6 +147,9 @@ def _arguments(request: ChatRequest) -> dict[str, Any]:
         "reasoning_effort": request.reasoning_effort,
     }
     args.update({key: value for key, value in optional.items() if value is not None})
+    if request.top_logprobs is not None:
+        args["logprobs"] = True
+        args["top_logprobs"] = request.top_logprobs
     return args
 
 
@@ -214,20 +217,66 @@ def _convert(chunk: dict[str, Any]) -> list[ChatChunk]:
             )
         text = _text(delta.get("content"), "content")
         finish_reason = _text(choice.get("finish_reason"), "finish_reason")
-        if text or calls or finish_reason:
-            out.append(ChatChunk(text=text or None, tool_calls=tuple(calls), finish_reason=finish_reason))
+        logprobs = _logprobs(choice.get("logprobs"))
+        if text or calls or finish_reason or logprobs:
+            out.append(
+                ChatChunk(
+                    text=text or None,
+                    tool_calls=tuple(calls),
+                    finish_reason=finish_reason,
+                    logprobs=logprobs,
+                )
+            )
     usage = chunk.get("usage")
     if usage:
         usage = _object(usage, "usage")
+        prompt_details = _object(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details")
+        completion_details = _object(
+            usage.get("completion_tokens_details"), "usage.completion_tokens_details"
+        )
         out.append(
             ChatChunk(
                 usage=TokenUsage(
                     prompt_tokens=_int(usage.get("prompt_tokens") or 0, "usage.prompt_tokens"),
                     completion_tokens=_int(usage.get("completion_tokens") or 0, "usage.completion_tokens"),
+                    cached_tokens=_int(
+                        prompt_details.get("cached_tokens") or 0, "usage.prompt_tokens_details.cached_tokens"
+                    ),
+                    reasoning_tokens=_int(
+                        completion_details.get("reasoning_tokens") or 0,
+                        "usage.completion_tokens_details.reasoning_tokens",
+                    ),
                 )
             )
         )
     return out
+
+
+def _logprobs(value: Any) -> tuple[dict[str, Any], ...]:
+    """A choice's ``logprobs.content``: the content tokens' logprobs (the refusal's are not shown)."""
+    tokens = _list(_object(value, "logprobs").get("content"), "logprobs.content")
+    return tuple(_token_logprob(token, "logprobs.content[]", top=True) for token in tokens)
+
+
+def _token_logprob(value: Any, name: str, *, top: bool) -> dict[str, Any]:
+    token = _object(value, name)
+    logprob = token.get("logprob")
+    if not isinstance(logprob, int | float) or isinstance(logprob, bool):
+        raise MalformedChunk(f"'{name}.logprob' is not a number")
+    raw = token.get("bytes")
+    if raw is not None and not (isinstance(raw, list) and all(isinstance(b, int) for b in raw)):
+        raise MalformedChunk(f"'{name}.bytes' is not a list of integers")
+    shown: dict[str, Any] = {
+        "token": _text(token.get("token"), f"{name}.token") or "",
+        "logprob": float(logprob),
+        "bytes": raw,
+    }
+    if top:
+        alternatives = _list(token.get("top_logprobs"), f"{name}.top_logprobs")
+        shown["top_logprobs"] = [
+            _token_logprob(alternative, f"{name}.top_logprobs[]", top=False) for alternative in alternatives
+        ]
+    return shown
 
 
 # The shape checks of ``_convert``: absent (None) is always allowed, as the fields are optional.

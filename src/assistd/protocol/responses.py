@@ -65,7 +65,8 @@ def refuse_unserved_tool(index: int, tool: dict[str, Any]) -> None:
 
 
 # What OpenAI's include may ask for. ``file_search_call.results`` and ``code_interpreter_call.outputs`` show
-# the built-in calls' results; the others are accepted and show nothing more (assistd makes no such items).
+# the built-in calls' results, ``message.output_text.logprobs`` (``LOGPROBS``) the output tokens' logprobs;
+# the others are accepted and show nothing more (assistd makes no such items).
 INCLUDABLE = (
     "file_search_call.results",
     "web_search_call.results",
@@ -76,6 +77,11 @@ INCLUDABLE = (
     "reasoning.encrypted_content",
     "message.output_text.logprobs",
 )
+
+
+# The include value that asks for the output tokens' logprobs, and OpenAI's bound on ``top_logprobs``.
+LOGPROBS = "message.output_text.logprobs"
+MAX_TOP_LOGPROBS = 20
 
 
 # The request ------------------------------------------------------------------------------------
@@ -313,6 +319,7 @@ class ResponseCreateParams(RequestModel):
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
     include: list[str] | None = None
     prompt: PromptParam | None = None
+    top_logprobs: Annotated[RequestInt, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     # Bounds the built-in tool calls (file_search, code_interpreter) of the response, all together.
     max_tool_calls: Annotated[RequestInt, Field(ge=1)] | None = None
     # ``tools`` entries of the built-in kinds, parsed, with their place in ``tools``.
@@ -428,6 +435,14 @@ class ResponseCreateParams(RequestModel):
             return {"type": choice.type}
         return run_tool_choice(choice)
 
+    def logprobs_asked(self) -> int | None:
+        """How many likeliest alternatives each output token's logprob comes with (``top_logprobs``, 0 when
+        not given), when ``include`` asks for ``message.output_text.logprobs``; None when it does not: the
+        model is asked for logprobs only then."""
+        if LOGPROBS not in (self.include or []):
+            return None
+        return self.top_logprobs or 0
+
     def response_format(self) -> dict[str, Any] | str:
         """``text.format`` as the run's ``response_format``."""
         chosen = self.text.format if self.text is not None else None
@@ -466,6 +481,7 @@ class ResponseCreateParams(RequestModel):
             "tool_choice": choice if isinstance(choice, str) else choice.model_dump(),
             "tools": self.echoed_tools(),
             "max_tool_calls": self.max_tool_calls,
+            "top_logprobs": self.top_logprobs,
         }
 
 
@@ -580,6 +596,7 @@ class Response(WireModel):
     truncation: Literal["auto", "disabled"]
     user: str | None
     safety_identifier: str | None
+    top_logprobs: int | None = None
     usage: ResponseUsage | None
     # ``{id, variables, version}`` of the request's prompt (an assistant), or null.
     prompt: dict[str, Any] | None = None
@@ -614,3 +631,53 @@ class DeletedResponse(WireModel):
     id: str
     object: Literal["response.deleted"] = "response.deleted"
     deleted: bool = True
+
+
+# Logprobs ---------------------------------------------------------------------------------------
+# A message's token logprobs are kept as the model gave them, in Chat Completions' shape
+# (``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}``, ``bytes`` possibly null). The
+# Responses API shows them in two shapes: an ``output_text`` part's (``bytes`` a list) and its stream events'
+# (``response.output_text.delta`` / ``.done``: no ``bytes``).
+
+
+def output_logprobs(tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Token logprobs as an ``output_text`` part shows them."""
+    return [
+        {
+            **_part_logprob(token),
+            "top_logprobs": [_part_logprob(top) for top in token.get("top_logprobs") or []],
+        }
+        for token in tokens
+    ]
+
+
+def event_logprobs(tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Token logprobs as ``response.output_text.delta`` and ``.done`` show them."""
+    return [
+        {
+            "token": token["token"],
+            "logprob": token["logprob"],
+            "top_logprobs": [
+                {"token": top["token"], "logprob": top["logprob"]} for top in token.get("top_logprobs") or []
+            ],
+        }
+        for token in tokens
+    ]
+
+
+def with_logprobs(item: dict[str, Any], tokens: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """An output message item (``output_item``) with its text's token logprobs, where it has them."""
+    if not tokens or item.get("type") != "message":
+        return item
+    shown = output_logprobs(tokens)
+    content = [
+        {**part, "logprobs": shown} if part.get("type") == "output_text" else part
+        for part in item.get("content", [])
+    ]
+    return {**item, "content": content}
+
+
+def _part_logprob(token: dict[str, Any]) -> dict[str, Any]:
+    # A token with no byte form (a special token) has bytes null in Chat Completions: an empty list here,
+    # which the Responses type requires.
+    return {"token": token["token"], "bytes": token.get("bytes") or [], "logprob": token["logprob"]}

@@ -68,6 +68,9 @@ class MessageRow(_Object, Base):
     incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     completed_at: Mapped[int | None] = mapped_column(BigInteger)
     incomplete_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The logprobs of the text's tokens, as the model gave them, when its run asked for them (a response's
+    # include ``message.output_text.logprobs``); None otherwise. The Assistants API has no place for them.
+    logprobs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class RunRow(_Object, Base):
@@ -106,6 +109,9 @@ class RunRow(_Object, Base):
     # None for a static or no key, whose usage is not counted per key.
     api_key_id: Mapped[str | None] = mapped_column(String(64))
     # The step ids this run's include[] asked for are not stored: include is a read-time option.
+    # Whether the model is asked for its tokens' logprobs (a response's include), with how many likeliest
+    # alternatives each; None: not asked.
+    top_logprobs: Mapped[int | None] = mapped_column(Integer)
 
 
 class RunStepRow(_Object, Base):
