@@ -69,7 +69,6 @@ def post(server: AssistdServer, path: str, body: dict[str, Any]) -> httpx.Respon
 
 
 def stream_frames(server: AssistdServer, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
     with (
         httpx.Client(base_url=server.base_url, timeout=30) as http,
         http.stream(
@@ -77,13 +76,28 @@ def stream_frames(server: AssistdServer, body: dict[str, Any]) -> list[tuple[str
         ) as answer,
     ):
         assert answer.status_code == 200
-        name = ""
-        for line in answer.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                frames.append((name, json.loads(line.removeprefix("data: "))))
+        return sse_frames(answer)
+
+
+def sse_frames(answer: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """The (event name, data) frames of a streamed answer, read to its end."""
+    frames = []
+    name = ""
+    for line in answer.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            frames.append((name, json.loads(line.removeprefix("data: "))))
     return frames
+
+
+# A file_search call's events in a response stream, from its item's opening, in OpenAI's order.
+FILE_SEARCH_CALL_EVENTS = [
+    "response.output_item.added",
+    "response.file_search_call.in_progress",
+    "response.file_search_call.searching",
+    "response.file_search_call.completed",
+]
 
 
 def text_stream(deltas: int) -> list[str]:

@@ -26,6 +26,7 @@ from openai.types.responses import ResponseFileSearchToolCall
 
 from conftest import Databases, make_client
 from fake_upstream import FakeUpstream, Text, ToolCalls
+from responses_wire import FILE_SEARCH_CALL_EVENTS
 from server import KEYS, AssistdServer
 
 FACT = "The launch code for Project Kestrel is 4471."
@@ -152,14 +153,7 @@ def test_agent_file_search_streamed(
     result, kinds = _run_streamed(server, agent, "What is the launch code for Project Kestrel?")
 
     # The SDK read the search's events and the cited answer from the stream, and built the same items.
-    assert kinds[:6] == [
-        "response.created",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.file_search_call.in_progress",
-        "response.file_search_call.searching",
-        "response.file_search_call.completed",
-    ]
+    assert kinds[:6] == ["response.created", "response.in_progress", *FILE_SEARCH_CALL_EVENTS]
     assert "response.output_text.annotation.added" in kinds and kinds[-1] == "response.completed"
     [call] = _search_calls(result)
     assert call.results and call.results[0].filename == "kestrel.md"

@@ -20,7 +20,7 @@ from openai.types.responses import Response
 
 from conftest import Databases, make_client
 from fake_upstream import FakeUpstream, Hang, Stall, Text
-from responses_wire import EVENTS, post, spec_check, stream_frames, strict, text_stream
+from responses_wire import EVENTS, post, spec_check, sse_frames, stream_frames, strict, text_stream
 from restarts import Servers, query
 from server import KEYS, AssistdServer
 
@@ -56,19 +56,12 @@ def _resumed(server: AssistdServer, response_id: str, after: int | None = None) 
     params: dict[str, Any] = {"stream": "true"}
     if after is not None:
         params["starting_after"] = after
-    frames = []
     with (
         httpx.Client(base_url=server.base_url, timeout=30, headers=_HEADERS) as http,
         http.stream("GET", f"/responses/{response_id}", params=params) as answer,
     ):
         assert answer.status_code == 200, answer.read()
-        name = ""
-        for line in answer.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                frames.append((name, json.loads(line.removeprefix("data: "))))
-    return frames
+        return sse_frames(answer)
 
 
 def _checked(frames: list[Frame]) -> None:

@@ -13,7 +13,7 @@ from openai import OpenAI
 from openai.types.responses import Response, ResponseCodeInterpreterToolCall, ResponseFileSearchToolCall
 
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
-from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames
+from responses_wire import EVENTS, FILE_SEARCH_CALL_EVENTS, post, raw_create, spec_check, stream_frames
 from server import AssistdServer
 
 FACT = "The launch code for Project Kestrel is 4471."
@@ -260,10 +260,7 @@ def test_file_search_stream_events(server: AssistdServer, client: OpenAI, fake: 
     assert names == [
         "response.created",
         "response.in_progress",
-        "response.output_item.added",
-        "response.file_search_call.in_progress",
-        "response.file_search_call.searching",
-        "response.file_search_call.completed",
+        *FILE_SEARCH_CALL_EVENTS,
         "response.output_item.done",
         "response.output_item.added",
         "response.content_part.added",

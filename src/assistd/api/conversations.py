@@ -7,43 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 
-from ..errors import InvalidRequestError
 from ..protocol.conversations import ConversationCreateParams, ConversationUpdateParams, ItemCreateParams
-from ..protocol.items import INCLUDE_CODE_OUTPUTS, INCLUDE_FILE_SEARCH_RESULTS
 from ..store import conversations as store
 from .deps import Db, RunEngine, Tenant
+from .include import IncludeBrackets, IncludePlain, checked_include
 from .render import json_response
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
-
-# The SDKs send arrays in the query as ``include[]=...``; ``include=...`` is taken too.
-IncludeBrackets = Annotated[list[str] | None, Query(alias="include[]")]
-IncludePlain = Annotated[list[str] | None, Query(alias="include")]
-
-# What OpenAI's include[] may ask for. The two that change assistd's items are honoured; the others name
-# things assistd does not make (web search, computer use, reasoning, logprobs) and change nothing.
-_INCLUDABLE = (
-    INCLUDE_FILE_SEARCH_RESULTS,
-    INCLUDE_CODE_OUTPUTS,
-    "web_search_call.action.sources",
-    "web_search_call.results",
-    "computer_call_output.output.image_url",
-    "message.input_image.image_url",
-    "message.output_text.logprobs",
-    "reasoning.encrypted_content",
-)
-
-
-def _include(brackets: list[str] | None, plain: list[str] | None) -> list[str]:
-    values = [*(brackets or []), *(plain or [])]
-    for index, value in enumerate(values):
-        if value not in _INCLUDABLE:
-            raise InvalidRequestError(
-                f"Invalid value for 'include': '{value}'. Supported: {', '.join(_INCLUDABLE)}.",
-                param=f"include[{index}]",
-                code="invalid_value",
-            )
-    return values
 
 
 def _json(value: dict[str, Any]) -> Response:
@@ -93,7 +63,7 @@ async def create_items(
     include: IncludeBrackets = None,
     include_plain: IncludePlain = None,
 ) -> Response:
-    _include(include, include_plain)
+    checked_include(include, include_plain)
     items = store.parse_items(params.items, "items")
     async with db.write() as session:
         return json_response(await store.add_items(session, tenant, conversation_id, items))
@@ -110,7 +80,7 @@ async def list_items(
     include: IncludeBrackets = None,
     include_plain: IncludePlain = None,
 ) -> Response:
-    included = _include(include, include_plain)
+    included = checked_include(include, include_plain)
     async with db.read() as session:
         page = await store.list_items(
             session, tenant, conversation_id, limit=limit, order=order, after=after or None, include=included
@@ -127,7 +97,7 @@ async def retrieve_item(
     include: IncludeBrackets = None,
     include_plain: IncludePlain = None,
 ) -> Response:
-    included = _include(include, include_plain)
+    included = checked_include(include, include_plain)
     async with db.read() as session:
         return _json(await store.get_item(session, tenant, conversation_id, item_id, included))
 

@@ -9,11 +9,10 @@ from fastapi import APIRouter, Depends, Query, Response
 from ..engine import input_tokens
 from ..engine.response_replay import answer_queued, replay
 from ..engine.responses import Responses
-from ..errors import InvalidRequestError
-from ..protocol.responses import INCLUDABLE, InputTokenCountParams, ResponseCreateParams
+from ..protocol.responses import InputTokenCountParams, ResponseCreateParams
 from ..store.pagination import PageQuery
-from .conversations import IncludeBrackets, IncludePlain
 from .deps import RunEngine, RunKey, Tenant
+from .include import IncludeBrackets, IncludePlain, checked_include
 from .pagination import page_query
 from .render import json_response
 from .response_stream import response_events, resumed_response_events
@@ -43,17 +42,6 @@ async def create_response(
     return json_response(await responses.answer(created))
 
 
-def _include(brackets: list[str] | None, plain: list[str] | None) -> list[str]:
-    values = [*(brackets or []), *(plain or [])]
-    for index, value in enumerate(values):
-        if value not in INCLUDABLE:
-            raise InvalidRequestError(
-                f"Invalid value for 'include': '{value}'. Supported: {', '.join(INCLUDABLE)}.",
-                param=f"include[{index}]",
-            )
-    return values
-
-
 @router.get("/{response_id}")
 async def retrieve_response(
     response_id: str,
@@ -72,7 +60,7 @@ async def retrieve_response(
         replayed = await replay(engine, tenant, response_id)
         return response_stream(resumed_response_events(responses, replayed, starting_after))
     # As OpenAI: a retrieve shows what its own ``include`` asks for, whatever the create's was.
-    included = _include(include, include_plain)
+    included = checked_include(include, include_plain)
     return json_response(await responses.retrieve(tenant, response_id, included))
 
 

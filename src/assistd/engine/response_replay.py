@@ -15,8 +15,7 @@ the memory bus's, which a restart loses. ``ReplayTurn.whole`` says whether it di
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 
 from ..errors import InvalidRequestError
 from ..protocol.responses import Response
@@ -40,23 +39,16 @@ class ReplayTurn(Turn):
     # None until the first event is seen; then whether the log began at the run's start.
     whole: bool | None = None
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    def _source(self) -> AsyncIterator[StreamEvent]:
         # ``Engine.resume``, not the subscription ``Turn`` follows: a run whose log is gone still ends the
         # stream, with its final status read from the run.
-        events = self._engine.resume(self._tenant, self.thread_id, self.run.id, 0)
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(max(self._remaining(), 0)):
-                        event = await anext(events)
-                except (StopAsyncIteration, TimeoutError):
-                    return
-                if self.whole is None:
-                    self.whole = event.event == _FIRST
-                yield event
-        finally:
-            if isinstance(events, AsyncGenerator):
-                await events.aclose()
+        return self._engine.resume(self._tenant, self.thread_id, self.run.id, 0)
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        async for event in super().events():
+            if self.whole is None:
+                self.whole = event.event == _FIRST
+            yield event
 
 
 async def answer_queued(responses: Responses, created: ResponseTurn) -> Response:

@@ -160,10 +160,14 @@ class Turn:
                 for piece in text_pieces(event.data):
                     yield piece
 
+    def _source(self) -> AsyncIterator[StreamEvent]:
+        """Where the events come from: the run's, from when the turn began to listen."""
+        return self._engine.follow(self._listener)
+
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The run's events as the engine streams them, until the run stops or the turn's time is up
         (``wait`` then says which); listening to the run ends with it."""
-        events = self._engine.follow(self._listener)
+        events = self._source()
         try:
             while True:
                 # A timeout around each step, not around the loop: one that spanned the ``yield`` would
