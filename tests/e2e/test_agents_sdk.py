@@ -254,3 +254,75 @@ def test_agent_on_a_conversation(server: AssistdServer, fake: FakeUpstream, agen
     assert weather.calls == [{"city": "Vienna"}]
     assert result.final_output == "Vienna: 9C."
     assert items == ["message", "function_call", "function_call_output", "message"]
+
+
+def test_handoff_on_the_local_model(local_server: AssistdServer, agents_defaults: None) -> None:
+    billing = Agent(
+        name="Billing agent", instructions="You handle billing. Answer briefly.", model=LOCAL_MODEL
+    )
+    tool_name = handoff(billing).tool_name
+    # The handoff is forced: a 135M model cannot be relied upon to choose it. What the second agent then
+    # writes is the model's; its turn is what is checked.
+    triage = Agent(
+        name="Triage agent",
+        instructions="Route the user.",
+        model=LOCAL_MODEL,
+        handoffs=[billing],
+        model_settings=ModelSettings(tool_choice=tool_name, temperature=0),
+    )
+
+    async def run() -> tuple[RunResult, list[str | None]]:
+        result = await Runner.run(triage, "Is my invoice paid?")
+        client = _openai_shared.get_default_openai_client()
+        assert client is not None
+        instructions = []
+        for raw in result.raw_responses:
+            assert raw.response_id is not None
+            instructions.append((await client.responses.retrieve(raw.response_id)).instructions)
+        return result, instructions
+
+    result, instructions = _on(local_server, run)
+    assert result.last_agent is billing
+    assert [item.type for item in result.new_items] == [
+        "handoff_call_item",
+        "handoff_output_item",
+        "message_output_item",
+    ]
+    assert isinstance(result.final_output, str)
+    # Two responses: the triage agent's (the handoff call), then the billing agent's, with its instructions.
+    assert instructions == ["Route the user.", "You handle billing. Answer briefly."]
+
+
+def test_streamed_run_with_a_function_tool_on_the_local_model(
+    local_server: AssistdServer, agents_defaults: None
+) -> None:
+    weather = _Weather("4C")
+    agent = Agent(
+        name="Weather agent",
+        instructions="Use the tool.",
+        model=LOCAL_MODEL,
+        tools=[weather.tool],
+        model_settings=ModelSettings(tool_choice="get_weather", temperature=0),
+        tool_use_behavior="stop_on_first_tool",
+    )
+
+    async def streamed() -> tuple[RunResultStreaming, list[str], list[str]]:
+        result = Runner.run_streamed(agent, "What is the weather in Oslo?")
+        raw: list[str] = []
+        items: list[str] = []
+        async for event in result.stream_events():
+            if event.type == "raw_response_event":
+                raw.append(event.data.type)
+            elif event.type == "run_item_stream_event":
+                items.append(event.item.type)
+        return result, raw, items
+
+    result, raw, items = _on(local_server, streamed)
+    assert weather.calls and all(isinstance(call["city"], str) for call in weather.calls)
+    assert items == ["tool_call_item", "tool_call_output_item"]
+    assert result.final_output == "4C"
+    # The call was streamed as the model wrote it, and the response ended completed.
+    assert raw[0] == "response.created"
+    assert "response.function_call_arguments.delta" in raw
+    assert raw.index("response.function_call_arguments.done") < raw.index("response.completed")
+    assert raw[-1] == "response.completed"

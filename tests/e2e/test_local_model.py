@@ -348,3 +348,36 @@ def test_response_input_tokens_are_the_model_tokenizers(local: OpenAI) -> None:
     assert counted.input_tokens == _tokenizer_count(sent)
     response = local.responses.create(**body, temperature=0)  # type: ignore[arg-type]
     assert response.usage is not None and response.usage.input_tokens == counted.input_tokens
+
+
+def test_response_json_schema_format_yields_valid_json(local: OpenAI) -> None:
+    # ``text.format`` becomes the run's response_format, which the local model's grammar enforces.
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    response = local.responses.create(
+        model=MODEL,
+        input="Name a city and its country.",
+        max_output_tokens=256,
+        temperature=0,
+        text={"format": {"type": "json_schema", "name": "place", "schema": schema}},
+    )
+    assert response.status == "completed", response.error
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+    jsonschema.validate(json.loads(response.output_text), schema)
+
+
+def test_response_json_object_format_yields_a_json_object(local: OpenAI) -> None:
+    response = local.responses.create(
+        model=MODEL,
+        input="Describe a cat as JSON.",
+        max_output_tokens=256,
+        temperature=0,
+        text={"format": {"type": "json_object"}},
+    )
+    assert response.status == "completed", response.error
+    assert isinstance(json.loads(response.output_text), dict)

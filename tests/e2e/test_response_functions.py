@@ -126,6 +126,72 @@ def test_function_call_then_output_by_previous_response(client: OpenAI, fake: Fa
     ]
 
 
+def test_follow_up_options_apply_to_the_run(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.push(
+        ToolCalls(
+            [{"id": "call_o1", "name": "get_weather", "arguments": {"city": "Oslo"}}], completion_tokens=9
+        ),
+        Text('{"sky": "grey"}'),
+        ToolCalls([{"id": "call_o2", "name": "get_weather", "arguments": {"city": "Oslo"}}]),
+        Text("Bare."),
+    )
+    conversation = client.conversations.create().id
+    first = raw_create(
+        client,
+        model="fake-model",
+        input="Oslo?",
+        conversation=conversation,
+        instructions="First rules.",
+        tools=[WEATHER],
+        temperature=0.2,
+        max_output_tokens=50,
+    )
+    assert [item.type for item in first.output] == ["function_call"]
+    # The follow-up's own options: the run takes them with the outputs, for its next turns.
+    second = raw_create(
+        client,
+        model="fake-model-large",
+        conversation=conversation,
+        input=[{"type": "function_call_output", "call_id": "call_o1", "output": "grey"}],
+        instructions="Second rules.",
+        tools=[WEATHER, TIME],
+        temperature=0.7,
+        top_p=0.5,
+        max_output_tokens=100,
+        parallel_tool_calls=False,
+        text={"format": {"type": "json_object"}},
+    )
+    assert second.output_text == '{"sky": "grey"}'
+    sent = fake.requests[1]
+    assert sent["model"] == "fake-model-large"
+    assert sent["messages"][0] == {"role": "system", "content": "Second rules."}
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_weather", "get_time"]
+    assert (sent["temperature"], sent["top_p"], sent["parallel_tool_calls"]) == (0.7, 0.5, False)
+    assert sent["response_format"] == {"type": "json_object"}
+    # ``max_output_tokens`` bounds this response's tokens: the run's bound is its total, the first's 9 too.
+    assert sent["max_completion_tokens"] == 100
+    assert (second.instructions, second.temperature, second.model) == (
+        "Second rules.",
+        0.7,
+        "fake-model-large",
+    )
+    run = client.beta.threads.runs.list(conversation).data[0]
+    assert (run.instructions, run.max_completion_tokens) == ("Second rules.", 109)
+    # Nothing is carried over, as on OpenAI: a follow-up without instructions or tools has none.
+    third = raw_create(client, model="fake-model", input="Again?", conversation=conversation, tools=[WEATHER])
+    assert [item.type for item in third.output] == ["function_call"]
+    fourth = raw_create(
+        client,
+        model="fake-model",
+        conversation=conversation,
+        input=[{"type": "function_call_output", "call_id": "call_o2", "output": "grey"}],
+    )
+    assert fourth.output_text == "Bare."
+    sent = fake.requests[3]
+    assert sent["messages"][0]["role"] == "user" and "tools" not in sent
+    assert "response_format" not in sent and "max_completion_tokens" not in sent
+
+
 def _error(client: OpenAI, **body: Any) -> openai.BadRequestError:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(**body)

@@ -191,3 +191,48 @@ def test_prompt_searches_the_assistants_vector_store(client: OpenAI, fake: FakeU
     (part,) = message.content  # type: ignore[union-attr]
     assert part.type == "output_text" and part.text.startswith("Ilse Marrow")
     assert [(a.type, a.file_id) for a in part.annotations] == [("file_citation", file.id)]  # type: ignore[union-attr]
+
+
+def test_prompt_function_calls_followed_up_by_conversation(client: OpenAI, fake: FakeUpstream) -> None:
+    assistant = client.beta.assistants.create(
+        model="fake-model", instructions="Use your tools.", tools=[WEATHER_TOOL]
+    )
+    fake.push(
+        ToolCalls([{"id": "call_b", "name": "get_weather", "arguments": {"city": "Bern"}}]),
+        Text("Bern: 12C."),
+    )
+    conversation = client.conversations.create().id
+    first = raw_create(client, prompt={"id": assistant.id}, input="Bern?", conversation=conversation)
+    assert [item.type for item in first.output] == ["function_call"]
+    # Its run is the assistant's, and yet a response's: the conversation alone finds it for the outputs.
+    waiting = client.beta.threads.runs.list(conversation).data[0]
+    assert (waiting.assistant_id, waiting.status) == (assistant.id, "requires_action")
+    second = raw_create(
+        client,
+        prompt={"id": assistant.id},
+        conversation=conversation,
+        input=[{"type": "function_call_output", "call_id": "call_b", "output": "12C"}],
+    )
+    assert second.status == "completed" and second.output_text == "Bern: 12C."
+    runs = client.beta.threads.runs.list(conversation).data
+    assert [(run.id, run.status) for run in runs] == [(waiting.id, "completed")]
+    assert [m["role"] for m in fake.requests[1]["messages"]] == ["system", "user", "assistant", "tool"]
+    # The follow-up's prompt brought the assistant's tools again: the run still offers them.
+    assert [tool["function"]["name"] for tool in fake.requests[1]["tools"]] == ["get_weather"]
+
+
+def test_assistants_run_waiting_on_a_conversation_is_left_alone(client: OpenAI, fake: FakeUpstream) -> None:
+    assistant = client.beta.assistants.create(model="fake-model", tools=[WEATHER_TOOL])
+    fake.push(ToolCalls([{"id": "call_z", "name": "get_weather", "arguments": {"city": "Zug"}}]))
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Zug?"}]).id
+    run = client.beta.threads.runs.create_and_poll(thread_id=conversation, assistant_id=assistant.id)
+    assert run.status == "requires_action"
+    # Not a response's run: a response's function output does not go to it.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(
+            model="fake-model",
+            conversation=conversation,
+            input=[{"type": "function_call_output", "call_id": "call_z", "output": "8C"}],
+        )
+    assert refused.value.param == "input[0].call_id"
+    assert client.beta.threads.runs.retrieve(run.id, thread_id=conversation).status == "requires_action"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -296,7 +297,11 @@ class Engine:
         run_id: str,
         params: SubmitToolOutputsParams,
         listener: RunSubscription | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Run:
+        """Give the waiting run its tool outputs and queue it again. ``options``: run fields
+        (``store.runs.TURN_OPTIONS``) its next turns take instead of its own, written with the outputs (a
+        response that follows up another brings its own)."""
         async with self.db.write() as session:
             run = await run_store.get_row(session, tenant, thread_id, run_id, for_change=True)
             if run.status != "requires_action" or not run.required_action:
@@ -338,7 +343,7 @@ class Engine:
                 step.status, step.completed_at = "completed", now()
                 await session.flush()
                 events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
-            events += await state.transition(session, run, "queued")
+            events += await state.transition(session, run, "queued", **(options or {}))
             held = await self._enqueue_here(session, run.id, run.thread_id)
             if listener is not None:
                 await listener.attach(run.id)

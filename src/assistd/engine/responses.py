@@ -33,7 +33,7 @@ from ..store import responses as store
 from ..store import runs as run_store
 from ..store import threads as thread_store
 from ..store.detached import insert_rows
-from ..store.models import ResponseRow, RunRow
+from ..store.models import ResponseRow, RunRow, RunStepRow
 from ..store.pagination import PageQuery
 from . import prompts
 from . import usage as run_usage
@@ -165,6 +165,14 @@ def _usage_of(run: Run, stored: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+async def _is_response_run(session: AsyncSession, run: RunRow) -> bool:
+    """Whether a conversation's waiting ``run`` is a response's, which a follow-up naming only the
+    conversation may give its outputs: a run without an assistant (only a response makes one: the
+    Assistants API needs an assistant; an unstored response has no record), or a stored response's run (one
+    made with a prompt has its assistant's id). An Assistants API run is left to ``submit_tool_outputs``."""
+    return run.assistant_id is None or await store.is_response_run(session, run.id)
+
+
 @dataclass
 class ResponseTurn:
     """A response just created: its record (inserted or, ``store`` false, not), and the turn of its run."""
@@ -263,7 +271,7 @@ class Responses:
                     return None  # answered as any unknown conversation, below
                 active = await thread_store.active_run_of(session, thread.id)
                 run = await run_store.get_row_by_id(session, active) if active is not None else None
-                if run is not None and run.assistant_id is not None:
+                if run is not None and not await _is_response_run(session, run):
                     return None
         if run is None or run.status != "requires_action" or not run.required_action:
             return None
@@ -283,7 +291,9 @@ class Responses:
         expected = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
         outputs = check_outputs(parsed, expected)
         async with self._db.read() as session:
-            steps_before = len(await run_store.steps_of(session, run.id))
+            steps = await run_store.steps_of(session, run.id)
+            options, echo = await self._turn_options(session, tenant, params, parsed, run, steps)
+        steps_before = len(steps)
         submitted = SubmitToolOutputsParams(
             tool_outputs=[ToolOutput(tool_call_id=output.call_id, output=output.output) for output in outputs]
         )
@@ -291,7 +301,7 @@ class Responses:
         listener = self._engine.bus.subscription()
         try:
             queued = await self._engine.submit_tool_outputs(
-                tenant, run.thread_id, run.id, submitted, listener
+                tenant, run.thread_id, run.id, submitted, listener, options
             )
         except ConflictError:
             listener.close()
@@ -310,7 +320,7 @@ class Responses:
             conversation_id=params.conversation_id,
             previous_response_id=params.previous_response_id,
             request={
-                **params.echoed(),
+                **echo,
                 "store": stored,
                 "include": list(params.include or []),
                 STEPS_BEFORE: steps_before,
@@ -322,6 +332,32 @@ class Responses:
             async with self._db.write() as session:
                 await store.insert(session, row)
         return ResponseTurn(row, Turn(self._engine, tenant, queued, listener, WAIT_SECONDS), False)
+
+    async def _turn_options(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        params: ResponseCreateParams,
+        parsed: ParsedInput,
+        run: RunRow,
+        steps: list[RunStepRow],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A follow-up's own options, which the waiting ``run`` (whose steps are ``steps``) takes from its
+        outputs on, as a new response's run would have them (its prompt's where it names one); and what the
+        follow-up echoes. As on OpenAI, nothing is carried over from the response it follows (instructions,
+        tools: a follow-up without tools offers none)."""
+        prompted = (
+            await prompts.resolve(session, tenant, params.prompt) if params.prompt is not None else None
+        )
+        await check_builtin_tools(session, tenant, params)
+        given = prompts.base_instructions(params, prompted)
+        instructions = "\n\n".join(text for text in [given or "", *parsed.instructions] if text)
+        made = self._run_row(tenant, run.thread_id, params, instructions)
+        echo = params.echoed()
+        if prompted is not None:
+            prompts.apply(made, params, prompted)
+            echo = prompts.echoed(echo, made, params, prompted)
+        return run_store.turn_options(made, run_store.completion_used(steps)), echo
 
     async def prepare(
         self,

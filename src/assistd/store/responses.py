@@ -68,6 +68,13 @@ async def previous_row(session: AsyncSession, tenant: str, response_id: str) -> 
     return row
 
 
+async def is_response_run(session: AsyncSession, run_id: str) -> bool:
+    """Whether ``run_id`` is the run of a stored response (a response made with a prompt has an assistant,
+    so its run's ``assistant_id`` does not tell it from an Assistants API run)."""
+    found = await session.execute(select(ResponseRow.id).where(ResponseRow.run_id == run_id).limit(1))
+    return found.first() is not None
+
+
 async def remove(session: AsyncSession, tenant: str, response_id: str) -> None:
     """Delete the response's record. Its thread, messages and run stay: a later response of the chain may
     share that thread (``continuation``), and a conversation's are the conversation's."""

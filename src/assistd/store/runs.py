@@ -111,6 +111,40 @@ def queued_row(tenant: str, thread_id: str, expires_in: float, **options: Any) -
     )
 
 
+# The options a run's next model turns are made of (``engine/context.py`` reads them each turn): a response
+# that gives a waiting run its function outputs brings its own, which the run takes with the outputs.
+TURN_OPTIONS = (
+    "model",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "top_p",
+    "max_completion_tokens",
+    "response_format",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "top_logprobs",
+)
+
+
+def turn_options(options: RunRow, completion_used: int) -> dict[str, Any]:
+    """The ``TURN_OPTIONS`` of ``options`` (a run made from a request, not inserted), for a run whose turns
+    so far wrote ``completion_used`` tokens: its ``max_completion_tokens`` bounds the run's tokens from now
+    on (a run's bound is its total), so it is added to them."""
+    taken = {name: getattr(options, name) for name in TURN_OPTIONS}
+    if options.max_completion_tokens is not None:
+        taken["max_completion_tokens"] = completion_used + options.max_completion_tokens
+    return taken
+
+
+def completion_used(steps: list[RunStepRow]) -> int:
+    """The completion tokens a run's ``steps`` used, as its context counts them (a failed step's turn
+    started over, and is not counted)."""
+    used = [step.usage or {} for step in steps if step.status != "failed"]
+    return sum(int(usage.get("completion_tokens", 0)) for usage in used)
+
+
 # Runs are read detached (see ``detached``): ``engine.state`` writes the fields a transition changes.
 _RUNS = table_of(RunRow)
 # Every change of a run reads it FOR UPDATE first (a no-op on SQLite, whose write transactions are
