@@ -388,7 +388,12 @@ def test_background_responses_across_replicas(
             fake.wait_for_requests(2, timeout=10)
             raw = elsewhere.responses.with_raw_response.cancel(slow.id)
             assert strict(json.loads(raw.http_response.text)).status == "cancelled"
-            assert _retrieve(client, slow.id).status == "cancelled"
+            try:
+                after_cancel = _retrieve(client, slow.id)
+            except openai.InternalServerError:
+                # Seen once under heavy load and not reproduced since: the replica's log says why.
+                pytest.fail(f"retrieve after a cancel failed\n{front.log()[-8000:]}")
+            assert after_cancel.status == "cancelled"
     finally:
         worker.stop()
         other.stop()
