@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # How long a stored response (/v1/responses) is kept after it is created, in days, once it has ended;
     # older ones are deleted with the thread of their own (docs/responses.md, "Retention"). 0: kept forever.
     response_retention_days: float = Field(default=30.0, ge=0)
+    # How long a non-streamed create waits for its response, and a response stream follows it, before
+    # answering it as it stands (in progress; retrieve it later) or ending the stream with an ``error`` event
+    # (code ``timeout``). Lower it behind a proxy that cuts idle or long requests.
+    response_wait_seconds: float = Field(default=600.0, gt=0)
     requires_action_expiry_seconds: float = Field(default=600.0, gt=0)
     maintenance_interval_seconds: float = Field(default=1.0, gt=0)
     poll_after_ms: int = Field(default=25, ge=0)

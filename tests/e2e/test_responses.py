@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,10 +13,10 @@ import pytest
 from openai import OpenAI
 from openai.types.beta.threads import Message as ThreadMessage
 from openai.types.beta.threads import Run
-from openai.types.responses import ResponseInputItem
+from openai.types.responses import Response, ResponseInputItem
 from pydantic import BaseModel, TypeAdapter
 
-from conftest import Databases, make_client
+from conftest import Databases, make_client, start_server
 from fake_upstream import Echo, Error, FakeUpstream, Hang, Text
 from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames, strict, text_stream
 from server import KEYS, AssistdServer
@@ -506,3 +507,40 @@ def test_responses_through_an_api_replica(
     finally:
         worker.stop()
         api.stop()
+
+
+def test_a_response_past_its_wait(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> None:
+    """``ASSISTD_RESPONSE_WAIT_SECONDS``: a stream that followed a response that long ends with an ``error``
+    event (code ``timeout``), a non-streamed create answers it as it stands (in progress); either way the
+    response goes on and is retrieved once done."""
+    server = start_server(tmp_path_factory, databases, fake, response_wait_seconds="1")
+    try:
+        client = make_client(server)
+        fake.push(Hang(3, then=Text("Streamed late.")))
+        frames = stream_frames(server, {"model": "fake-model", "input": "Slow", "stream": True})
+        names = [name for name, _ in frames]
+        assert names == ["response.created", "response.in_progress", "error"]
+        for _, data in frames:
+            EVENTS.validate_python(data)
+            spec_check(data, "ResponseStreamEvent")
+        error = frames[-1][1]
+        assert (error["code"], error["param"], error["sequence_number"]) == ("timeout", None, 2)
+        response_id = frames[0][1]["response"]["id"]
+        assert _until_done(client, response_id).output_text == "Streamed late."
+
+        fake.push(Hang(3, then=Text("Answered late.")))
+        waiting = raw_create(client, model="fake-model", input="Slow too")
+        assert (waiting.status, waiting.output) == ("in_progress", [])
+        assert _until_done(client, waiting.id).output_text == "Answered late."
+    finally:
+        server.stop()
+
+
+def _until_done(client: OpenAI, response_id: str) -> Response:
+    deadline = time.monotonic() + 30
+    while (response := client.responses.retrieve(response_id)).status != "completed":
+        assert time.monotonic() < deadline, response.status
+        time.sleep(0.1)
+    return response

@@ -23,7 +23,7 @@ from ..store import responses as store
 from ..store import runs as run_store
 from .engine import Engine
 from .events import StreamEvent
-from .responses import WAIT_SECONDS, Responses, ResponseTurn
+from .responses import Responses, ResponseTurn
 from .turns import Turn
 
 __all__ = ["ReplayTurn", "answer_queued", "replay"]
@@ -73,5 +73,5 @@ async def replay(engine: Engine, tenant: str, response_id: str) -> ResponseTurn:
             )
         run = run_store.to_wire(await run_store.get_row(session, tenant, row.thread_id, row.run_id))
     # The subscription is never attached: ``ReplayTurn`` reads through ``Engine.resume``.
-    turn = ReplayTurn(engine, tenant, run, engine.bus.subscription(), WAIT_SECONDS)
+    turn = ReplayTurn(engine, tenant, run, engine.bus.subscription(), engine.settings.response_wait_seconds)
     return ResponseTurn(row, turn, own_thread=False)

@@ -52,9 +52,6 @@ from .turns import Turn
 
 __all__ = ["ResponseTurn", "Responses", "response_of"]
 
-# How long a non-streamed create waits for its run, and a stream follows it; past that the response is
-# answered as it stands (in progress) and can be retrieved later.
-WAIT_SECONDS = 600.0
 # How long a cancel waits for a run that was mid-turn to reach ``cancelled``.
 CANCEL_WAIT_SECONDS = 5.0
 
@@ -253,7 +250,7 @@ class Responses:
             except BaseException:
                 listener.close()
                 raise
-        turn = Turn(self._engine, tenant, run, listener, WAIT_SECONDS)
+        turn = Turn(self._engine, tenant, run, listener, self._engine.settings.response_wait_seconds)
         return ResponseTurn(made["row"], turn, made["own"])
 
     async def _waiting_run(self, tenant: str, params: ResponseCreateParams) -> RunRow | None:
@@ -331,7 +328,11 @@ class Responses:
         if stored:
             async with self._db.write() as session:
                 await store.insert(session, row)
-        return ResponseTurn(row, Turn(self._engine, tenant, queued, listener, WAIT_SECONDS), False)
+        return ResponseTurn(
+            row,
+            Turn(self._engine, tenant, queued, listener, self._engine.settings.response_wait_seconds),
+            False,
+        )
 
     async def _turn_options(
         self,
