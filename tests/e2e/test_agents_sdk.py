@@ -187,13 +187,10 @@ def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases)
     srv.stop()
 
 
-def test_agent_calls_a_function_tool_on_the_local_model(
-    local_server: AssistdServer, agents_defaults: None
-) -> None:
-    weather = _Weather("21C")
-    # The tool is forced (the local model's grammar then writes a valid call); the run stops at its result,
-    # since what a 135M model writes after it is not what is tested here.
-    agent = Agent(
+def _forced_local_weather_agent(weather: _Weather) -> Agent[Any]:
+    """An agent on the local model whose tool is forced (the local model's grammar then writes a valid call);
+    the run stops at its result, since what a 135M model writes after it is not what is tested here."""
+    return Agent(
         name="Weather agent",
         instructions="Use the tool.",
         model=LOCAL_MODEL,
@@ -201,6 +198,13 @@ def test_agent_calls_a_function_tool_on_the_local_model(
         model_settings=ModelSettings(tool_choice="get_weather", temperature=0),
         tool_use_behavior="stop_on_first_tool",
     )
+
+
+def test_agent_calls_a_function_tool_on_the_local_model(
+    local_server: AssistdServer, agents_defaults: None
+) -> None:
+    weather = _Weather("21C")
+    agent = _forced_local_weather_agent(weather)
     result: RunResult = _on(local_server, lambda: Runner.run(agent, "What is the weather in Paris?"))
     assert weather.calls and all(isinstance(call["city"], str) for call in weather.calls)
     assert result.final_output == "21C"
@@ -297,14 +301,7 @@ def test_streamed_run_with_a_function_tool_on_the_local_model(
     local_server: AssistdServer, agents_defaults: None
 ) -> None:
     weather = _Weather("4C")
-    agent = Agent(
-        name="Weather agent",
-        instructions="Use the tool.",
-        model=LOCAL_MODEL,
-        tools=[weather.tool],
-        model_settings=ModelSettings(tool_choice="get_weather", temperature=0),
-        tool_use_behavior="stop_on_first_tool",
-    )
+    agent = _forced_local_weather_agent(weather)
 
     async def streamed() -> tuple[RunResultStreaming, list[str], list[str]]:
         result = Runner.run_streamed(agent, "What is the weather in Oslo?")
