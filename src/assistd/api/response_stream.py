@@ -312,16 +312,35 @@ def _as_queued(created: ResponseTurn) -> Response:
     return response_of(created.row, created.turn.run, _NOTHING_YET, [])
 
 
+def _status_only(run: Run, status: str) -> bool:
+    """``run`` is in ``status`` with no error, usage or incomplete details: a response shows its status
+    alone of it."""
+    return (
+        run.status == status
+        and run.last_error is None
+        and run.usage is None
+        and run.incomplete_details is None
+    )
+
+
 async def _as_started(
-    responses: Responses, created: ResponseTurn, stream: _Stream, data: BaseModel | dict[str, Any]
-) -> Response:
-    """The response as ``thread.run.in_progress`` leaves it. Before the run has written a message (its first
-    start: every time but after tool outputs) that is the event's run with no output, and needs no read;
-    after, the messages are read with it."""
+    responses: Responses,
+    created: ResponseTurn,
+    stream: _Stream,
+    data: BaseModel | dict[str, Any],
+    queued: dict[str, Any],
+) -> dict[str, Any]:
+    """The response as ``thread.run.in_progress`` leaves it, as JSON. Before the run has written a message
+    (its first start: every time but after tool outputs) that is the event's run with no output, and needs
+    no read; after, the messages are read with it."""
     if stream.outputs:
-        return await responses.read(created.row)
+        return (await responses.read(created.row)).model_dump(mode="json")
     run = data if isinstance(data, Run) else Run.model_validate(data)
-    return response_of(created.row, run, _NOTHING_YET, [])
+    if _status_only(created.turn.run, "queued") and _status_only(run, "in_progress"):
+        # All ``response_of`` takes from either run is its status: the ``response.created`` one
+        # (``queued``), in progress, without building and serialising the whole response again.
+        return {**queued, "status": "in_progress"}
+    return response_of(created.row, run, _NOTHING_YET, []).model_dump(mode="json")
 
 
 async def response_events(responses: Responses, created: ResponseTurn) -> AsyncIterator[StreamEvent]:
@@ -334,14 +353,14 @@ async def response_events(responses: Responses, created: ResponseTurn) -> AsyncI
         echoed_container(created.row.request.get("tools") or [], created.row.thread_id),
     )
     try:
-        first = _as_queued(created)
-        yield stream.event("response.created", {"response": first.model_dump(mode="json")})
+        first = _as_queued(created).model_dump(mode="json")
+        yield stream.event("response.created", {"response": first})
         ended = False
         async for event in turn.events():
             name = event.event
             if name == "thread.run.in_progress":
-                response = await _as_started(responses, created, stream, event.data)
-                yield stream.event("response.in_progress", {"response": response.model_dump(mode="json")})
+                started = await _as_started(responses, created, stream, event.data, first)
+                yield stream.event("response.in_progress", {"response": started})
             elif name == "thread.message.created":
                 for out in stream.opened(_message(event.data)):
                     yield out

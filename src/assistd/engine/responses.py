@@ -256,6 +256,10 @@ class Responses:
     async def _waiting_run(self, tenant: str, params: ResponseCreateParams) -> RunRow | None:
         """The run of a response that awaits function outputs, which this request continues: the previous
         response's, or the one holding the conversation (a response's, not an Assistants run)."""
+        if params.previous_response_id is None and params.conversation_id is None:
+            # A response of its own continues nothing: no session opened for it (about half a
+            # millisecond before every such create's transaction).
+            return None
         async with self._db.read() as session:
             run: RunRow | None = None
             if params.previous_response_id is not None:
