@@ -99,6 +99,8 @@ __all__ = [
 DEFAULT_TEXT = "Hello from the fake upstream."
 DEFAULT_MODELS = ("fake-model",)
 EMBEDDING_DIM = 8
+# text-embedding-3-large's size, the largest OpenAI's models make.
+MAX_EMBEDDING_DIM = 3072
 
 Message: TypeAlias = dict[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
@@ -414,6 +416,7 @@ class FakeUpstream:
         self._request_headers: list[dict[str, str]] = []
         self._request_times: list[float] = []
         self._embedding_requests: list[dict[str, Any]] = []
+        self._embedding_errors: deque[Error] = deque()
         self._served = 0
         self._chats_open = 0
         self._chats_peak = 0
@@ -433,10 +436,16 @@ class FakeUpstream:
             for reply in replies:
                 self._queue.append(Text(reply) if isinstance(reply, str) else reply)
 
+    def push_embedding_error(self, *errors: Error) -> None:
+        """Queue errors that the next embeddings requests answer, one each, FIFO (chat replies stay)."""
+        with self._lock:
+            self._embedding_errors.extend(errors)
+
     def reset(self) -> None:
         """Clear queued replies and every recorded request."""
         with self._lock:
             self._queue.clear()
+            self._embedding_errors.clear()
             self._requests.clear()
             self._request_headers.clear()
             self._request_times.clear()
@@ -729,6 +738,10 @@ class FakeUpstream:
         with self._lock:
             if self.record:
                 self._embedding_requests.append(body)
+            error = self._embedding_errors.popleft() if self._embedding_errors else None
+        if error is not None:
+            await self._send_json(send, error.status, error.payload())
+            return
         raw = body.get("input")
         texts: list[str]
         if isinstance(raw, str):
@@ -743,6 +756,11 @@ class FakeUpstream:
             )
             return
         dims = body.get("dimensions")
+        if isinstance(dims, int) and dims > MAX_EMBEDDING_DIM:
+            # As OpenAI's models refuse a size past their own, at once.
+            message = f"'dimensions' must be at most {MAX_EMBEDDING_DIM}."
+            await self._send_json(send, 400, Error(400, message).payload())
+            return
         dim = dims if isinstance(dims, int) and dims > 0 else EMBEDDING_DIM
         as_base64 = body.get("encoding_format") == "base64"
         data: list[dict[str, Any]] = []

@@ -21,6 +21,7 @@ from .api import (
     ask,
     assistants,
     conversations,
+    embeddings,
     errors,
     files,
     health,
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ask,
         ui,
         health,
+        embeddings,
     )
     for module in routers:
         app.include_router(module.router)

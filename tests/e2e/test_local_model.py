@@ -274,7 +274,8 @@ def test_gguf_files_named_in_configuration_are_served(tmp_path: Path, databases:
     srv = AssistdServer(tmp_path, databases.new(), env).start()
     try:
         with make_client(srv) as client:
-            assert [m.id for m in client.models.list().data] == ["my-model"]
+            # The embedding model file search uses is listed too (/v1/embeddings).
+            assert [m.id for m in client.models.list().data] == ["my-model", "all-minilm-l6-v2"]
             assistant = client.beta.assistants.create(model="my-model")
             run = client.beta.threads.runs.create_and_poll(
                 thread_id=_thread(client, "Hello!"), assistant_id=assistant.id

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from ..config import Settings
 from ..engine.ask_sessions import AskSessions, SessionLocks
+from ..engine.embeddings import EmbeddingService
 from ..engine.engine import Engine
 from ..llm.registry import ProviderRegistry
 from ..retrieval.ingest_worker import IngestWorker
@@ -149,3 +150,11 @@ async def get_ask_sessions(
 
 
 AskService = Annotated[AskSessions, Depends(get_ask_sessions)]
+
+
+async def get_embedding_service(retriever: Search, providers: Providers) -> EmbeddingService:
+    # The model file search embeds with: one model in memory, whichever endpoint asks.
+    return EmbeddingService(retriever.embedder, providers)
+
+
+Embeddings = Annotated[EmbeddingService, Depends(get_embedding_service)]

@@ -106,6 +106,18 @@ class ProviderRegistry:
                     self._upstream_retry_at = time.monotonic() + UPSTREAM_DEFAULT_RETRY_SECONDS
         return self._upstream_default
 
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /embeddings`` with ``body`` on the upstream, its answer as it sent it: the models this
+        server does not embed with itself are the upstream's."""
+        if not isinstance(self.upstream, UpstreamProvider):
+            raise InvalidRequestError(
+                f"The model '{body.get('model')}' does not exist here, and no upstream is configured "
+                "(ASSISTD_UPSTREAM_BASE_URL) to serve its embeddings.",
+                param="model",
+                code="model_not_found",
+            )
+        return await self.upstream.embeddings(body)
+
     async def list_models(self) -> list[ModelInfo]:
         models: list[ModelInfo] = []
         for provider in self._providers:

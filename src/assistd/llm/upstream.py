@@ -17,7 +17,8 @@ import httpx2 as httpx
 import openai
 
 from .. import metrics
-from .retry import RetryPolicy, TransientUpstreamError, describe
+from ..errors import AssistdError, InvalidRequestError, NotFoundError, UpstreamError
+from .retry import RetryPolicy, TransientUpstreamError, describe, is_retryable
 from .types import ChatChunk, ChatRequest, ModelInfo, TokenUsage, ToolCallDelta
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,58 @@ class UpstreamProvider:
         self._models_at = time.monotonic()
         return self._models
 
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The upstream's answer to ``POST /embeddings`` with ``body``, as it sent it (a base64 encoding
+        stays base64), retried as chat completions are. The upstream refusing the request (a 4xx other
+        than those retried) raises that refusal as assistd's own, with the upstream's message."""
+        attempts = self._retry.start()
+        while True:
+            attempt: metrics.UpstreamAttempt | None = None
+            try:
+                async with self._slots:
+                    attempt = metrics.upstream_request("embeddings")
+                    response = await self._client.post("/embeddings", body=body, cast_to=httpx.Response)
+                    payload = response.json()
+            except openai.APIStatusError as exc:
+                _attempt_finished(attempt, _outcome(exc))
+                if not is_retryable(exc):
+                    raise _refusal(exc, self._api_key) from exc
+                await attempts.failed(exc)
+                continue
+            except Exception as exc:
+                _attempt_finished(attempt, _outcome(exc))
+                await attempts.failed(exc)
+                continue
+            _attempt_finished(attempt, str(response.status_code))
+            if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+                raise UpstreamError(
+                    "The model provider answered /embeddings with something other than a list."
+                )
+            return payload
+
     async def close(self) -> None:
         await self._client.close()
+
+
+def _attempt_finished(attempt: metrics.UpstreamAttempt | None, status: str) -> None:
+    if attempt is not None:
+        attempt.finished(status)
+
+
+def _refusal(exc: openai.APIStatusError, secret: str) -> AssistdError:
+    """The client's error for a request the upstream refused: its message, param and code under the
+    same status (400 or 404), except a refusal of assistd's own credentials, which is a 502."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    message = str(body.get("message") or exc.message)
+    if len(secret) >= 4:
+        message = message.replace(secret, "***")
+    param = body.get("param") if isinstance(body.get("param"), str) else None
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    if exc.status_code in (401, 403):
+        return UpstreamError(f"The model provider refused assistd's credentials (HTTP {exc.status_code}).")
+    if exc.status_code == 404:
+        return NotFoundError(message, param=param, code=code)
+    return InvalidRequestError(message, param=param, code=code)
 
 
 def _arguments(request: ChatRequest) -> dict[str, Any]:

@@ -100,6 +100,11 @@ class StaticEmbedder:
         metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
         self._name = f"static:{metadata['name']}:{str(metadata['sha256'])[:12]}"
         self._dimensions = int(metadata["dimensions"])
+        #: The model's id on ``/v1/embeddings`` and ``/v1/models``.
+        self.model_id = str(metadata["name"])
+        #: Tokens of a text the vector is made of (``encode`` drops the rest): ``/v1/embeddings`` refuses
+        #: longer inputs, as OpenAI does past its models' limit.
+        self.max_input_tokens: int | None = metadata.get("max_length")
 
     @property
     def name(self) -> str:

@@ -248,6 +248,13 @@ class TransformerEmbedder:
             self._name = f"transformer:{MODEL_NAME}:{version}:{self.max_length}"
         else:
             self._name = f"transformer:{self._dir}:{self.max_length}"
+        #: The model's id on ``/v1/embeddings`` and ``/v1/models``.
+        self.model_id = (
+            MODEL_NAME if bundled is not None and self._dir == bundled.resolve() else self._dir.name
+        )
+        #: Tokens of a text the vector is made of, less [CLS] and [SEP] (``encode`` cuts the rest):
+        #: ``/v1/embeddings`` refuses longer inputs, as OpenAI does past its models' limit.
+        self.max_input_tokens: int | None = self.max_length - 2
 
     @property
     def name(self) -> str:
