@@ -69,7 +69,7 @@ def timed(calls: Sequence[Callable[[], object]], workers: int = 1) -> tuple[floa
 def _record(result: Result, label: str, inputs: int, wall: float, latency: Latency | None) -> None:
     result.metric(f"{label}: embeddings/s", round(inputs / wall, 1), "1/s")
     if latency is not None:
-        result.metric(f"{label}: p50 / p99", round(latency.p50, 2), "ms")
+        result.metric(f"{label}: p50 latency", round(latency.p50, 2), "ms")
         result.details[label] = latency.summary() | {"inputs": inputs, "wall_s": round(wall, 3)}
 
 

@@ -26,6 +26,7 @@ from bench import (
     capacity,
     code_interpreter,
     create_and_poll,
+    embeddings,
     list_messages,
     local_model,
     responses,
@@ -44,6 +45,7 @@ NAMES = [
     "local_model",
     "retrieval",
     "code_interpreter",
+    "embeddings",
 ]
 # Run only when named with --only.
 OPT_IN = ["capacity"]
@@ -97,6 +99,10 @@ def main() -> None:
             sessions=4 if quick else 16,
             runs=5 if quick else 30,
         ),
+        "embeddings": lambda: [
+            embeddings.run(kind, singles=40 if quick else 400, batches=3 if quick else 20)
+            for kind in ("minilm", "static")
+        ],
         "capacity": lambda: capacity.run(
             runs=50 if quick else 1000,
             modes=capacity.MODES if os.environ.get("BENCH_PG") else ("sqlite",),
