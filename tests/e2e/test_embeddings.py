@@ -209,6 +209,13 @@ def test_embeddings_of_upstream_models_are_proxied(
     with pytest.raises(openai.InternalServerError) as failed:
         client.embeddings.create(model="fake-model", input="hello")
     assert failed.value.status_code == 502 and "kept failing after retries" in failed.value.message
+    # The upstream refusing assistd's own key is no fault of the client's, and its message may quote the key.
+    fake.reset()  # the 500s the retries left over
+    fake.push_embedding_error(Error(401, "Incorrect API key provided: sk-upstream-secret."))
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.embeddings.create(model="fake-model", input="hello")
+    assert refused.value.status_code == 502 and "credentials" in refused.value.message
+    assert "sk-upstream" not in refused.value.response.text
 
 
 # ----------------------------------------------------------------------------------------------------
