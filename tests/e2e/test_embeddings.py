@@ -132,12 +132,15 @@ def test_embeddings_list_and_token_arrays_keep_their_order(client: OpenAI) -> No
 @pytest.mark.parametrize(
     ("body", "param", "says"),
     [
-        ({"input": ""}, "input", "empty string"),
+        ({"input": ""}, "input", "'input' cannot be an empty string"),
         ({"input": []}, "input", "empty list"),
         ({"input": ["fine", ""]}, "input", "input[1] is an empty string"),
         ({"input": [[101, 102], []]}, "input", "input[1] is an empty token array"),
         ({"input": ["x"] * 2049}, "input", "at most 2048"),
         ({"input": "word " * 300}, "input", "at most 254 tokens"),
+        # One array of ids is one input, however many ids it holds.
+        ({"input": [7592] * 3000}, "input", "input[0] is 3000 tokens long"),
+        ({"input": [[7592]] * 2049}, "input", "at most 2048"),
         ({"input": [[7592, 10_000_000]]}, "input", "outside the vocabulary"),
         ({"input": [-1]}, "input", "outside the vocabulary"),
         ({"input": 5}, "input", "valid string"),

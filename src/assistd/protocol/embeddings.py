@@ -26,18 +26,16 @@ class EmbeddingCreateParams(RequestModel):
 
     @model_validator(mode="after")
     def _inputs(self) -> EmbeddingCreateParams:
-        value = self.input
-        if isinstance(value, str):
-            value = [value]
-        if not value:
+        if self.input == "":
+            raise ParamValueError("'input' cannot be an empty string.", "input")
+        if not self.input:
             raise ParamValueError("'input' cannot be an empty list.", "input")
-        if len(value) > MAX_INPUTS:
+        inputs = self.token_arrays if self.is_tokens else self.texts
+        if len(inputs) > MAX_INPUTS:
             raise ParamValueError(
-                f"'input' holds {len(value)} inputs; at most {MAX_INPUTS} are allowed per request.", "input"
+                f"'input' holds {len(inputs)} inputs; at most {MAX_INPUTS} are allowed per request.", "input"
             )
-        for index, item in enumerate(value):
-            if isinstance(item, int):
-                continue
+        for index, item in enumerate(inputs):
             if not item:
                 what = "string" if isinstance(item, str) else "token array"
                 raise ParamValueError(
