@@ -22,6 +22,7 @@ from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from mcp_server import McpTestServer
 from responses_wire import EVENTS, raw_create, spec_check, stream_frames
 from server import AssistdServer
+from test_agents_sdk import _on, agents_defaults  # noqa: F401 (a fixture)
 
 SECRET = "Bearer sk-mcp-secret-4242xyz"
 
@@ -234,3 +235,31 @@ def test_mcp_headers_reach_the_server_and_are_never_kept_in_clear(
     Response.model_validate(json.loads(raw))
     for where in (raw, _database_text(mcp_assistd.database_url), mcp_assistd.log()):
         assert SECRET not in where and "sk-mcp-secret" not in where
+
+
+def test_agents_sdk_hosted_mcp_tool(
+    mcp_assistd: AssistdServer, fake: FakeUpstream, mcp_server: McpTestServer, agents_defaults: None
+) -> None:
+    from agents import Agent, HostedMCPTool, Runner
+    from agents.tool import MCPToolApprovalFunctionResult, MCPToolApprovalRequest
+
+    asked: list[str] = []
+
+    def approve(request: MCPToolApprovalRequest) -> MCPToolApprovalFunctionResult:
+        asked.append(request.data.name)
+        return {"approve": True}
+
+    tool = HostedMCPTool(
+        tool_config={"type": "mcp", "server_label": "calc", "server_url": mcp_server.url},
+        on_approval_request=approve,
+    )
+    agent = Agent(name="Calculator", instructions="Use the tools.", model="fake-model", tools=[tool])
+    fake.push(ToolCalls([("add", {"a": 4, "b": 5})]), Text("4 + 5 = 9."))
+    result = _on(mcp_assistd, lambda: Runner.run(agent, "What is 4 + 5?"))
+    assert result.final_output == "4 + 5 = 9."
+    # The SDK asked for the approval, sent it back, and assistd ran the call on the server.
+    assert asked == ["add"]
+    assert _tool_messages(fake.requests[-1]) == ["9.0"]
+    kinds = [item.type for item in result.new_items]
+    assert kinds[0] == "mcp_list_tools_item" and kinds[-1] == "message_output_item"
+    assert "mcp_approval_request_item" in kinds
