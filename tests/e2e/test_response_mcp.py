@@ -12,8 +12,11 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from openai import OpenAI
+from openai.types.conversations import ConversationItem
+from pydantic import TypeAdapter
 from openai.types.responses import Response
 from openai.types.responses.response_output_item import McpApprovalRequest, McpCall, McpListTools
 
@@ -25,6 +28,7 @@ from server import AssistdServer
 from test_agents_sdk import _on, agents_defaults  # noqa: F401 (a fixture)
 
 SECRET = "Bearer sk-mcp-secret-4242xyz"
+ITEM: TypeAdapter[ConversationItem] = TypeAdapter(ConversationItem)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +149,14 @@ def test_mcp_tool_that_fails_gives_its_error_to_the_model(
         return Text("It failed: " + _tool_messages(body)[0])
 
     fake.push(ToolCalls([("explode", {"reason": "on purpose"})]), Dynamic(answer))
-    response = raw_create(mcp_client, model="fake-model", input="Blow up.", tools=[_tool(mcp_server.sse_url)])
+    conversation = mcp_client.conversations.create()
+    response = raw_create(
+        mcp_client,
+        model="fake-model",
+        input="Blow up.",
+        tools=[_tool(mcp_server.sse_url)],
+        conversation=conversation.id,
+    )
     assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
     call = response.output[1]
     assert isinstance(call, McpCall)
@@ -154,6 +165,11 @@ def test_mcp_tool_that_fails_gives_its_error_to_the_model(
     assert "boom: on purpose" in json.dumps(call.error.content)
     # Over SSE too (the URL ends in /sse), and the model saw the error and went on.
     assert "boom: on purpose" in response.output_text
+    # The conversation shows the same items after the question (validated by the SDK's ConversationItem).
+    raw = mcp_client.conversations.items.with_raw_response.list(conversation.id, order="asc")
+    items = [ITEM.validate_python(item) for item in json.loads(raw.http_response.text)["data"]]
+    assert [item.type for item in items] == ["message", "mcp_list_tools", "mcp_call", "message"]
+    assert items[2].model_dump() == call.model_dump()
 
 
 def test_mcp_host_refused_by_the_allow_list(
@@ -182,6 +198,14 @@ def test_mcp_approval_requested_then_granted_or_denied(
         assert [item.type for item in asked.output] == ["mcp_list_tools", "mcp_approval_request"]
         request = asked.output[1]
         assert isinstance(request, McpApprovalRequest) and request.id.startswith("mcpr_")
+        if approve:
+            # An answer to no approval request is refused, naming it.
+            wrong = {"type": "mcp_approval_response", "approval_request_id": "mcpr_nothing_0", "approve": True}
+            with pytest.raises(openai.BadRequestError) as refused:
+                mcp_client.responses.create(
+                    model="fake-model", input=[wrong], tools=[tool], previous_response_id=asked.id
+                )
+            assert refused.value.body["param"] == "input[0].approval_request_id"  # type: ignore[index]
         assert (request.name, json.loads(request.arguments)) == ("add", {"a": 20, "b": 22})
 
         fake.push(Dynamic(lambda body: Text("Told: " + _tool_messages(body)[0])))
