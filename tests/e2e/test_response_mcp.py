@@ -16,16 +16,17 @@ import openai
 import pytest
 from openai import OpenAI
 from openai.types.conversations import ConversationItem
-from pydantic import TypeAdapter
 from openai.types.responses import Response
 from openai.types.responses.response_output_item import McpApprovalRequest, McpCall, McpListTools
+from pydantic import TypeAdapter
+from test_agents_sdk import _on
+from test_agents_sdk import agents_defaults as agents_defaults  # a fixture the Agents SDK test needs
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from mcp_server import McpTestServer
 from responses_wire import EVENTS, raw_create, spec_check, stream_frames
 from server import AssistdServer
-from test_agents_sdk import _on, agents_defaults  # noqa: F401 (a fixture)
 
 SECRET = "Bearer sk-mcp-secret-4242xyz"
 ITEM: TypeAdapter[ConversationItem] = TypeAdapter(ConversationItem)
@@ -200,7 +201,7 @@ def test_mcp_approval_requested_then_granted_or_denied(
         assert isinstance(request, McpApprovalRequest) and request.id.startswith("mcpr_")
         if approve:
             # An answer to no approval request is refused, naming it.
-            wrong = {"type": "mcp_approval_response", "approval_request_id": "mcpr_nothing_0", "approve": True}
+            wrong = {"type": "mcp_approval_response", "approval_request_id": "mcpr_no_0", "approve": True}
             with pytest.raises(openai.BadRequestError) as refused:
                 mcp_client.responses.create(
                     model="fake-model", input=[wrong], tools=[tool], previous_response_id=asked.id
