@@ -179,7 +179,8 @@ class McpTools:
         for step in steps:
             for call in step.step_details.get("tool_calls", []):
                 kind = call.get("type")
-                if kind == LISTING and call[LISTING].get("error") is None:
+                # A listing that ended without error (one cut short by a crash has no tools: not one).
+                if kind == LISTING and "tools" in call[LISTING] and call[LISTING].get("error") is None:
                     listed[call[LISTING]["server_label"]] = call[LISTING]
                 elif step.run_id == run.id and kind == APPROVAL_RESPONSE:
                     answered.append(call)

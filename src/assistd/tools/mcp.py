@@ -88,7 +88,9 @@ class McpCallResult:
 
 def _listed(host: str, port: int, allowed: Collection[str]) -> bool:
     names = {entry.strip().lower() for entry in allowed if entry.strip()}
-    return host.lower() in names or f"{host.lower()}:{port}" in names
+    # An IPv6 host may be listed bare or in brackets, as URLs write it (``[::1]:8000``).
+    forms = {host.lower(), f"[{host.lower()}]"} if ":" in host else {host.lower()}
+    return any(form in names or f"{form}:{port}" in names for form in forms)
 
 
 async def check_host(url: str, allowed: Collection[str]) -> None:
