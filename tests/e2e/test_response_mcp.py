@@ -98,6 +98,18 @@ def test_mcp_tool_listed_and_called_then_listing_cached(
     assert [item.type for item in follow.output] == ["mcp_call", "message"]
     assert follow.output[0].output == "Sunny in Oslo, 21 degrees."  # type: ignore[union-attr]
 
+    # A stateless history sent back whole (as the Agents SDK sends it): the MCP call the server ran reaches
+    # the model as its call and output.
+    fake.push(Text("Still 5."))
+    history = [
+        {"role": "user", "content": "What is 2 + 3?"},
+        *(item.model_dump(mode="json", exclude_none=True) for item in response.output),
+        {"role": "user", "content": "Sure?"},
+    ]
+    again = raw_create(mcp_client, model="fake-model", input=history, tools=[tool], store=False)
+    assert again.output_text == "Still 5."
+    assert _tool_messages(fake.requests[-1]) == ["5.0"]
+
 
 def _compressed(names: list[str]) -> list[str]:
     # Argument deltas come in as many pieces as the model wrote: one stands for them all.

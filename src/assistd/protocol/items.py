@@ -356,8 +356,8 @@ class McpApprovalInput:
     at: str
 
 
-# MCP items a client sends back with a stateless history: the server listed and ran them already, so they
-# are taken and let be (the calls' results are not carried to the model: see docs/responses.md).
+# MCP items a client sends back with a stateless history: the server listed and ran them already. A call
+# that ran is carried to the model as a call and its output; the others are taken and let be.
 _MCP_ECHOED = ("mcp_list_tools", "mcp_call", "mcp_approval_request")
 
 
@@ -376,8 +376,10 @@ class ParsedInput:
     function_calls: list[FunctionCallInput] = field(default_factory=list)
     function_outputs: list[FunctionOutputInput] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
-    # ``mcp_approval_response`` items (where function items are allowed).
+    # ``mcp_approval_response`` items, and ``mcp_call`` items that ran, each as a call and its output (where
+    # function items are allowed).
     approvals: list[McpApprovalInput] = field(default_factory=list)
+    mcp_calls: list[tuple[FunctionCallInput, FunctionOutputInput]] = field(default_factory=list)
 
 
 _ROLES = ("user", "assistant", "system", "developer")
@@ -502,6 +504,20 @@ def _function_output(value: Any, at: str) -> str:
     return "".join(texts)
 
 
+def _mcp_call(item: Mapping[str, Any], at: str, parsed: ParsedInput) -> None:
+    """An ``mcp_call`` item sent back: a call and its output, when it ran (its output or its error)."""
+    call_id, name, arguments = item.get("id"), item.get("name"), item.get("arguments")
+    if not isinstance(call_id, str) or not isinstance(name, str) or not isinstance(arguments, str):
+        raise ParamValueError("an mcp_call needs 'id', 'name' and 'arguments', strings.", at)
+    output, error = item.get("output"), item.get("error")
+    if output is None and error is None:
+        return  # never ran (or waits for its approval): nothing to carry
+    text = output if isinstance(output, str) else f"Error: {json.dumps(error)}"
+    parsed.mcp_calls.append(
+        (FunctionCallInput(call_id, name, arguments, at), FunctionOutputInput(call_id, text, at))
+    )
+
+
 def input_to_messages(
     value: Any,
     *,
@@ -568,6 +584,8 @@ def input_to_messages(
                 if reason is not None and not isinstance(reason, str):
                     raise ParamValueError("reason must be a string.", f"{where}.reason")
                 parsed.approvals.append(McpApprovalInput(request_id, approve, reason, where))
+            elif kind == "mcp_call":
+                _mcp_call(item, where, parsed)
         else:
             raise ParamValueError(
                 f"input items of type {kind!r} are not supported; use message, function_call or "
