@@ -186,7 +186,7 @@ def test_mcp_tool_that_fails_gives_its_error_to_the_model(
 
 
 def test_mcp_host_refused_by_the_allow_list(
-    mcp_client: OpenAI, fake: FakeUpstream, mcp_server: McpTestServer
+    mcp_client: OpenAI, mcp_assistd: AssistdServer, fake: FakeUpstream, mcp_server: McpTestServer
 ) -> None:
     fake.push(Text("I have no tools."))
     refused = mcp_server.url.replace("127.0.0.1", "localhost")
@@ -199,14 +199,40 @@ def test_mcp_host_refused_by_the_allow_list(
     assert "non-public address" in listing.error
     assert "tools" not in fake.requests[-1] or not fake.requests[-1]["tools"]
 
+    # Streamed: the listing fails in its events, and the answer follows.
+    fake.push(Text("None."))
+    body = {"model": "fake-model", "input": "2 + 2?", "tools": [_tool(refused)], "stream": True}
+    frames = stream_frames(mcp_assistd, body)
+    for _, data in frames:
+        EVENTS.validate_python(data)
+    assert [name for name, _ in frames][2:6] == [
+        "response.output_item.added",
+        "response.mcp_list_tools.in_progress",
+        "response.mcp_list_tools.failed",
+        "response.output_item.done",
+    ]
+
 
 def test_mcp_approval_requested_then_granted_or_denied(
-    mcp_client: OpenAI, fake: FakeUpstream, mcp_server: McpTestServer
+    mcp_client: OpenAI, mcp_assistd: AssistdServer, fake: FakeUpstream, mcp_server: McpTestServer
 ) -> None:
     tool = {"type": "mcp", "server_label": "calc", "server_url": mcp_server.url}  # approval: "always"
     for approve in (True, False):
         fake.push(ToolCalls([("add", {"a": 20, "b": 22})]))
-        asked = raw_create(mcp_client, model="fake-model", input="20 + 22?", tools=[tool])
+        if approve:
+            asked = raw_create(mcp_client, model="fake-model", input="20 + 22?", tools=[tool])
+        else:
+            # Streamed: the request is an item added and done once the model's turn has ended.
+            body = {"model": "fake-model", "input": "20 + 22?", "tools": [tool], "stream": True}
+            frames = stream_frames(mcp_assistd, body)
+            for _, data in frames:
+                EVENTS.validate_python(data)
+            assert [name for name, _ in frames][6:] == [
+                "response.output_item.added",
+                "response.output_item.done",
+                "response.completed",
+            ]
+            asked = Response.model_validate(frames[-1][1]["response"])
         assert asked.status == "completed"
         assert [item.type for item in asked.output] == ["mcp_list_tools", "mcp_approval_request"]
         request = asked.output[1]
