@@ -145,7 +145,7 @@ async def _client(url: str, headers: Mapping[str, str], seconds: float) -> Async
         yield client
 
 
-def _failure(exc: BaseException, url: str) -> McpError:
+def _failure(exc: BaseException) -> McpError:
     if isinstance(exc, McpError):
         return exc
     if isinstance(exc, TimeoutError):
@@ -179,7 +179,7 @@ async def list_tools(url: str, headers: Mapping[str, str], seconds: float) -> li
                 if not cursor:
                     return tools
     except Exception as exc:
-        raise _failure(exc, url) from None
+        raise _failure(exc) from None
 
 
 async def call_tool(
@@ -197,7 +197,7 @@ async def call_tool(
         async with asyncio.timeout(seconds), _client(url, headers, seconds) as client:
             result = await client.call_tool(name, parsed)
     except Exception as exc:
-        return McpCallResult(None, _failure(exc, url).error)
+        return McpCallResult(None, _failure(exc).error)
     content = [block.model_dump(mode="json", exclude_none=True, by_alias=True) for block in result.content]
     if result.is_error:
         return McpCallResult(None, {"type": "mcp_tool_execution_error", "content": content})
@@ -251,12 +251,18 @@ class Sealer:
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
         key = Fernet.generate_key()
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes().strip()  # another process made it first
+        # Written whole under another name, then linked into place: a process reading it never sees it half
+        # written, and of two processes making it at once the first link wins (the other reads it).
+        draft = path.with_name(f".mcp-secret-{os.getpid()}-{os.urandom(4).hex()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file:
             file.write(key)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        finally:
+            draft.unlink()
         return key
 
     def seal(self, headers: Mapping[str, str]) -> str:
