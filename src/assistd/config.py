@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     # directory has its own range of code_max_sessions uids, so servers on one host never share one.
     code_uid_base: int = Field(default=61000, ge=1000)
 
+    # MCP tools of responses (docs/responses.md, "MCP tools"): the hosts (``host`` or ``host:port``, comma
+    # separated) a server may be on although they resolve to loopback, private, link-local or metadata
+    # addresses (refused otherwise); how long one listing or call may take; the key that seals a request's
+    # MCP headers in the database (every process and replica needs the same; unset: one made in the data dir).
+    mcp_allowed_hosts: str = ""
+    mcp_timeout_seconds: float = Field(default=30.0, gt=0)
+    mcp_secret_key: SecretStr | None = None
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -139,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def mcp_allowed_host_list(self) -> list[str]:
+        return [host.strip() for host in self.mcp_allowed_hosts.split(",") if host.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

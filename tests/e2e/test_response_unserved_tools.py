@@ -24,7 +24,6 @@ UNSERVED: list[dict[str, Any]] = [
     {"type": "shell"},
     {"type": "apply_patch"},
     {"type": "custom", "name": "grammar_tool", "description": "Free-form input."},
-    {"type": "mcp", "server_label": "docs", "server_url": "https://example.com/mcp"},
     {"type": "namespace", "name": "crm", "description": "CRM tools.", "tools": []},
     {"type": "tool_search"},
     {"type": "programmatic_tool_calling"},

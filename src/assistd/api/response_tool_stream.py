@@ -14,6 +14,17 @@ maps it, with the create's ``include``. In OpenAI's order:
   ``response.code_interpreter_call_code.done``, ``.interpreting``, ``.completed``,
   ``response.output_item.done``.
 
+MCP servers' listings and calls (``engine/response_mcp.py``), in OpenAI's order:
+
+- a listing: ``response.output_item.added`` (no tools yet), ``response.mcp_list_tools.in_progress``, then
+  ``.completed`` (or ``.failed``), ``response.output_item.done``;
+- a call: ``response.output_item.added``, ``response.mcp_call.in_progress``, one
+  ``response.mcp_call_arguments.delta`` per piece of arguments the model writes,
+  ``response.mcp_call_arguments.done``, then once it ran ``response.mcp_call.completed`` (or ``.failed``),
+  ``response.output_item.done``;
+- a call waiting for approval: its ``mcp_approval_request`` item's ``response.output_item.added`` and
+  ``.done``, once the model's turn has ended.
+
 The search and the code run between the model's call and its results: ``searching`` and ``interpreting``
 are told when they have run, not as they start (the run's events say nothing in between).
 """
@@ -32,6 +43,13 @@ from ..protocol.items import annotation_to_item, tool_item_id
 _KINDS = {
     "file_search": ("file_search_call", "response.file_search_call"),
     "code_interpreter": ("code_interpreter_call", "response.code_interpreter_call"),
+}
+
+# Run step MCP call type → item type.
+_MCP_KINDS = {
+    "mcp_list_tools": "mcp_list_tools",
+    "mcp": "mcp_call",
+    "mcp_approval_request": "mcp_approval_request",
 }
 
 ReadItems = Callable[[str], Awaitable[list[dict[str, Any]]]]
@@ -65,6 +83,16 @@ class ToolCallStream:
         finished: list[str] = []
         for call in calls:
             kind = call.get("type")
+            if kind in _MCP_KINDS and call.get("index") is not None:
+                item_id = tool_item_id(_MCP_KINDS[kind], step_id, int(call["index"]))
+                details = call.get(kind) or {}
+                if kind != "mcp_approval_request" and item_id not in self._open and item_id not in self._done:
+                    events += self._mcp_opened(kind, item_id, details)
+                if kind == "mcp" and details.get("arguments") and not details.get("done"):
+                    events += self._arguments(item_id, str(details["arguments"]))
+                if details.get("done"):
+                    finished.append(item_id)
+                continue
             if kind not in _KINDS or call.get("index") is None:
                 continue
             item_id = tool_item_id(_KINDS[kind][0], step_id, int(call["index"]))
@@ -139,6 +167,71 @@ class ToolCallStream:
             self._stream.event(f"{_KINDS[kind][1]}.in_progress", where),
         ]
 
+    def _mcp_opened(self, kind: str, item_id: str, details: dict[str, Any]) -> list[StreamEvent]:
+        index = self._stream.next_output()
+        self._open[item_id] = (index, [])
+        label = str(details.get("server_label") or "")
+        if kind == "mcp_list_tools":
+            item: dict[str, Any] = {
+                "type": "mcp_list_tools",
+                "id": item_id,
+                "server_label": label,
+                "tools": [],
+            }
+            started = "response.mcp_list_tools.in_progress"
+        else:
+            item = {
+                "type": "mcp_call",
+                "id": item_id,
+                "server_label": label,
+                "name": str(details.get("name") or ""),
+                "arguments": "",
+                "status": "in_progress",
+            }
+            started = "response.mcp_call.in_progress"
+        where = {"item_id": item_id, "output_index": index}
+        return [
+            self._stream.event("response.output_item.added", {"output_index": index, "item": item}),
+            self._stream.event(started, where),
+        ]
+
+    def _arguments(self, item_id: str, piece: str) -> list[StreamEvent]:
+        found = self._open.get(item_id)
+        if found is None:
+            return []
+        found[1].append(piece)
+        body = {"item_id": item_id, "output_index": found[0], "delta": piece}
+        return [self._stream.event("response.mcp_call_arguments.delta", body)]
+
+    def _mcp_closed(self, item: dict[str, Any]) -> list[StreamEvent]:
+        if item["type"] == "mcp_approval_request":
+            if item["id"] in self._done:
+                return []
+            self._done.add(item["id"])
+            index = self._stream.next_output()
+            return [
+                self._stream.event("response.output_item.added", {"output_index": index, "item": item}),
+                self._stream.event("response.output_item.done", {"output_index": index, "item": item}),
+            ]
+        found = self._open.pop(item["id"], None)
+        if found is None:
+            return []
+        self._done.add(item["id"])
+        where = {"item_id": item["id"], "output_index": found[0]}
+        failed = item.get("error") is not None
+        if item["type"] == "mcp_list_tools":
+            events = [
+                self._stream.event(f"response.mcp_list_tools.{'failed' if failed else 'completed'}", where)
+            ]
+        else:
+            arguments = {**where, "arguments": item["arguments"]}
+            events = [
+                self._stream.event("response.mcp_call_arguments.done", arguments),
+                self._stream.event(f"response.mcp_call.{'failed' if failed else 'completed'}", where),
+            ]
+        done = {"output_index": found[0], "item": item}
+        return [*events, self._stream.event("response.output_item.done", done)]
+
     def _code(self, item_id: str, piece: str) -> list[StreamEvent]:
         found = self._open.get(item_id)
         if found is None:
@@ -148,6 +241,8 @@ class ToolCallStream:
         return [self._stream.event("response.code_interpreter_call_code.delta", body)]
 
     def _closed(self, item: dict[str, Any]) -> list[StreamEvent]:
+        if item["type"] in _MCP_KINDS.values():
+            return self._mcp_closed(item)
         found = self._open.pop(item["id"], None)
         if found is None:
             return []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,8 +105,10 @@ async def build(
     data_path: str = DATA_PATH,
     *,
     fresh: bool = False,
+    extra_functions: Sequence[dict[str, Any]] = (),
 ) -> RunContext:
-    """``fresh``: the run's first turn since it was queued new, so it has no steps to read."""
+    """``fresh``: the run's first turn since it was queued new, so it has no steps to read.
+    ``extra_functions``: more functions to offer (a response's MCP servers' tools)."""
     strategy = run.truncation_strategy or {"type": "auto"}
     limit = strategy.get("last_messages") if strategy.get("type") == "last_messages" else HISTORY_CAP
     history = [
@@ -129,6 +131,8 @@ async def build(
         names = list(code_interpreter.file_names(await code_interpreter.input_files(session, run)))
         code_definition = code_interpreter.definition(data_path, names)
     offered = function_tools(run.tools, code_definition)
+    named = {tool["function"]["name"] for tool in offered}
+    offered += [tool for tool in extra_functions if tool["function"]["name"] not in named]
     request = ChatRequest(
         model=run.model,
         messages=system + history + own,

@@ -37,11 +37,13 @@ from ..store.models import AssistantRow, RunRow
 from ..store.pagination import PageQuery
 from ..tools.code_interpreter import CodeInterpreter
 from ..tools.file_search import FileSearch
+from ..tools.mcp import Sealer
 from . import state
 from .bus import MemoryBus, RunBus, RunSubscription, Sequenced
 from .event_log import LogBus
 from .events import FINAL_RUN_EVENTS, StreamEvent
 from .executor import RunExecutor, Started
+from .response_mcp import McpTools
 from .worker import WorkerPool, new_process_id
 
 # A resumed stream that hears nothing this long looks at the run itself (its log may be pruned).
@@ -87,7 +89,11 @@ class Engine:
         self.sandbox = sandbox
         process_id = new_process_id()
         code = CodeInterpreter(db, storage, sandbox, settings.max_upload_bytes, process_id)
-        self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code)
+        secret = settings.mcp_secret_key.get_secret_value() if settings.mcp_secret_key else None
+        # Seals a response's MCP headers for its run's row (``tools/mcp.py``).
+        self.mcp_sealer = Sealer(secret, settings.data_dir)
+        mcp = McpTools(settings, db, self.bus, self.mcp_sealer)
+        self.executor = RunExecutor(settings, db, self.bus, providers, FileSearch(db, retriever), code, mcp)
         self.pool = WorkerPool(settings, db, self.bus, self.executor, process_id, role)
 
     async def start(self) -> None:

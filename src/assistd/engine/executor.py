@@ -29,11 +29,13 @@ from ..tools import code_interpreter, limits
 from ..tools.citations import CitationFilter
 from ..tools.code_interpreter import CodeInterpreter, CodeOutcome, CodeStream
 from ..tools.file_search import FileSearch, Outcome, ranking_options
+from ..tools.mcp import McpCallResult
 from . import context, state
 from . import usage as stored_usage
 from .bus import RunBus, Sequenced
 from .events import StreamEvent
 from .made_files import MadeFiles, take_made, with_made
+from .response_mcp import McpOffer, McpOutcome, McpTools, results_delta
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class _Turn:
     finish_reason: str | None = None
     citations: CitationFilter = field(default_factory=lambda: CitationFilter({}))
     builtin: set[str] = field(default_factory=set)
+    # The MCP servers' tools offered on this turn (a response's run with mcp tools), by function name.
+    mcp: McpOffer | None = None
     # The draft message and its step are written while the first token already travels to clients.
     saving: asyncio.Task[None] | None = None
     # The text's token logprobs, when the run asked for them: all of them (kept with the message), and
@@ -81,7 +85,7 @@ class _Turn:
             await asyncio.shield(self.saving)
 
 
-ToolOutcome = Outcome | CodeOutcome
+ToolOutcome = Outcome | CodeOutcome | McpOutcome
 
 
 @dataclass
@@ -106,6 +110,8 @@ class _Called:
     step: RunStepRow
     functions: list[_Call]
     events: list[StreamEvent]
+    # MCP calls that wait for the client's approval: the run ends with them.
+    approvals: bool = False
 
 
 def _required_action(functions: list[_Call]) -> dict[str, Any]:
@@ -122,6 +128,7 @@ class RunExecutor:
         providers: ProviderRegistry,
         file_search: FileSearch,
         code: CodeInterpreter,
+        mcp: McpTools,
     ) -> None:
         self._settings = settings
         self._db = db
@@ -129,6 +136,7 @@ class RunExecutor:
         self._providers = providers
         self._file_search = file_search
         self._code = code
+        self._mcp = mcp
         # Runs whose start here took them out of ``queued`` for the first time, until their first turn.
         self._fresh: set[str] = set()
 
@@ -204,18 +212,34 @@ class RunExecutor:
         """One model call and what follows from it; True when built-in tools ran and the model goes on."""
         fresh = run.id in self._fresh
         self._fresh.discard(run.id)
+        # A response's MCP servers: listed (once per thread) and answered approvals run, before the context
+        # is read (it reads the calls so run).
+        offer = await self._mcp.prepare(run)
+        if offer is not None:
+            fresh = False
         async with self._db.read() as session:
-            built = await context.build(session, run, self._providers, self._code.data_path, fresh=fresh)
+            built = await context.build(
+                session,
+                run,
+                self._providers,
+                self._code.data_path,
+                fresh=fresh,
+                extra_functions=offer.functions() if offer is not None else (),
+            )
         request = built.request
         if last and request.tools:
             request = dataclasses.replace(request, tool_choice="none")
         builtin = context.builtin_tools(run.tools)
+        if offer is not None:
+            own = {tool["function"]["name"] for tool in run.tools if tool.get("type") == "function"}
+            offer.tools = {name: offered for name, offered in offer.tools.items() if name not in own}
+            builtin |= set(offer.tools)
         bound = limits.max_tool_calls(run.tools)
         calls_left = None if bound is None else max(0, bound - built.builtin_calls)
         if calls_left == 0:
             request = _without_builtin(request, builtin)
         provider = self._providers.provider_for(run.model)
-        turn = _Turn(citations=CitationFilter(built.sources), builtin=builtin)
+        turn = _Turn(citations=CitationFilter(built.sources), builtin=builtin, mcp=offer)
         try:
             async for chunk in provider.stream(request):
                 if chunk.logprobs:
@@ -265,9 +289,12 @@ class RunExecutor:
                 continue
             if calls_left is not None:
                 if calls_left <= 0:
-                    outcomes[index] = _not_run(call)
+                    outcomes[index] = _not_run(call, turn.mcp)
                     continue
                 calls_left -= 1
+            if turn.mcp is not None and call.name in turn.mcp.tools:
+                outcomes[index] = await self._mcp.call(run, turn.mcp, call.name, call.arguments)
+                continue
             if call.name == code_interpreter.NAME:
                 outcomes[index] = await self._code(run, call.arguments)
                 continue
@@ -396,6 +423,18 @@ class RunExecutor:
             if first:
                 delta["id"] = call.id
                 body["outputs"] = []
+        elif turn.mcp is not None and call.name in turn.mcp.tools:
+            if turn.mcp.needs_approval(call.name) or not call.id:
+                return  # a call that waits for approval is shown once the turn ends, as its request
+            piece = call.arguments if not announced else (arguments or "")
+            if announced and not piece:
+                return
+            body = {"arguments": piece}
+            if not announced:
+                body.update(name=call.name, server_label=turn.mcp.tools[call.name].server["server_label"])
+            delta = {"index": index, "type": "mcp", "mcp": body}
+            if not announced:
+                delta["id"] = call.id
         elif call.name in turn.builtin:
             if announced or not call.id:
                 return  # a built-in call is shown once; its query and results come with the step
@@ -476,6 +515,11 @@ class RunExecutor:
                 events += await state.transition(session, run, "completed", usage=total)
         elif run.status == "cancelling":
             events += await state.transition(session, run, "cancelled", usage=total)
+        elif called.approvals and not called.functions:
+            # MCP calls wait for the client's approval: the response ends with their requests, and the
+            # next one (``mcp_approval_response`` items) runs them.
+            events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(called.step)))
+            events += await state.transition(session, run, "completed", usage=total)
         elif called.functions:
             events += await state.transition(
                 session,
@@ -556,6 +600,7 @@ class RunExecutor:
             "type": "tool_calls",
             "tool_calls": [self._call_details(run, call, outcomes.get(index)) for index, call in ordered],
         }
+        approvals = any(isinstance(o, McpOutcome) and o.result is None for o in outcomes.values())
         for outcome in outcomes.values():
             if isinstance(outcome, CodeOutcome):
                 made.images += outcome.images
@@ -568,7 +613,7 @@ class RunExecutor:
                 "sources": {str(n): source.stored() for n, source in outcomes[index].sources.items()},
             }
             for index, call in ordered
-            if index in outcomes
+            if index in outcomes and not _awaits_approval(outcomes[index])
         } or None
         step.usage = usage
         fields = ["step_details", "usage", "tool_io"]
@@ -578,12 +623,14 @@ class RunExecutor:
         await save(session, step, *fields)
         # Built-in calls are done: their results are shown as a step delta before what follows.
         events = [self._results_delta(step)] if outcomes else []
-        return _Called(step, functions, events)
+        return _Called(step, functions, events, approvals)
 
     @staticmethod
     def _call_details(run: RunRow, call: _Call, outcome: ToolOutcome | None) -> dict[str, Any]:
         if outcome is None:
             return {"id": call.id, "type": "function", "function": {**call.function(), "output": None}}
+        if isinstance(outcome, McpOutcome):
+            return outcome.details(call.id)
         if isinstance(outcome, CodeOutcome):
             return {
                 "id": call.id,
@@ -616,6 +663,8 @@ class RunExecutor:
                         },
                     }
                 )
+            elif call["type"] in ("mcp", "mcp_approval_request"):
+                shown.append(results_delta(position, call))
             elif call["type"] == "code_interpreter":
                 outputs = call["code_interpreter"]["outputs"]
                 shown.append(
@@ -666,8 +715,17 @@ def _without_builtin(request: ChatRequest, builtin: set[str]) -> ChatRequest:
     return dataclasses.replace(request, tools=tools, tool_choice=choice)
 
 
-def _not_run(call: _Call) -> ToolOutcome:
+def _awaits_approval(outcome: ToolOutcome) -> bool:
+    # Not shown to the model as a call until it is answered (the next response runs it).
+    return isinstance(outcome, McpOutcome) and outcome.result is None
+
+
+def _not_run(call: _Call, offer: McpOffer | None = None) -> ToolOutcome:
     # A call past the run's bound: recorded with its step (the model made it), not run.
+    if offer is not None and call.name in offer.tools:
+        error = {"type": "mcp_protocol_error", "code": -32000, "message": limits.NOT_RUN}
+        label = offer.tools[call.name].server["server_label"]
+        return McpOutcome(label, call.name, call.arguments, McpCallResult(None, error))
     if call.name == code_interpreter.NAME:
         return CodeOutcome(code_interpreter.code_of(call.arguments), [], limits.NOT_RUN)
     return Outcome([], limits.NOT_RUN, {})

@@ -157,18 +157,21 @@ def history_of(parsed: ParsedInput) -> FunctionHistory | None:
     """``parsed``'s messages and function items in input order (None without function items). Every call
     needs its output, and every output its call, in the input: else a 400 naming ``input`` (a call without
     output) or the output's ``input[i].call_id``."""
-    if not parsed.function_calls and not parsed.function_outputs:
+    # MCP calls sent back (``mcp_call`` items the server ran) are a call and its output each.
+    function_calls = [*parsed.function_calls, *(call for call, _ in parsed.mcp_calls)]
+    function_outputs = [*parsed.function_outputs, *(output for _, output in parsed.mcp_calls)]
+    if not function_calls and not function_outputs:
         return None
-    called = {call.call_id for call in parsed.function_calls}
+    called = {call.call_id for call in function_calls}
     outputs: dict[str, str] = {}
-    for output in parsed.function_outputs:
+    for output in function_outputs:
         if output.call_id not in called:
             raise _invalid(
                 f"No tool call found for function call output with call_id {output.call_id}.",
                 f"{output.at}.call_id",
             )
         outputs[output.call_id] = output.output
-    for call in parsed.function_calls:
+    for call in function_calls:
         if call.call_id not in outputs:
             raise _invalid(f"No tool output found for function call {call.call_id}.", "input")
     entries: list[tuple[int, Any]] = [
@@ -176,8 +179,8 @@ def history_of(parsed: ParsedInput) -> FunctionHistory | None:
             (_position(at), (message, at))
             for message, at in zip(parsed.messages, parsed.message_at, strict=True)
         ),
-        *((_position(call.at), call) for call in parsed.function_calls),
-        *((_position(output.at), None) for output in parsed.function_outputs),
+        *((_position(call.at), call) for call in function_calls),
+        *((_position(output.at), None) for output in function_outputs),
     ]
     entries.sort(key=lambda entry: entry[0])
     first = min(position for position, value in entries if not isinstance(value, tuple))

@@ -8,6 +8,11 @@ beside the options the Assistants API has there, under keys its wire models do n
     {"type": "file_search", "file_search": {"max_num_results", "ranking_options",
                                             "vector_store_ids", "filters"}, "max_tool_calls"}
     {"type": "code_interpreter", "code_interpreter": {"file_ids", "container_id"}, "max_tool_calls"}
+    {"type": "mcp", "mcp": {"server_label", "server_url", "allowed_tools", "require_approval",
+                            "sealed_headers"}, "max_tool_calls"}
+
+An MCP server's ``headers`` are kept sealed (``tools/mcp.py``'s ``Sealer``): the process that executes the run
+opens them, the database never holds them in clear.
 
 ``store.runs.tool_resource_ids`` reads the ids there first, so the engine's one file_search and one
 code_interpreter run them as every run's: there is no second dispatch. ``max_tool_calls`` is a run-level
@@ -34,6 +39,8 @@ from ..store import runs as run_store
 from ..store import threads as thread_store
 from ..store.models import RunStepRow
 from ..tools.limits import MAX_TOOL_CALLS
+from ..tools.mcp import Sealer
+from .response_mcp import SEALED
 
 __all__ = ["check_builtin_tools", "output_items", "run_tools"]
 
@@ -59,10 +66,19 @@ async def check_builtin_tools(session: AsyncSession, tenant: str, params: Respon
                 ) from None
 
 
-def run_tools(params: ResponseCreateParams) -> list[dict[str, Any]]:
+def run_tools(params: ResponseCreateParams, sealer: Sealer | None = None) -> list[dict[str, Any]]:
     """The run's tools entries: the response's functions (``protocol/response_functions.py``), then its
-    built-in tools (see the module's docstring)."""
+    built-in tools and MCP servers (see the module's docstring)."""
     entries: list[dict[str, Any]] = [function.for_run() for function in params.functions()]
+    for _, server in params.mcp_tools:
+        headers = server.secret_headers()
+        if headers and sealer is None:
+            raise ValueError("an MCP server's headers are stored sealed: a sealer is needed")
+        policy = {**server.policy(), SEALED: sealer.seal(headers) if headers and sealer else None}
+        mcp_entry: dict[str, Any] = {"type": "mcp", "mcp": policy}
+        if params.max_tool_calls is not None:
+            mcp_entry[MAX_TOOL_CALLS] = params.max_tool_calls
+        entries.append(mcp_entry)
     for _, tool in params.builtin_tools:
         if isinstance(tool, FileSearchToolParam):
             options: dict[str, Any] = {"vector_store_ids": list(tool.vector_store_ids)}

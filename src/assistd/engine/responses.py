@@ -46,6 +46,7 @@ from .response_functions import (
     segment_of,
     segment_output,
 )
+from .response_mcp import write_approvals
 from .response_tools import check_builtin_tools, output_items, run_tools
 from .state import TERMINAL
 from .turns import Turn
@@ -402,6 +403,8 @@ class Responses:
             # Function calls and outputs sent back: the run's first steps, the input after them too.
             written, steps_before = await history.write(session, run)
             ids += written
+        # Answers to MCP approval requests: a step the run's first turn acts on.
+        steps_before += await write_approvals(session, tenant, run, parsed.approvals)
         return PreparedRun(run, ids, own, echo, steps_before)
 
     async def _thread_for(
@@ -438,7 +441,7 @@ class Responses:
             assistant_id=None,
             model=params.model or "",
             instructions=instructions,
-            tools=run_tools(params),
+            tools=run_tools(params, self._engine.mcp_sealer),
             temperature=params.temperature,
             top_p=params.top_p,
             max_prompt_tokens=None,

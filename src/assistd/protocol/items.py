@@ -39,6 +39,10 @@ _PREFIXES = {
     "function_call_output": "fco",
     "file_search_call": "fs",
     "code_interpreter_call": "ci",
+    "mcp_list_tools": "mcpl",
+    "mcp_call": "mcp",
+    "mcp_approval_request": "mcpr",
+    "mcp_approval_response": "mcpa",
 }
 _KINDS = {prefix: kind for kind, prefix in _PREFIXES.items()}
 _STEP_PREFIX = "step_"
@@ -271,7 +275,53 @@ def step_to_items(
                     "container_id": container_id or step.thread_id,
                 }
             )
+        elif kind in _MCP_KINDS:
+            items.append(_mcp_item(kind, raw[kind], tool_item_id(_MCP_KINDS[kind], step.id, index), status))
     return items
+
+
+# A run step's MCP call type (``engine/response_mcp.py``) → its item's type.
+_MCP_KINDS = {
+    "mcp_list_tools": "mcp_list_tools",
+    "mcp": "mcp_call",
+    "mcp_approval_request": "mcp_approval_request",
+    "mcp_approval_response": "mcp_approval_response",
+}
+
+
+def _mcp_item(kind: str, body: Mapping[str, Any], item_id: str, status: ItemStatus) -> dict[str, Any]:
+    if kind == "mcp_list_tools":
+        return {
+            "type": "mcp_list_tools",
+            "id": item_id,
+            "server_label": body.get("server_label", ""),
+            "tools": body.get("tools") or [],
+            "error": body.get("error"),
+        }
+    if kind == "mcp_approval_response":
+        return {
+            "type": "mcp_approval_response",
+            "id": item_id,
+            "approval_request_id": body["approval_request_id"],
+            "approve": body["approve"],
+            "reason": body.get("reason"),
+        }
+    item = {
+        "type": _MCP_KINDS[kind],
+        "id": item_id,
+        "server_label": body.get("server_label", ""),
+        "name": body.get("name", ""),
+        "arguments": body.get("arguments", ""),
+    }
+    if kind == "mcp":
+        ran = "output" in body or "error" in body
+        item.update(
+            output=body.get("output"),
+            error=body.get("error"),
+            status=("failed" if body.get("error") else "completed") if ran else status,
+            approval_request_id=body.get("approval_request_id"),
+        )
+    return item
 
 
 # Input items ------------------------------------------------------------------------------------
@@ -296,6 +346,21 @@ class FunctionOutputInput:
     at: str
 
 
+@dataclass(frozen=True)
+class McpApprovalInput:
+    """An ``mcp_approval_response`` input item: the client's answer to an ``mcp_approval_request``."""
+
+    approval_request_id: str
+    approve: bool
+    reason: str | None
+    at: str
+
+
+# MCP items a client sends back with a stateless history: the server listed and ran them already. A call
+# that ran is carried to the model as a call and its output; the others are taken and let be.
+_MCP_ECHOED = ("mcp_list_tools", "mcp_call", "mcp_approval_request")
+
+
 @dataclass
 class ParsedInput:
     """Input items as Assistants sees them, each kind in input order: ``messages`` to add to the thread,
@@ -311,6 +376,10 @@ class ParsedInput:
     function_calls: list[FunctionCallInput] = field(default_factory=list)
     function_outputs: list[FunctionOutputInput] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
+    # ``mcp_approval_response`` items, and ``mcp_call`` items that ran, each as a call and its output (where
+    # function items are allowed).
+    approvals: list[McpApprovalInput] = field(default_factory=list)
+    mcp_calls: list[tuple[FunctionCallInput, FunctionOutputInput]] = field(default_factory=list)
 
 
 _ROLES = ("user", "assistant", "system", "developer")
@@ -435,6 +504,20 @@ def _function_output(value: Any, at: str) -> str:
     return "".join(texts)
 
 
+def _mcp_call(item: Mapping[str, Any], at: str, parsed: ParsedInput) -> None:
+    """An ``mcp_call`` item sent back: a call and its output, when it ran (its output or its error)."""
+    call_id, name, arguments = item.get("id"), item.get("name"), item.get("arguments")
+    if not isinstance(call_id, str) or not isinstance(name, str) or not isinstance(arguments, str):
+        raise ParamValueError("an mcp_call needs 'id', 'name' and 'arguments', strings.", at)
+    output, error = item.get("output"), item.get("error")
+    if output is None and error is None:
+        return  # never ran (or waits for its approval): nothing to carry
+    text = output if isinstance(output, str) else f"Error: {json.dumps(error)}"
+    parsed.mcp_calls.append(
+        (FunctionCallInput(call_id, name, arguments, at), FunctionOutputInput(call_id, text, at))
+    )
+
+
 def input_to_messages(
     value: Any,
     *,
@@ -488,6 +571,21 @@ def input_to_messages(
             else:
                 output = _function_output(item.get("output"), f"{where}.output")
                 parsed.function_outputs.append(FunctionOutputInput(call_id, output, where))
+        elif kind in (*_MCP_ECHOED, "mcp_approval_response") and allow_function_items:
+            if kind == "mcp_approval_response":
+                request_id, approve = item.get("approval_request_id"), item.get("approve")
+                if not isinstance(request_id, str) or not request_id:
+                    raise ParamValueError(
+                        "approval_request_id must be a non-empty string.", f"{where}.approval_request_id"
+                    )
+                if not isinstance(approve, bool):
+                    raise ParamValueError("approve must be a boolean.", f"{where}.approve")
+                reason = item.get("reason")
+                if reason is not None and not isinstance(reason, str):
+                    raise ParamValueError("reason must be a string.", f"{where}.reason")
+                parsed.approvals.append(McpApprovalInput(request_id, approve, reason, where))
+            elif kind == "mcp_call":
+                _mcp_call(item, where, parsed)
         else:
             raise ParamValueError(
                 f"input items of type {kind!r} are not supported; use message, function_call or "

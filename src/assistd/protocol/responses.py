@@ -23,6 +23,7 @@ from pydantic import (
 
 from .common import Metadata, ParamValueError, ReasoningEffort, RequestInt, RequestModel, WireModel
 from .response_functions import FunctionToolParam, function_tools, run_tool_choice
+from .response_mcp import McpToolParam, mcp_tool
 from .vector_stores import Filter
 
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
@@ -34,7 +35,6 @@ MIN_OUTPUT_TOKENS = 16
 
 # Tools of OpenAI's Responses API that assistd does not serve, and is not about to: each is refused naming
 # ``tools[i].type``, so that a client learns it at once instead of from an answer made without the tool.
-# (``mcp`` has an issue of its own.)
 UNSERVED_TOOLS = (
     "web_search",
     "web_search_2025_08_26",
@@ -50,7 +50,6 @@ UNSERVED_TOOLS = (
     "namespace",
     "tool_search",
     "programmatic_tool_calling",
-    "mcp",
 )
 
 
@@ -328,6 +327,8 @@ class ResponseCreateParams(RequestModel):
     )
 
     _function_tools: list[FunctionToolParam] = PrivateAttr(default_factory=list)
+    # ``tools`` entries of type ``mcp``, parsed, with their place in ``tools``.
+    _mcp: list[tuple[int, McpToolParam]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _served(self) -> ResponseCreateParams:
@@ -340,6 +341,14 @@ class ResponseCreateParams(RequestModel):
                 continue  # checked by ``_functions``
             if kind in BUILTIN_TYPES:
                 self._builtin.append((index, _builtin_tool(index, tool)))
+                continue
+            if kind == "mcp":
+                server = mcp_tool(index, tool)
+                if any(other.server_label == server.server_label for _, other in self._mcp):
+                    raise ParamValueError(
+                        f"Duplicate MCP server_label {server.server_label!r}.", f"tools[{index}].server_label"
+                    )
+                self._mcp.append((index, server))
                 continue
             raise ParamValueError(
                 f"tools of type {kind!r} are not served by assistd.", f"tools[{index}].type"
@@ -389,6 +398,11 @@ class ResponseCreateParams(RequestModel):
         """The built-in tools asked for, each with its index in ``tools`` (for errors naming it)."""
         return list(self._builtin)
 
+    @property
+    def mcp_tools(self) -> list[tuple[int, McpToolParam]]:
+        """The MCP servers given, each with its index in ``tools``."""
+        return list(self._mcp)
+
     def echoed_builtin_tools(self) -> list[dict[str, Any]]:
         """The built-in tools as the response shows them back, OpenAI's defaults filled in."""
         shown: list[dict[str, Any]] = []
@@ -423,8 +437,13 @@ class ResponseCreateParams(RequestModel):
         """All the request's tools as the response shows them back, in the request's order."""
         functions = iter(self.functions())
         builtin = iter(self.echoed_builtin_tools())
+        servers = iter(server.echoed() for _, server in self._mcp)
         return [
-            next(functions).echoed() if tool.get("type") == "function" else next(builtin)
+            next(functions).echoed()
+            if tool.get("type") == "function"
+            else next(servers)
+            if tool.get("type") == "mcp"
+            else next(builtin)
             for tool in self.tools or []
         ]
 

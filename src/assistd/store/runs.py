@@ -47,7 +47,8 @@ def to_wire(row: RunRow) -> Run:
             "incomplete_details": row.incomplete_details,
             "model": row.model,
             "instructions": row.instructions,
-            "tools": row.tools,
+            # A response's MCP servers (``engine/response_mcp.py``) have no Assistants tool type: not shown.
+            "tools": [tool for tool in row.tools if tool.get("type") != "mcp"],
             "metadata": row.meta,
             "usage": row.usage,
             "temperature": row.temperature,
