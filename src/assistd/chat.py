@@ -400,13 +400,25 @@ class Chat:
             outputs.append({"tool_call_id": call.id, "output": output})
         return outputs
 
-    def cancel(self) -> None:
+    def cancel(self, *, interrupted: bool = False) -> None:
         """Cancels the run in progress, if any, so the thread is free for the next one."""
         run = self.printer.current_run if self.printer else None
         if run is None or run.status in ("completed", "failed", "cancelled", "expired", "incomplete"):
             return
-        with contextlib.suppress(openai.OpenAIError):
-            self.client.beta.threads.runs.cancel(run_id=run.id, thread_id=self.thread_id)
+        if not interrupted:
+            with contextlib.suppress(openai.OpenAIError):
+                self.client.beta.threads.runs.cancel(run_id=run.id, thread_id=self.thread_id)
+            return
+        # A Ctrl-C lands wherever the main thread is, possibly inside the HTTP client's connection pool,
+        # which a request through the same client could then wait on forever: the cancel that follows an
+        # interrupt goes through a client of its own, bounded, so that the program always exits.
+        with (
+            OpenAI(
+                base_url=self.client.base_url, api_key=self.client.api_key, timeout=10.0, max_retries=1
+            ) as client,
+            contextlib.suppress(openai.OpenAIError),
+        ):
+            client.beta.threads.runs.cancel(run_id=run.id, thread_id=self.thread_id)
 
 
 def _end_note(run: Run) -> str:
@@ -548,7 +560,7 @@ def _session(args: argparse.Namespace, console: Console, embedded: EmbeddedServe
             console.spinner.stop()
             console.write("\n")
             if chat is not None:
-                chat.cancel()
+                chat.cancel(interrupted=True)
         except openai.APIConnectionError as exc:
             console.spinner.stop()
             console.stderr.write(f"assistd chat: cannot reach {client.base_url}: {exc}\n")

@@ -255,6 +255,27 @@ def _read_until(fd: int, marker: str, timeout: float = 30.0) -> str:
     return seen
 
 
+def _exit_status(process: subprocess.Popen[bytes], fd: int, within: float) -> int:
+    """The chat's exit status once it exits; if it is still running after ``within`` seconds, the test
+    fails with the stacks of its threads (dumped by faulthandler on SIGABRT) and what the terminal showed."""
+    try:
+        return process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait(timeout=10)
+        shown = b""
+        while select.select([fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        text = shown.decode(errors="replace")
+        raise AssertionError(f"the chat did not exit within {within}s:\n{text}") from None
+
+
 @contextlib.contextmanager
 def _on_a_terminal(
     server: AssistdServer, assistant_id: str, cwd: Path
@@ -266,7 +287,8 @@ def _on_a_terminal(
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
-        env=_env(TERM="dumb"),
+        # On SIGABRT the chat prints every thread's stack: what a test that times out waiting for it shows.
+        env=_env(TERM="dumb", PYTHONFAULTHANDLER="1"),
         cwd=cwd,
     )
     os.close(terminal)
@@ -313,6 +335,6 @@ def test_ctrl_c_during_a_reply_cancels_the_run_and_exits(
         _read_until(controller, "thinking")  # the spinner: the run is under way
         # Ctrl-C as the terminal driver delivers it (the pty is not the child's controlling terminal).
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert _exit_status(process, controller, within=30) == 0
     run = client.beta.threads.runs.list(thread_id=thread_id).data[0]
     assert run.status in ("cancelling", "cancelled")
