@@ -31,7 +31,8 @@ from openai.types.beta.threads import Annotation, AnnotationDelta, MessageConten
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 from openai.types.beta.threads.runs import ToolCall
 
-DEFAULT_URL = "http://127.0.0.1:8000/v1"
+from .chat_options import DEFAULT_URL
+
 # The SDK refuses an empty key; a server without ASSISTD_API_KEYS accepts any.
 PLACEHOLDER_KEY = "assistd-chat"
 HISTORY_SHOWN = 6
@@ -43,20 +44,6 @@ HELP = """Commands:
   /exit   leave (Ctrl-D and Ctrl-C too)
 Anything else is sent to the assistant."""
 END_STATUSES_WORTH_A_NOTE = ("failed", "incomplete", "cancelled", "expired")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--url", help=f"the server's API base URL (ASSISTD_URL, OPENAI_BASE_URL, {DEFAULT_URL})"
-    )
-    where.add_argument(
-        "--embedded", action="store_true", help="start assistd in this process (settings from ASSISTD_*)"
-    )
-    parser.add_argument("--key", help="API key (ASSISTD_KEY, OPENAI_API_KEY)")
-    parser.add_argument("--assistant", metavar="ID", help="chat with this assistant instead of choosing one")
-    parser.add_argument("--thread", metavar="ID", help="resume this thread instead of starting a new one")
-    parser.add_argument("--log-level", default="warning", help="log level of the embedded server")
 
 
 # --------------------------------------------------------------------------------------------------

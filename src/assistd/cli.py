@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from . import __version__, chat, keys_cli
+from . import __version__, chat_options, keys_cli
 from .config import Settings
 from .store.database import Database
 
@@ -173,6 +173,13 @@ async def _work(settings: Settings) -> None:
         )
 
 
+def _chat(args: argparse.Namespace) -> int:
+    # Imported here: the chat's client-side SDK types cost every other command's start (see chat_options).
+    from . import chat
+
+    return chat.run(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="assistd", description="A drop-in OpenAI Assistants API v2 server.")
     parser.add_argument("--version", action="version", version=f"assistd {__version__}")
@@ -209,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     migrate_parser.set_defaults(handler=migrate)
     chat_parser = commands.add_parser("chat", help="chat with an assistant in the terminal")
-    chat.add_arguments(chat_parser)
-    chat_parser.set_defaults(handler=chat.run)
+    chat_options.add_arguments(chat_parser)
+    chat_parser.set_defaults(handler=_chat)
     keys_parser = commands.add_parser("keys", help="list, create and revoke API keys (default: list)")
     keys_cli.add_arguments(keys_parser)
     keys_parser.set_defaults(handler=keys_cli.run)
