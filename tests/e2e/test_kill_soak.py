@@ -1,6 +1,6 @@
 """The kill -9 soak: under a steady load of runs (``create_and_poll`` and streams, through the official
 SDK), message creations and file uploads, the server is killed with SIGKILL at random moments and started
-again, ``ASSISTD_SOAK_KILLS`` times (20 by default; ``make soak`` runs 200). On PostgreSQL the deployment
+again, ``ASSISTD_SOAK_KILLS`` times (10 by default; ``make soak`` runs 200). On PostgreSQL the deployment
 is an API-only ``assistd serve --workers 0`` beside an ``assistd worker``, and either may be the one killed.
 
 Afterwards: every run is final; every acknowledged message (a create that answered 200) and every
@@ -34,7 +34,7 @@ from server import AssistdServer
 
 pytestmark = pytest.mark.slow
 
-KILLS = int(os.environ.get("ASSISTD_SOAK_KILLS", "20"))
+KILLS = int(os.environ.get("ASSISTD_SOAK_KILLS", "10"))
 # Up between kills for this long, at random: kills land anywhere in a run, an upload or a write.
 UP_SECONDS = (0.2, 1.5)
 # A stream that lasts longer than this, beyond the slowest restart, hung: a run here takes about a second,
