@@ -90,7 +90,7 @@ def test_healthz_and_readyz_answer_without_a_key(server: AssistdServer) -> None:
 def test_migrate_then_serve_without_auto_migrate(
     tmp_path: Path, databases: Databases, fake: FakeUpstream
 ) -> None:
-    url = databases.new()
+    url = databases.new(empty=True)
     head = head_revision()
     assert _migrate(url, tmp_path) == f"assistd migrate: upgraded the schema from revision none to {head}\n"
     assert _migrate(url, tmp_path) == f"assistd migrate: the schema is at revision {head}; nothing to do\n"
@@ -105,7 +105,7 @@ def test_migrate_then_serve_without_auto_migrate(
 def test_a_server_without_auto_migrate_refuses_an_old_schema(
     tmp_path: Path, databases: Databases, fake: FakeUpstream
 ) -> None:
-    url = databases.new()
+    url = databases.new(empty=True)
     server = _server(tmp_path, url, fake, auto_migrate="false")
     with pytest.raises(RuntimeError, match="run `assistd migrate` first") as info:
         server.start()
@@ -123,7 +123,7 @@ def test_a_server_without_auto_migrate_refuses_an_old_schema(
 def test_readyz_says_migrations_are_pending_until_assistd_migrate_runs(
     tmp_path: Path, databases: Databases, fake: FakeUpstream
 ) -> None:
-    url = databases.new()
+    url = databases.new(empty=True)
     server = _server(tmp_path, url, fake).start()
     try:
         asyncio.run(downgrade(url, "0004"))
@@ -151,7 +151,7 @@ def test_readyz_stays_ready_when_a_newer_assistd_migrated(
 ) -> None:
     """During a rolling deploy the new release migrates first; the old replicas keep serving until
     they are replaced, rather than all leaving the load balancer at once."""
-    url = databases.new()
+    url = databases.new(empty=True)
     server = _server(tmp_path, url, fake).start()
     try:
         asyncio.run(_set_revision(url, "9999_from_the_future"))
@@ -171,7 +171,7 @@ def test_concurrent_migrations_and_starts_of_one_fresh_database(
     tmp_path: Path, databases: Databases, fake: FakeUpstream
 ) -> None:
     """Replicas starting together, and release steps run twice, against a database with no schema."""
-    url = databases.new()
+    url = databases.new(empty=True)
     migrations = [_migrate_command(url, tmp_path) for _ in range(3)]
     servers = [_server(tmp_path, url, fake) for _ in range(2)]
     try:
