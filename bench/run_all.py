@@ -24,6 +24,7 @@ if __package__ in (None, ""):
 
 from bench import (
     capacity,
+    chat_completions,
     code_interpreter,
     create_and_poll,
     list_messages,
@@ -44,6 +45,7 @@ NAMES = [
     "local_model",
     "retrieval",
     "code_interpreter",
+    "chat_completions",
 ]
 # Run only when named with --only.
 OPT_IN = ["capacity"]
@@ -96,6 +98,9 @@ def main() -> None:
             calls=20 if quick else 200,
             sessions=4 if quick else 16,
             runs=5 if quick else 30,
+        ),
+        "chat_completions": lambda: chat_completions.run(
+            calls=40 if quick else 400, streams=20 if quick else 200, warmup=5 if quick else 30
         ),
         "capacity": lambda: capacity.run(
             runs=50 if quick else 1000,
