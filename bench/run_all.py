@@ -24,6 +24,7 @@ if __package__ in (None, ""):
 
 from bench import (
     capacity,
+    chat_completions,
     code_interpreter,
     create_and_poll,
     embeddings,
@@ -46,6 +47,7 @@ NAMES = [
     "retrieval",
     "code_interpreter",
     "embeddings",
+    "chat_completions",
 ]
 # Run only when named with --only.
 OPT_IN = ["capacity"]
@@ -103,6 +105,9 @@ def main() -> None:
             embeddings.run(kind, singles=40 if quick else 400, batches=3 if quick else 20)
             for kind in ("minilm", "static")
         ],
+        "chat_completions": lambda: chat_completions.run(
+            calls=40 if quick else 400, streams=20 if quick else 200, warmup=5 if quick else 30
+        ),
         "capacity": lambda: capacity.run(
             runs=50 if quick else 1000,
             modes=capacity.MODES if os.environ.get("BENCH_PG") else ("sqlite",),

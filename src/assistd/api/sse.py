@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -23,8 +23,18 @@ from ..metrics import tracked_stream
 log = logging.getLogger(__name__)
 
 DONE = b"event: done\ndata: [DONE]\n\n"
+# Chat Completions streams end with a bare data line, no event name.
+DATA_DONE = b"data: [DONE]\n\n"
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _SERVER_ERROR = {"type": "server_error", "param": None, "code": None}
+
+
+# Compact, and UTF-8 as it is: a chunk per token, each encoded once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode(data: Mapping[str, Any]) -> bytes:
+    return _ENCODER.encode(data).encode()
 
 
 def _json(data: BaseModel | dict[str, Any]) -> str:
@@ -85,4 +95,26 @@ def data_stream(items: AsyncIterator[BaseModel]) -> StreamingResponse:
     """Objects as ``data:`` frames; an error raised meanwhile becomes the last frame, ``{"error": {...}}``."""
     return StreamingResponse(
         tracked_stream(_data_frames(items)), media_type="text/event-stream", headers=_HEADERS
+    )
+
+
+async def _chat_frames(chunks: AsyncIterator[Mapping[str, Any]]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield b"data: " + _encode(chunk) + b"\n\n"
+    except AssistdError as exc:
+        # As OpenAI reports a failure mid-stream: an error object where a chunk was due, and no [DONE].
+        yield data_frame(exc.body())
+        return
+    except Exception:
+        log.exception("chat completion stream failed")
+        yield data_frame({"error": {"message": "The server had an error while streaming.", **_SERVER_ERROR}})
+        return
+    yield DATA_DONE
+
+
+def chat_stream(chunks: AsyncIterator[Mapping[str, Any]]) -> StreamingResponse:
+    """Chat completion chunks as ``data:`` frames, then ``data: [DONE]``."""
+    return StreamingResponse(
+        tracked_stream(_chat_frames(chunks)), media_type="text/event-stream", headers=_HEADERS
     )

@@ -9,6 +9,7 @@ Cancelling the consumer of ``stream`` stops generation at the next token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -207,8 +208,11 @@ class LocalProvider:
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
+                    logprobs = _logprobs(choice.get("logprobs")) if current.mode != "envelope" else ()
                     for out in decoder.feed(piece):
-                        yield out
+                        # The piece's logprobs go with the text made of it (none for an envelope's JSON).
+                        yield dataclasses.replace(out, logprobs=logprobs) if logprobs and out.text else out
+                        logprobs = ()
                 finish_reason = choice.get("finish_reason") or finish_reason
             if usage := chunk.get("usage"):
                 for out in decoder.finish():
@@ -229,13 +233,46 @@ class LocalProvider:
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
+        optional = {
+            "top_p": request.top_p,
+            "seed": request.seed,
+            "frequency_penalty": request.frequency_penalty,
+            "presence_penalty": request.presence_penalty,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.top_logprobs is not None and current.mode not in ("envelope", "forced"):
+            # Asked of llama.cpp only where the tokens are the answer's text, not an envelope's JSON.
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs
         if current.schema is not None:
             # Compact JSON (no free whitespace): fewer tokens, and an envelope the decoder can stream.
             schema = {**current.schema, "x-guidance": {"whitespace_flexible": False}}
             body["grammar"] = "%llguidance {}\nstart: %json " + json.dumps(schema)
         return body
+
+
+def _logprobs(value: Any) -> tuple[dict[str, Any], ...]:
+    """llama.cpp's ``logprobs.content`` in OpenAI's shape (it adds each token's id, which OpenAI has not)."""
+    if not isinstance(value, dict):
+        return ()
+    return tuple(
+        {
+            "token": token.get("token", ""),
+            "logprob": float(token.get("logprob", 0.0)),
+            "bytes": token.get("bytes"),
+            "top_logprobs": [
+                {
+                    "token": top.get("token", ""),
+                    "logprob": float(top.get("logprob", 0.0)),
+                    "bytes": top.get("bytes"),
+                }
+                for top in token.get("top_logprobs") or []
+            ],
+        }
+        for token in value.get("content") or []
+    )
 
 
 def _translate_error(error: dict[str, Any], model: _LoadedModel) -> Exception:

@@ -98,6 +98,13 @@ def upstream_error(
     return UpstreamError(message[:1000], code=code)
 
 
+def upstream_status(exc: UpstreamError) -> int | None:
+    """The HTTP status the upstream answered with, for an ``UpstreamError`` made of its answer (None for a
+    failure with no answer: a timeout, a dropped connection)."""
+    cause = exc.__cause__
+    return cause.status_code if isinstance(cause, openai.APIStatusError) else None
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How one upstream service is retried: at most ``max_retries`` times within ``budget`` seconds per

@@ -21,6 +21,11 @@ class ChatRequest:
     reasoning_effort: str | None = None
     # Ask for each output token's logprob with this many likeliest alternatives (0-20); None: do not ask.
     top_logprobs: int | None = None
+    # Sampling options Chat Completions takes as they are (None: the provider's default).
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
 
 
 @dataclass(frozen=True)

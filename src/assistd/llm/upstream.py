@@ -74,12 +74,20 @@ class UpstreamProvider:
         while True:
             produced = False
             attempt: metrics.UpstreamAttempt | None = None
+            # The slot is held on behalf of this stream, not of the task that opened it: a chat completion
+            # stream waits for its first chunk in the request's task and is read on in the response's.
+            borrower = object()
             try:
-                async with self._slots:
+                await self._slots.acquire_on_behalf_of(borrower)
+                try:
                     # Timed from here: the wait for a slot is assistd's own queue, not the upstream's latency.
                     attempt = metrics.upstream_request("chat.completions")
+                    # The body goes as ``extra_body``, sent as it is: the SDK would otherwise walk every
+                    # nested parameter against its typed schema (for aliases and dates, which a chat request
+                    # has none of), about a millisecond of CPU a call. The named arguments are the ones
+                    # that choose the kind of answer; ``messages`` is overridden by the body's.
                     async with self._client.chat.completions.with_streaming_response.create(
-                        **_arguments(request)
+                        model=request.model, messages=[], stream=True, extra_body=_arguments(request)
                     ) as response:
                         # The SDK sends the request and maps HTTP errors; the SSE lines are read here as
                         # plain JSON, which costs a third of building the SDK's pydantic chunk objects.
@@ -90,6 +98,8 @@ class UpstreamProvider:
                                 produced = True
                                 yield converted
                         status = str(response.status_code)
+                finally:
+                    self._slots.release_on_behalf_of(borrower)
             except Exception as exc:
                 # Recorded before the retry's backoff, which is no part of the upstream's latency.
                 if attempt is not None:
@@ -196,8 +206,13 @@ def _arguments(request: ChatRequest) -> dict[str, Any]:
         "max_completion_tokens": request.max_tokens,
         "response_format": request.response_format,
         "reasoning_effort": request.reasoning_effort,
+        "seed": request.seed,
+        "frequency_penalty": request.frequency_penalty,
+        "presence_penalty": request.presence_penalty,
     }
     args.update({key: value for key, value in optional.items() if value is not None})
+    if request.stop:
+        args["stop"] = list(request.stop)
     if request.top_logprobs is not None:
         args["logprobs"] = True
         args["top_logprobs"] = request.top_logprobs
