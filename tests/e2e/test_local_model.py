@@ -77,7 +77,8 @@ def _text(message: Message) -> str:
 def test_local_model_is_listed_and_is_the_default_without_an_upstream(local_server: AssistdServer) -> None:
     headers = {"Authorization": f"Bearer {KEYS[0]}"}
     models = httpx.get(f"{local_server.base_url}/models", headers=headers).json()
-    assert [m["id"] for m in models["data"]] == [MODEL]
+    # The chat model, and the embedding model file search uses (served at /v1/embeddings).
+    assert [m["id"] for m in models["data"]] == [MODEL, "all-minilm-l6-v2"]
     assert models["data"][0]["owned_by"] == "assistd-local"
     # The SDK always names a model; the HTTP API lets a client leave it out and get the default.
     created = httpx.post(
