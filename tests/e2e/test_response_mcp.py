@@ -326,3 +326,40 @@ def test_agents_sdk_hosted_mcp_tool(
     kinds = [item.type for item in result.new_items]
     assert kinds[0] == "mcp_list_tools_item" and kinds[-1] == "message_output_item"
     assert "mcp_approval_request_item" in kinds
+
+
+def test_mcp_approval_and_function_call_in_one_turn(
+    mcp_client: OpenAI, fake: FakeUpstream, mcp_server: McpTestServer
+) -> None:
+    # A client function and an MCP tool that needs approval, called in the same turn: the response shows
+    # both (as OpenAI's does), and the follow-up answers both at once.
+    tools = [
+        {"type": "mcp", "server_label": "calc", "server_url": mcp_server.url, "allowed_tools": ["add"]},
+        {"type": "function", "name": "clock", "parameters": {"type": "object", "properties": {}}},
+    ]
+    fake.push(ToolCalls([("clock", {}), ("add", {"a": 1, "b": 2})]))
+    asked = raw_create(mcp_client, model="fake-model", input="Time, and 1 + 2?", tools=tools)
+    assert asked.status == "completed", asked.error
+    assert [item.type for item in asked.output] == ["mcp_list_tools", "function_call", "mcp_approval_request"]
+    function, request = asked.output[1], asked.output[2]
+    assert function.type == "function_call" and request.type == "mcp_approval_request"
+
+    def answer(body: dict[str, Any]) -> Text:
+        return Text(" | ".join(sorted(_tool_messages(body))))
+
+    fake.push(Dynamic(answer))
+    follow = raw_create(
+        mcp_client,
+        model="fake-model",
+        input=[
+            {"type": "function_call_output", "call_id": function.call_id, "output": "noon"},
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True},
+        ],
+        tools=tools,
+        previous_response_id=asked.id,
+    )
+    assert follow.status == "completed", follow.error
+    assert [item.type for item in follow.output] == ["mcp_call", "message"]
+    call = follow.output[0]
+    assert isinstance(call, McpCall) and call.approval_request_id == request.id and call.output == "3.0"
+    assert follow.output_text == "3.0 | noon"

@@ -295,7 +295,9 @@ class Responses:
         async with self._db.read() as session:
             steps = await run_store.steps_of(session, run.id)
             options, echo = await self._turn_options(session, tenant, params, parsed, run, steps)
-        steps_before = len(steps)
+        # The answers to MCP approval requests the waiting turn made beside its function calls: a step
+        # written with the outputs, before this response's segment (as a new run's answers are).
+        steps_before = len(steps) + (1 if parsed.approvals else 0)
         submitted = SubmitToolOutputsParams(
             tool_outputs=[ToolOutput(tool_call_id=output.call_id, output=output.output) for output in outputs]
         )
@@ -303,7 +305,7 @@ class Responses:
         listener = self._engine.bus.subscription()
         try:
             queued = await self._engine.submit_tool_outputs(
-                tenant, run.thread_id, run.id, submitted, listener, options
+                tenant, run.thread_id, run.id, submitted, listener, options, parsed.approvals
             )
         except ConflictError:
             listener.close()
