@@ -119,7 +119,8 @@ def _compressed(names: list[str]) -> list[str]:
 def test_mcp_stream_events_in_order(
     mcp_assistd: AssistdServer, fake: FakeUpstream, mcp_server: McpTestServer
 ) -> None:
-    fake.push(ToolCalls([("add", {"a": 1, "b": 1})]), Text("Two."))
+    # Text before the call in the same turn: its message is done before the call's item is added.
+    fake.push(ToolCalls([("add", {"a": 1, "b": 1})], text="Adding."), Text("Two."))
     body = {"model": "fake-model", "input": "1 + 1?", "tools": [_tool(mcp_server.url)], "stream": True}
     frames = stream_frames(mcp_assistd, body)
     for number, (name, data) in enumerate(frames):
@@ -131,6 +132,12 @@ def test_mcp_stream_events_in_order(
         "response.output_item.added",
         "response.mcp_list_tools.in_progress",
         "response.mcp_list_tools.completed",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
         "response.output_item.done",
         "response.output_item.added",
         "response.mcp_call.in_progress",
@@ -153,6 +160,9 @@ def test_mcp_stream_events_in_order(
     spec_check(final, "Response")
     items = [d["item"] for n, d in frames if n == "response.output_item.done"]
     assert items == final["output"]
+    assert [item["type"] for item in items] == ["mcp_list_tools", "message", "mcp_call", "message"]
+    added = [d["output_index"] for n, d in frames if n == "response.output_item.added"]
+    assert added == [0, 1, 2, 3]
 
 
 def test_mcp_tool_that_fails_gives_its_error_to_the_model(
