@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -373,3 +374,39 @@ def test_mcp_approval_and_function_call_in_one_turn(
     call = follow.output[0]
     assert isinstance(call, McpCall) and call.approval_request_id == request.id and call.output == "3.0"
     assert follow.output_text == "3.0 | noon"
+
+
+def test_mcp_connection_goes_to_the_address_checked(
+    mcp_server: McpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DNS rebinding: the name answers the checked address first, then another (where nothing listens). The
+    # listing and the call connect to the first, with the name kept in the Host header.
+    from assistd.tools import mcp
+
+    url = mcp_server.url.replace("127.0.0.1", "localhost")
+    answers: list[str] = []
+
+    async def scenario() -> tuple[list[mcp.McpTool], mcp.McpCallResult]:
+        loop = asyncio.get_running_loop()
+
+        async def resolve(host: Any, port: Any, **kwargs: Any) -> list[Any]:
+            answers.append(str(host))
+            address = "127.0.0.1" if len(answers) == 1 else "127.0.0.2"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+        monkeypatch.setattr(loop, "getaddrinfo", resolve)
+        address = await mcp.check_host(url, [f"localhost:{mcp_server.port}"])
+        assert address == "127.0.0.1"
+        tools = await mcp.list_tools(url, {}, 10, address)
+        called = await mcp.call_tool(url, {}, "add", '{"a": 1, "b": 1}', 10, address)
+        # The name resolved again answers elsewhere: a connection to it would fail.
+        refused = await mcp.call_tool(
+            url, {}, "add", '{"a": 1, "b": 1}', 10, (await resolve("localhost", 0))[0][4][0]
+        )
+        assert refused.error is not None and "Could not reach" in refused.error["message"]
+        return tools, called
+
+    tools, called = asyncio.run(scenario())
+    assert answers == ["localhost", "localhost"]  # resolved once for the check, once by the test itself
+    assert "add" in [tool.name for tool in tools]
+    assert (called.output, called.error) == ("2.0", None)

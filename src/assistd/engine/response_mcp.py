@@ -229,9 +229,9 @@ class McpTools:
             ),
         )
         try:
-            await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
+            address = await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
             tools = await mcp.list_tools(
-                server["server_url"], self._headers(server), self._settings.mcp_timeout_seconds
+                server["server_url"], self._headers(server), self._settings.mcp_timeout_seconds, address
             )
             shown = [tool.shown() for tool in tools]
             # The item shows the tools the request allows; all are kept for a later request that allows more.
@@ -261,11 +261,12 @@ class McpTools:
 
     async def _call(self, server: dict[str, Any], name: str, arguments: str) -> mcp.McpCallResult:
         try:
-            await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
+            address = await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
         except mcp.McpError as exc:
             return mcp.McpCallResult(None, exc.error)
+        seconds = self._settings.mcp_timeout_seconds
         return await mcp.call_tool(
-            server["server_url"], self._headers(server), name, arguments, self._settings.mcp_timeout_seconds
+            server["server_url"], self._headers(server), name, arguments, seconds, address
         )
 
     async def _run_answered(
