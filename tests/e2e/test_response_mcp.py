@@ -110,6 +110,10 @@ def test_mcp_tool_listed_and_called_then_listing_cached(
     again = raw_create(mcp_client, model="fake-model", input=history, tools=[tool], store=False)
     assert again.output_text == "Still 5."
     assert _tool_messages(fake.requests[-1]) == ["5.0"]
+    # Its mcp_list_tools item is kept as the server's listing (as OpenAI does): not listed again, and the
+    # model offered the tools it names.
+    assert [item.type for item in again.output] == ["message"]
+    assert [t["function"]["name"] for t in fake.requests[-1]["tools"]] == ["add", "weather"]
 
 
 def _compressed(names: list[str]) -> list[str]:

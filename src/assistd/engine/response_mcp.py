@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..errors import InvalidRequestError
-from ..protocol.items import McpApprovalInput, parse_item_id
+from ..protocol.items import McpApprovalInput, McpListingInput, parse_item_id
 from ..protocol.response_mcp import allows, needs_approval
 from ..store import runs as run_store
 from ..store.clock import now
@@ -42,7 +42,16 @@ from ..tools import mcp
 from .bus import RunBus
 from .events import StreamEvent
 
-__all__ = ["APPROVAL_REQUEST", "CALL", "McpOffer", "McpOutcome", "McpTools", "servers_of", "write_approvals"]
+__all__ = [
+    "APPROVAL_REQUEST",
+    "CALL",
+    "McpOffer",
+    "McpOutcome",
+    "McpTools",
+    "servers_of",
+    "write_approvals",
+    "write_listings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +332,36 @@ class McpTools:
             _delta(step.id, [results_delta(n, call) for n, call in enumerate(calls)]),
             StreamEvent("thread.run.step.completed", wire),
         )
+
+
+async def write_listings(session: AsyncSession, run: RunRow, listings: Sequence[McpListingInput]) -> int:
+    """Keep the ``mcp_list_tools`` items a stateless history sends back as listings of ``run`` (not yet
+    inserted), as OpenAI does: a completed step, before its first turn, for each of the run's servers a
+    listing names (the last one given of each), so that the server is not listed again; the number of steps
+    written. A listing of a server the request does not name is let be (it would not be used)."""
+    servers = {server["server_label"]: server for server in servers_of(run.tools)}
+    kept = {listing.server_label: listing for listing in listings if listing.server_label in servers}
+    if not kept:
+        return 0
+    calls = [
+        {
+            "id": "mcpl",
+            "type": LISTING,
+            LISTING: {
+                "server_label": label,
+                "server_url": servers[label]["server_url"],
+                "tools": listing.tools,
+                "listed": listing.tools,
+                "error": None,
+            },
+        }
+        for label, listing in kept.items()
+    ]
+    step = run_store.new_step_row(run, "tool_calls", {"type": "tool_calls", "tool_calls": calls})
+    step.status, step.completed_at = "completed", now()
+    session.add(step)
+    await session.flush()
+    return 1
 
 
 async def write_approvals(

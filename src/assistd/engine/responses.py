@@ -46,7 +46,7 @@ from .response_functions import (
     segment_of,
     segment_output,
 )
-from .response_mcp import write_approvals
+from .response_mcp import write_approvals, write_listings
 from .response_tools import check_builtin_tools, output_items, run_tools
 from .state import TERMINAL
 from .turns import Turn
@@ -405,7 +405,9 @@ class Responses:
             # Function calls and outputs sent back: the run's first steps, the input after them too.
             written, steps_before = await history.write(session, run)
             ids += written
-        # Answers to MCP approval requests: a step the run's first turn acts on.
+        # MCP listings sent back (a server listed already), and answers to MCP approval requests: steps
+        # the run's first turn acts on.
+        steps_before += await write_listings(session, run, parsed.listings)
         steps_before += await write_approvals(session, tenant, run, parsed.approvals)
         return PreparedRun(run, ids, own, echo, steps_before)
 
