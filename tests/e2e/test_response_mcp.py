@@ -414,3 +414,26 @@ def test_mcp_connection_goes_to_the_address_checked(
     assert answers == ["localhost", "localhost"]  # resolved once for the check, once by the test itself
     assert "add" in [tool.name for tool in tools]
     assert (called.output, called.error) == ("2.0", None)
+
+
+def test_mcp_tool_choice_forces_the_call(
+    mcp_client: OpenAI, fake: FakeUpstream, mcp_server: McpTestServer
+) -> None:
+    tool = _tool(mcp_server.url)
+    choice = {"type": "mcp", "server_label": "calc", "name": "weather"}
+    fake.push(ToolCalls([("weather", {"city": "Rome"})]), Text("Sunny."))
+    response = raw_create(mcp_client, model="fake-model", input="Rome?", tools=[tool], tool_choice=choice)
+    assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    assert response.tool_choice.model_dump() == choice  # the SDK's ToolChoiceMcp
+    first, second = fake.requests[-2:]
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "weather"}}
+    assert second.get("tool_choice") in (None, "none")  # forced once: then the model answers
+    # A server the tools do not name is refused, naming tool_choice.
+    with pytest.raises(openai.BadRequestError) as refused:
+        mcp_client.responses.create(
+            model="fake-model",
+            input="Rome?",
+            tools=[tool],
+            tool_choice={"type": "mcp", "server_label": "other", "name": "weather"},
+        )
+    assert refused.value.body["param"] == "tool_choice"  # type: ignore[index]
