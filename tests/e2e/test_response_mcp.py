@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 from test_agents_sdk import _on
 from test_agents_sdk import agents_defaults as agents_defaults  # a fixture the Agents SDK test needs
 
+from assistd.engine.context import estimate_tokens
 from conftest import Databases, make_client, start_server
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from mcp_server import McpTestServer
@@ -92,11 +93,15 @@ def test_mcp_tool_listed_and_called_then_listing_cached(
     assert response.tools[0].type == "mcp" and response.tools[0].server_url == mcp_server.url  # type: ignore[union-attr]
 
     # A follow-up in the chain: the server's listing is in the chain already, so it is not listed again.
+    # Its input tokens count the listed tools' definitions, as the create sends them.
+    body = {"model": "fake-model", "input": "And Oslo?", "tools": [tool], "previous_response_id": response.id}
+    counted = mcp_client.responses.input_tokens.count(**body).input_tokens  # type: ignore[arg-type]
     fake.push(ToolCalls([("weather", {"city": "Oslo"})]), Text("Sunny."))
-    follow = raw_create(
-        mcp_client, model="fake-model", input="And Oslo?", tools=[tool], previous_response_id=response.id
-    )
+    follow = raw_create(mcp_client, **body)
     assert [item.type for item in follow.output] == ["mcp_call", "message"]
+    sent = fake.requests[-2]
+    tools_json = json.dumps(sent["tools"], ensure_ascii=False)
+    assert counted == estimate_tokens([*sent["messages"], {"role": "system", "content": tools_json}])
     assert follow.output[0].output == "Sunny in Oslo, 21 degrees."  # type: ignore[union-attr]
 
     # A stateless history sent back whole (as the Agents SDK sends it): the MCP call the server ran reaches
