@@ -1,7 +1,9 @@
 """MCP tools in /v1/responses, executed by assistd against a real MCP server (``tests/mcp_server.py``, the
 ``mcp`` package's ``MCPServer`` over Streamable HTTP and SSE on loopback ports the allow-list names): the
-tools listed and called, a failing tool, a host the allow-list refuses, approvals, the stream's events, the
-headers never kept in clear, and the Agents SDK's ``HostedMCPTool``. Bodies and events are validated with
+tools listed and called, a failing tool, a host the allow-list refuses, approvals (with a function call in
+the same turn too), the stream's events, the headers never kept in clear, a stateless history's listing kept,
+``tool_choice`` naming an MCP tool, ``input_tokens`` counting listed tools, the connection pinned to the
+address checked, and the Agents SDK's ``HostedMCPTool``. Bodies and events are validated with
 the SDK's types (strictly) and OpenAI's description."""
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from openai.types.conversations import ConversationItem
 from openai.types.responses import Response
 from openai.types.responses.response_output_item import McpApprovalRequest, McpCall, McpListTools
 from pydantic import TypeAdapter
-from test_agents_sdk import _on
-from test_agents_sdk import agents_defaults as agents_defaults  # a fixture the Agents SDK test needs
 
+from agents_support import on_assistd
 from assistd.engine.context import estimate_tokens
 from conftest import Databases, make_client, start_server
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
@@ -338,7 +339,7 @@ def test_agents_sdk_hosted_mcp_tool(
     )
     agent = Agent(name="Calculator", instructions="Use the tools.", model="fake-model", tools=[tool])
     fake.push(ToolCalls([("add", {"a": 4, "b": 5})]), Text("4 + 5 = 9."))
-    result = _on(mcp_assistd, lambda: Runner.run(agent, "What is 4 + 5?"))
+    result = on_assistd(mcp_assistd, lambda: Runner.run(agent, "What is 4 + 5?"))
     assert result.final_output == "4 + 5 = 9."
     # The SDK asked for the approval, sent it back, and assistd ran the call on the server.
     assert asked == ["add"]
