@@ -385,6 +385,18 @@ def test_mcp_approval_and_function_call_in_one_turn(
     assert isinstance(call, McpCall) and call.approval_request_id == request.id and call.output == "3.0"
     assert follow.output_text == "3.0 | noon"
 
+    # The same answers in a stateless history sent back whole (the Agents SDK's way).
+    fake.push(Dynamic(answer))
+    history = [
+        {"role": "user", "content": "Time, and 1 + 2?"},
+        *(item.model_dump(mode="json", exclude_none=True) for item in asked.output),
+        {"type": "function_call_output", "call_id": function.call_id, "output": "one"},
+        {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True},
+    ]
+    again = raw_create(mcp_client, model="fake-model", input=history, tools=tools, store=False)
+    assert [item.type for item in again.output] == ["mcp_call", "message"]
+    assert again.output_text == "3.0 | one"
+
 
 def test_mcp_connection_goes_to_the_address_checked(
     mcp_server: McpTestServer, monkeypatch: pytest.MonkeyPatch
