@@ -183,3 +183,25 @@ def client(server: AssistdServer) -> Iterator[OpenAI]:
 def other_client(server: AssistdServer) -> Iterator[OpenAI]:
     with make_client(server, KEYS[1]) as c:
         yield c
+
+
+@pytest.fixture
+def agents_defaults() -> Iterator[None]:
+    """The Agents SDK's global default client, key and tracing switch as they were, after the test
+    (``agents_support.on_assistd`` sets them). Imported here: only these tests need the SDK."""
+    from agents.models import _openai_shared
+    from agents.tracing import get_trace_provider
+
+    client, key = _openai_shared.get_default_openai_client(), _openai_shared.get_default_openai_key()
+    provider = get_trace_provider()
+    # The SDK offers no getter for the switch: its provider's own state is put back as it was.
+    tracing = {
+        name: getattr(provider, name) for name in ("_manual_disabled", "_disabled") if hasattr(provider, name)
+    }
+    try:
+        yield
+    finally:
+        _openai_shared._default_openai_client = client
+        _openai_shared._default_openai_key = key
+        for name, value in tracing.items():
+            setattr(provider, name, value)

@@ -4,12 +4,10 @@ model. The SDK's global client is set for each test and restored after it."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Iterator
 from typing import Any
 
-import agents
 import pytest
 from agents import (
     Agent,
@@ -21,13 +19,14 @@ from agents import (
     RunResultStreaming,
 )
 from agents.items import MessageOutputItem, ToolCallItem
-from openai import AsyncOpenAI, OpenAI
+from openai import OpenAI
 from openai.types.responses import ResponseFileSearchToolCall
 
+from agents_support import on_assistd
 from conftest import Databases, make_client
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from responses_wire import FILE_SEARCH_CALL_EVENTS
-from server import KEYS, AssistdServer
+from server import AssistdServer
 
 FACT = "The launch code for Project Kestrel is 4471."
 LOCAL_MODEL = "smollm2-135m-instruct"
@@ -46,35 +45,8 @@ def _store(client: OpenAI) -> str:
     return store.id
 
 
-@pytest.fixture
-def sdk_client() -> Iterator[None]:
-    """Restores the Agents SDK's global client, key and tracing switch after the test."""
-    from agents.models import _openai_shared
-
-    client, key = _openai_shared.get_default_openai_client(), _openai_shared.get_default_openai_key()
-    provider = agents.tracing.get_trace_provider()
-    # The SDK offers no getter for the switch: its provider's own state is put back as it was.
-    tracing = {
-        name: getattr(provider, name) for name in ("_manual_disabled", "_disabled") if hasattr(provider, name)
-    }
-    yield
-    _openai_shared.set_default_openai_client(client)  # type: ignore[arg-type]
-    _openai_shared.set_default_openai_key(key)  # type: ignore[arg-type]
-    for name, value in tracing.items():
-        setattr(provider, name, value)
-
-
 def _run(server: AssistdServer, agent: Agent[Any], question: str) -> RunResult:
-    async def go() -> RunResult:
-        client = AsyncOpenAI(base_url=server.base_url, api_key=KEYS[0], max_retries=0, timeout=120)
-        agents.set_default_openai_client(client, use_for_tracing=False)
-        agents.set_tracing_disabled(True)
-        try:
-            return await Runner.run(agent, question)
-        finally:
-            await client.close()
-
-    return asyncio.run(go())
+    return on_assistd(server, lambda: Runner.run(agent, question))
 
 
 def _run_streamed(
@@ -83,21 +55,15 @@ def _run_streamed(
     """The run over the Responses stream, and the types of the raw events the SDK read from it."""
 
     async def go() -> tuple[RunResultStreaming, list[str]]:
-        client = AsyncOpenAI(base_url=server.base_url, api_key=KEYS[0], max_retries=0, timeout=120)
-        agents.set_default_openai_client(client, use_for_tracing=False)
-        agents.set_tracing_disabled(True)
-        try:
-            result = Runner.run_streamed(agent, question)
-            kinds = [
-                event.data.type
-                async for event in result.stream_events()
-                if isinstance(event, RawResponsesStreamEvent)
-            ]
-            return result, kinds
-        finally:
-            await client.close()
+        result = Runner.run_streamed(agent, question)
+        kinds = [
+            event.data.type
+            async for event in result.stream_events()
+            if isinstance(event, RawResponsesStreamEvent)
+        ]
+        return result, kinds
 
-    return asyncio.run(go())
+    return on_assistd(server, go)
 
 
 def _search_calls(result: RunResult | RunResultStreaming) -> list[ResponseFileSearchToolCall]:
@@ -109,7 +75,7 @@ def _search_calls(result: RunResult | RunResultStreaming) -> list[ResponseFileSe
 
 
 def test_agent_file_search_on_the_scripted_upstream(
-    server: AssistdServer, client: OpenAI, fake: FakeUpstream, sdk_client: None
+    server: AssistdServer, client: OpenAI, fake: FakeUpstream, agents_defaults: None
 ) -> None:
     store_id = _store(client)
     fake.push(
@@ -141,7 +107,7 @@ def test_agent_file_search_on_the_scripted_upstream(
 
 
 def test_agent_file_search_streamed(
-    server: AssistdServer, client: OpenAI, fake: FakeUpstream, sdk_client: None
+    server: AssistdServer, client: OpenAI, fake: FakeUpstream, agents_defaults: None
 ) -> None:
     store_id = _store(client)
     fake.push(ToolCalls([("file_search", {"queries": ["Kestrel"]})]), Text("It is 4471 [1]."))
@@ -168,7 +134,7 @@ def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases)
     srv.stop()
 
 
-def test_agent_file_search_on_the_local_model(local_server: AssistdServer, sdk_client: None) -> None:
+def test_agent_file_search_on_the_local_model(local_server: AssistdServer, agents_defaults: None) -> None:
     with make_client(local_server) as client:
         store_id = _store(client)
     # The tiny model is told to search first (tool_choice), then answers as it can: the structure is

@@ -7,10 +7,9 @@ back as input items, which assistd writes into the next response's run (``engine
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from agents import (
@@ -21,45 +20,15 @@ from agents import (
     RunResultStreaming,
     function_tool,
     handoff,
-    set_default_openai_client,
-    set_tracing_disabled,
 )
 from agents.models import _openai_shared
-from agents.tracing import get_trace_provider
-from openai import AsyncOpenAI
 
+from agents_support import on_assistd
 from conftest import Databases
 from fake_upstream import FakeUpstream, Text, ToolCalls
-from server import KEYS, AssistdServer
+from server import AssistdServer
 
 LOCAL_MODEL = "smollm2-135m-instruct"
-T = TypeVar("T")
-
-
-@pytest.fixture
-def agents_defaults() -> Iterator[None]:
-    """The Agents SDK's global default client (and tracing switch) as they were, after the test."""
-    client = _openai_shared.get_default_openai_client()
-    provider = get_trace_provider()
-    tracing_disabled = bool(getattr(provider, "_disabled", False))
-    set_tracing_disabled(True)
-    try:
-        yield
-    finally:
-        _openai_shared._default_openai_client = client
-        set_tracing_disabled(tracing_disabled)
-
-
-def _on(server: AssistdServer, body: Callable[[], Awaitable[T]]) -> T:
-    """``body`` run with the Agents SDK's default client pointed at ``server`` (made and closed in the
-    loop that uses it)."""
-
-    async def run() -> T:
-        async with AsyncOpenAI(base_url=server.base_url, api_key=KEYS[0], max_retries=0) as client:
-            set_default_openai_client(client, use_for_tracing=False)
-            return await body()
-
-    return asyncio.run(run())
 
 
 class _Weather:
@@ -103,7 +72,7 @@ def test_agent_calls_a_function_tool(
         ToolCalls([{"id": "call_p", "name": "get_weather", "arguments": {"city": "Paris"}}]),
         Text("Paris: 18C and sunny."),
     )
-    result: RunResult = _on(server, lambda: Runner.run(agent, "Weather in Paris?"))
+    result: RunResult = on_assistd(server, lambda: Runner.run(agent, "Weather in Paris?"))
     assert weather.calls == [{"city": "Paris"}]
     assert result.final_output == "Paris: 18C and sunny."
     # The tool's schema reached the model; its result came back as a tool message after the call.
@@ -133,7 +102,7 @@ def test_handoff_reaches_the_second_agent(
     )
     tool_name = handoff(billing).tool_name
     fake.push(ToolCalls([(tool_name, {})]), Text("Billing here: your invoice is paid."))
-    result: RunResult = _on(server, lambda: Runner.run(triage, "Is my invoice paid?"))
+    result: RunResult = on_assistd(server, lambda: Runner.run(triage, "Is my invoice paid?"))
     assert result.last_agent is billing
     assert result.final_output == "Billing here: your invoice is paid."
     assert [t["function"]["name"] for t in fake.requests[0]["tools"]] == [tool_name]
@@ -169,7 +138,7 @@ def test_streamed_run_with_a_function_tool(
                 items.append(event.item.type)
         return result, raw, items
 
-    result, raw, items = _on(server, streamed)
+    result, raw, items = on_assistd(server, streamed)
     assert weather.calls == [{"city": "Oslo"}]
     assert result.final_output == "Oslo is at -2C."
     assert items == ["tool_call_item", "tool_call_output_item", "message_output_item"]
@@ -205,7 +174,7 @@ def test_agent_calls_a_function_tool_on_the_local_model(
 ) -> None:
     weather = _Weather("21C")
     agent = _forced_local_weather_agent(weather)
-    result: RunResult = _on(local_server, lambda: Runner.run(agent, "What is the weather in Paris?"))
+    result: RunResult = on_assistd(local_server, lambda: Runner.run(agent, "What is the weather in Paris?"))
     assert weather.calls and all(isinstance(call["city"], str) for call in weather.calls)
     assert result.final_output == "21C"
     assert [item.type for item in result.new_items][:2] == ["tool_call_item", "tool_call_output_item"]
@@ -224,7 +193,9 @@ def test_agent_chained_by_previous_response_id(
     )
     # The SDK sends only the new items, the tool's output, with the previous response's id: the output goes
     # to the run that awaits it.
-    result: RunResult = _on(server, lambda: Runner.run(agent, "Madrid?", auto_previous_response_id=True))
+    result: RunResult = on_assistd(
+        server, lambda: Runner.run(agent, "Madrid?", auto_previous_response_id=True)
+    )
     assert weather.calls == [{"city": "Madrid"}]
     assert result.final_output == "Madrid: 25C."
     assert result.last_response_id is not None
@@ -254,7 +225,7 @@ def test_agent_on_a_conversation(server: AssistdServer, fake: FakeUpstream, agen
         items = await client.conversations.items.list(conversation.id, order="asc")
         return result, [item.type for item in items.data]
 
-    result, items = _on(server, on_conversation)
+    result, items = on_assistd(server, on_conversation)
     assert weather.calls == [{"city": "Vienna"}]
     assert result.final_output == "Vienna: 9C."
     assert items == ["message", "function_call", "function_call_output", "message"]
@@ -285,7 +256,7 @@ def test_handoff_on_the_local_model(local_server: AssistdServer, agents_defaults
             instructions.append((await client.responses.retrieve(raw.response_id)).instructions)
         return result, instructions
 
-    result, instructions = _on(local_server, run)
+    result, instructions = on_assistd(local_server, run)
     assert result.last_agent is billing
     assert [item.type for item in result.new_items] == [
         "handoff_call_item",
@@ -314,7 +285,7 @@ def test_streamed_run_with_a_function_tool_on_the_local_model(
                 items.append(event.item.type)
         return result, raw, items
 
-    result, raw, items = _on(local_server, streamed)
+    result, raw, items = on_assistd(local_server, streamed)
     assert weather.calls and all(isinstance(call["city"], str) for call in weather.calls)
     assert items == ["tool_call_item", "tool_call_output_item"]
     assert result.final_output == "4C"

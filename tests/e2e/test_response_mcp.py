@@ -1,13 +1,16 @@
 """MCP tools in /v1/responses, executed by assistd against a real MCP server (``tests/mcp_server.py``, the
 ``mcp`` package's ``MCPServer`` over Streamable HTTP and SSE on loopback ports the allow-list names): the
-tools listed and called, a failing tool, a host the allow-list refuses, approvals, the stream's events, the
-headers never kept in clear, and the Agents SDK's ``HostedMCPTool``. Bodies and events are validated with
+tools listed and called, a failing tool, a host the allow-list refuses, approvals (with a function call in
+the same turn too), the stream's events, the headers never kept in clear, a stateless history's listing kept,
+``tool_choice`` naming an MCP tool, ``input_tokens`` counting listed tools, the connection pinned to the
+address checked, and the Agents SDK's ``HostedMCPTool``. Bodies and events are validated with
 the SDK's types (strictly) and OpenAI's description."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +22,9 @@ from openai.types.conversations import ConversationItem
 from openai.types.responses import Response
 from openai.types.responses.response_output_item import McpApprovalRequest, McpCall, McpListTools
 from pydantic import TypeAdapter
-from test_agents_sdk import _on
-from test_agents_sdk import agents_defaults as agents_defaults  # a fixture the Agents SDK test needs
 
+from agents_support import on_assistd
+from assistd.engine.context import estimate_tokens
 from conftest import Databases, make_client, start_server
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from mcp_server import McpTestServer
@@ -91,11 +94,15 @@ def test_mcp_tool_listed_and_called_then_listing_cached(
     assert response.tools[0].type == "mcp" and response.tools[0].server_url == mcp_server.url  # type: ignore[union-attr]
 
     # A follow-up in the chain: the server's listing is in the chain already, so it is not listed again.
+    # Its input tokens count the listed tools' definitions, as the create sends them.
+    body = {"model": "fake-model", "input": "And Oslo?", "tools": [tool], "previous_response_id": response.id}
+    counted = mcp_client.responses.input_tokens.count(**body).input_tokens  # type: ignore[arg-type]
     fake.push(ToolCalls([("weather", {"city": "Oslo"})]), Text("Sunny."))
-    follow = raw_create(
-        mcp_client, model="fake-model", input="And Oslo?", tools=[tool], previous_response_id=response.id
-    )
+    follow = raw_create(mcp_client, **body)
     assert [item.type for item in follow.output] == ["mcp_call", "message"]
+    sent = fake.requests[-2]
+    tools_json = json.dumps(sent["tools"], ensure_ascii=False)
+    assert counted == estimate_tokens([*sent["messages"], {"role": "system", "content": tools_json}])
     assert follow.output[0].output == "Sunny in Oslo, 21 degrees."  # type: ignore[union-attr]
 
     # A stateless history sent back whole (as the Agents SDK sends it): the MCP call the server ran reaches
@@ -109,6 +116,10 @@ def test_mcp_tool_listed_and_called_then_listing_cached(
     again = raw_create(mcp_client, model="fake-model", input=history, tools=[tool], store=False)
     assert again.output_text == "Still 5."
     assert _tool_messages(fake.requests[-1]) == ["5.0"]
+    # Its mcp_list_tools item is kept as the server's listing (as OpenAI does): not listed again, and the
+    # model offered the tools it names.
+    assert [item.type for item in again.output] == ["message"]
+    assert [t["function"]["name"] for t in fake.requests[-1]["tools"]] == ["add", "weather"]
 
 
 def _compressed(names: list[str]) -> list[str]:
@@ -119,7 +130,8 @@ def _compressed(names: list[str]) -> list[str]:
 def test_mcp_stream_events_in_order(
     mcp_assistd: AssistdServer, fake: FakeUpstream, mcp_server: McpTestServer
 ) -> None:
-    fake.push(ToolCalls([("add", {"a": 1, "b": 1})]), Text("Two."))
+    # Text before the call in the same turn: its message is done before the call's item is added.
+    fake.push(ToolCalls([("add", {"a": 1, "b": 1})], text="Adding."), Text("Two."))
     body = {"model": "fake-model", "input": "1 + 1?", "tools": [_tool(mcp_server.url)], "stream": True}
     frames = stream_frames(mcp_assistd, body)
     for number, (name, data) in enumerate(frames):
@@ -131,6 +143,12 @@ def test_mcp_stream_events_in_order(
         "response.output_item.added",
         "response.mcp_list_tools.in_progress",
         "response.mcp_list_tools.completed",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
         "response.output_item.done",
         "response.output_item.added",
         "response.mcp_call.in_progress",
@@ -153,6 +171,9 @@ def test_mcp_stream_events_in_order(
     spec_check(final, "Response")
     items = [d["item"] for n, d in frames if n == "response.output_item.done"]
     assert items == final["output"]
+    assert [item["type"] for item in items] == ["mcp_list_tools", "message", "mcp_call", "message"]
+    added = [d["output_index"] for n, d in frames if n == "response.output_item.added"]
+    assert added == [0, 1, 2, 3]
 
 
 def test_mcp_tool_that_fails_gives_its_error_to_the_model(
@@ -318,7 +339,7 @@ def test_agents_sdk_hosted_mcp_tool(
     )
     agent = Agent(name="Calculator", instructions="Use the tools.", model="fake-model", tools=[tool])
     fake.push(ToolCalls([("add", {"a": 4, "b": 5})]), Text("4 + 5 = 9."))
-    result = _on(mcp_assistd, lambda: Runner.run(agent, "What is 4 + 5?"))
+    result = on_assistd(mcp_assistd, lambda: Runner.run(agent, "What is 4 + 5?"))
     assert result.final_output == "4 + 5 = 9."
     # The SDK asked for the approval, sent it back, and assistd ran the call on the server.
     assert asked == ["add"]
@@ -326,3 +347,111 @@ def test_agents_sdk_hosted_mcp_tool(
     kinds = [item.type for item in result.new_items]
     assert kinds[0] == "mcp_list_tools_item" and kinds[-1] == "message_output_item"
     assert "mcp_approval_request_item" in kinds
+
+
+def test_mcp_approval_and_function_call_in_one_turn(
+    mcp_client: OpenAI, fake: FakeUpstream, mcp_server: McpTestServer
+) -> None:
+    # A client function and an MCP tool that needs approval, called in the same turn: the response shows
+    # both (as OpenAI's does), and the follow-up answers both at once.
+    tools = [
+        {"type": "mcp", "server_label": "calc", "server_url": mcp_server.url, "allowed_tools": ["add"]},
+        {"type": "function", "name": "clock", "parameters": {"type": "object", "properties": {}}},
+    ]
+    fake.push(ToolCalls([("clock", {}), ("add", {"a": 1, "b": 2})]))
+    asked = raw_create(mcp_client, model="fake-model", input="Time, and 1 + 2?", tools=tools)
+    assert asked.status == "completed", asked.error
+    assert [item.type for item in asked.output] == ["mcp_list_tools", "function_call", "mcp_approval_request"]
+    function, request = asked.output[1], asked.output[2]
+    assert function.type == "function_call" and request.type == "mcp_approval_request"
+
+    def answer(body: dict[str, Any]) -> Text:
+        return Text(" | ".join(sorted(_tool_messages(body))))
+
+    fake.push(Dynamic(answer))
+    follow = raw_create(
+        mcp_client,
+        model="fake-model",
+        input=[
+            {"type": "function_call_output", "call_id": function.call_id, "output": "noon"},
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True},
+        ],
+        tools=tools,
+        previous_response_id=asked.id,
+    )
+    assert follow.status == "completed", follow.error
+    assert [item.type for item in follow.output] == ["mcp_call", "message"]
+    call = follow.output[0]
+    assert isinstance(call, McpCall) and call.approval_request_id == request.id and call.output == "3.0"
+    assert follow.output_text == "3.0 | noon"
+
+    # The same answers in a stateless history sent back whole (the Agents SDK's way).
+    fake.push(Dynamic(answer))
+    history = [
+        {"role": "user", "content": "Time, and 1 + 2?"},
+        *(item.model_dump(mode="json", exclude_none=True) for item in asked.output),
+        {"type": "function_call_output", "call_id": function.call_id, "output": "one"},
+        {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True},
+    ]
+    again = raw_create(mcp_client, model="fake-model", input=history, tools=tools, store=False)
+    assert [item.type for item in again.output] == ["mcp_call", "message"]
+    assert again.output_text == "3.0 | one"
+
+
+def test_mcp_connection_goes_to_the_address_checked(
+    mcp_server: McpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DNS rebinding: the name answers the checked address first, then another (where nothing listens). The
+    # listing and the call connect to the first, with the name kept in the Host header.
+    from assistd.tools import mcp
+
+    url = mcp_server.url.replace("127.0.0.1", "localhost")
+    answers: list[str] = []
+
+    async def scenario() -> tuple[list[mcp.McpTool], mcp.McpCallResult]:
+        loop = asyncio.get_running_loop()
+
+        async def resolve(host: Any, port: Any, **kwargs: Any) -> list[Any]:
+            answers.append(str(host))
+            address = "127.0.0.1" if len(answers) == 1 else "127.0.0.2"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+        monkeypatch.setattr(loop, "getaddrinfo", resolve)
+        address = await mcp.check_host(url, [f"localhost:{mcp_server.port}"])
+        assert address == "127.0.0.1"
+        tools = await mcp.list_tools(url, {}, 10, address)
+        called = await mcp.call_tool(url, {}, "add", '{"a": 1, "b": 1}', 10, address)
+        # The name resolved again answers elsewhere: a connection to it would fail.
+        refused = await mcp.call_tool(
+            url, {}, "add", '{"a": 1, "b": 1}', 10, (await resolve("localhost", 0))[0][4][0]
+        )
+        assert refused.error is not None and "Could not reach" in refused.error["message"]
+        return tools, called
+
+    tools, called = asyncio.run(scenario())
+    assert answers == ["localhost", "localhost"]  # resolved once for the check, once by the test itself
+    assert "add" in [tool.name for tool in tools]
+    assert (called.output, called.error) == ("2.0", None)
+
+
+def test_mcp_tool_choice_forces_the_call(
+    mcp_client: OpenAI, fake: FakeUpstream, mcp_server: McpTestServer
+) -> None:
+    tool = _tool(mcp_server.url)
+    choice = {"type": "mcp", "server_label": "calc", "name": "weather"}
+    fake.push(ToolCalls([("weather", {"city": "Rome"})]), Text("Sunny."))
+    response = raw_create(mcp_client, model="fake-model", input="Rome?", tools=[tool], tool_choice=choice)
+    assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    assert response.tool_choice.model_dump() == choice  # the SDK's ToolChoiceMcp
+    first, second = fake.requests[-2:]
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "weather"}}
+    assert second.get("tool_choice") in (None, "none")  # forced once: then the model answers
+    # A server the tools do not name is refused, naming tool_choice.
+    with pytest.raises(openai.BadRequestError) as refused:
+        mcp_client.responses.create(
+            model="fake-model",
+            input="Rome?",
+            tools=[tool],
+            tool_choice={"type": "mcp", "server_label": "other", "name": "weather"},
+        )
+    assert refused.value.body["param"] == "tool_choice"  # type: ignore[index]

@@ -85,7 +85,11 @@ def _tool_choice(choice: Any, offered: list[dict[str, Any]]) -> str | dict[str, 
         return None
     if isinstance(choice, dict):
         if choice.get("type") == "function":
-            return {"type": "function", "function": {"name": choice["function"]["name"]}}
+            name = choice["function"]["name"]
+            if name not in {tool["function"]["name"] for tool in offered}:
+                # An MCP server's tool the server did not list (or its listing failed): a tool is required.
+                return "required"
+            return {"type": "function", "function": {"name": name}}
         if choice.get("type") in (file_search.NAME, code_interpreter.NAME):
             return {"type": "function", "function": {"name": choice["type"]}}
         return "required"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from ..config import Settings
 from ..errors import ConflictError, InvalidRequestError
 from ..llm.registry import ProviderRegistry
 from ..protocol.common import ListPage
+from ..protocol.items import McpApprovalInput
 from ..protocol.runs import (
     Run,
     RunCreateParams,
@@ -43,7 +44,7 @@ from .bus import MemoryBus, RunBus, RunSubscription, Sequenced
 from .event_log import LogBus
 from .events import FINAL_RUN_EVENTS, StreamEvent
 from .executor import RunExecutor, Started
-from .response_mcp import McpTools
+from .response_mcp import McpTools, write_approvals
 from .worker import WorkerPool, new_process_id
 
 # A resumed stream that hears nothing this long looks at the run itself (its log may be pruned).
@@ -304,10 +305,13 @@ class Engine:
         params: SubmitToolOutputsParams,
         listener: RunSubscription | None = None,
         options: dict[str, Any] | None = None,
+        approvals: Sequence[McpApprovalInput] = (),
     ) -> Run:
         """Give the waiting run its tool outputs and queue it again. ``options``: run fields
         (``store.runs.TURN_OPTIONS``) its next turns take instead of its own, written with the outputs (a
-        response that follows up another brings its own)."""
+        response that follows up another brings its own). ``approvals``: answers to MCP approval requests
+        the run's waiting turn made beside its function calls, written with the outputs for its next turn
+        to act on."""
         async with self.db.write() as session:
             run = await run_store.get_row(session, tenant, thread_id, run_id, for_change=True)
             if run.status != "requires_action" or not run.required_action:
@@ -349,6 +353,7 @@ class Engine:
                 step.status, step.completed_at = "completed", now()
                 await session.flush()
                 events.append(StreamEvent("thread.run.step.completed", run_store.step_to_wire(step)))
+            await write_approvals(session, tenant, run, approvals)
             events += await state.transition(session, run, "queued", **(options or {}))
             held = await self._enqueue_here(session, run.id, run.thread_id)
             if listener is not None:

@@ -73,6 +73,8 @@ class _Turn:
     builtin: set[str] = field(default_factory=set)
     # The MCP servers' tools offered on this turn (a response's run with mcp tools), by function name.
     mcp: McpOffer | None = None
+    # The message was completed when the model went on to call tools (``_close_text``).
+    message_closed: bool = False
     # The draft message and its step are written while the first token already travels to clients.
     saving: asyncio.Task[None] | None = None
     # The text's token logprobs, when the run asked for them: all of them (kept with the message), and
@@ -249,7 +251,9 @@ class RunExecutor:
                 if chunk.text:
                     await self._on_text(run, turn, chunk.text)
                 for delta in chunk.tool_calls:
-                    await self._on_tool_call(run, turn, delta.index, delta.id, delta.name, delta.arguments)
+                    await self._on_tool_call(
+                        run, turn, made, delta.index, delta.id, delta.name, delta.arguments
+                    )
                 if chunk.finish_reason:
                     turn.finish_reason = chunk.finish_reason
                 if chunk.usage:
@@ -262,7 +266,7 @@ class RunExecutor:
             prompt = context.estimate_tokens(built.request.messages)
             completion = max(1, len("".join(turn.text)) // context.CHARS_PER_TOKEN) if turn.text else 1
             turn.usage = TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
-        if turn.message is not None:
+        if turn.message is not None and not turn.message_closed:
             tail, annotations = turn.citations.flush()
             self._publish_text(run.id, turn, tail, annotations)
         outcomes = await self._run_builtin(
@@ -331,6 +335,10 @@ class RunExecutor:
             log.warning("could not keep the partial text of message %s", turn.message.id, exc_info=True)
 
     async def _on_text(self, run: RunRow, turn: _Turn, text: str) -> None:
+        if turn.message_closed:
+            # Text after the turn's tool calls began: a message of its own, after them.
+            turn.message, turn.message_step, turn.message_closed = None, None, False
+            turn.citations = CitationFilter(turn.citations.sources)
         if turn.message is None:
             message = message_store.assistant_draft(run.tenant, run.thread_id, run.id, run.assistant_id)
             step = run_store.new_step_row(
@@ -380,6 +388,7 @@ class RunExecutor:
         self,
         run: RunRow,
         turn: _Turn,
+        made: MadeFiles,
         index: int,
         call_id: str | None,
         name: str | None,
@@ -387,6 +396,7 @@ class RunExecutor:
     ) -> None:
         if turn.tool_step is None:
             await turn.saved()  # steps keep the order they were made in
+            await self._close_text(run, turn, made)
             async with self._db.write() as session:
                 step = run_store.new_step_row(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
                 session.add(step)
@@ -495,7 +505,9 @@ class RunExecutor:
         assert turn.usage is not None
         usage = stored_usage.of_turn(turn.usage)
         truncated = turn.finish_reason == "length"
-        events = await self._close_message(session, turn, usage, made, truncated)
+        events = (
+            [] if turn.message_closed else await self._close_message(session, turn, usage, made, truncated)
+        )
         called = None
         if turn.tool_step is not None and turn.calls and not truncated:
             called = await self._close_tool_step(session, run, turn, usage, outcomes, made)
@@ -537,9 +549,22 @@ class RunExecutor:
             return events, True
         return events, False
 
+    async def _close_text(self, run: RunRow, turn: _Turn, made: MadeFiles) -> None:
+        """The text the model wrote before its first tool call of the turn: its message completed now, so
+        that it is done before the calls begin (the order of OpenAI's streams)."""
+        if turn.message is None or turn.message_closed:
+            return
+        tail, annotations = turn.citations.flush()
+        self._publish_text(run.id, turn, tail, annotations)
+        async with self._db.write() as session:
+            # No usage on its step: the turn's tool_calls step carries it.
+            events = await self._close_message(session, turn, None, made, False)
+        turn.message_closed = True
+        self._bus.soon(run.id, *events)
+
     @staticmethod
     async def _close_message(
-        session: AsyncSession, turn: _Turn, usage: dict[str, Any], made: MadeFiles, truncated: bool
+        session: AsyncSession, turn: _Turn, usage: dict[str, Any] | None, made: MadeFiles, truncated: bool
     ) -> list[StreamEvent]:
         """Store the turn's message, with what code_interpreter made that no message showed yet, and complete
         its message_creation step (which carries the turn's usage unless a tool_calls step follows it);

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..errors import InvalidRequestError
-from ..protocol.items import McpApprovalInput, parse_item_id
+from ..protocol.items import McpApprovalInput, McpListingInput, parse_item_id
 from ..protocol.response_mcp import allows, needs_approval
 from ..store import runs as run_store
 from ..store.clock import now
@@ -42,7 +42,17 @@ from ..tools import mcp
 from .bus import RunBus
 from .events import StreamEvent
 
-__all__ = ["APPROVAL_REQUEST", "CALL", "McpOffer", "McpOutcome", "McpTools", "servers_of", "write_approvals"]
+__all__ = [
+    "APPROVAL_REQUEST",
+    "CALL",
+    "McpOffer",
+    "McpOutcome",
+    "McpTools",
+    "listed_functions",
+    "servers_of",
+    "write_approvals",
+    "write_listings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +93,12 @@ class McpOffer:
             }
             for name, offered in self.tools.items()
         ]
+
+    def add(self, server: dict[str, Any], listing: dict[str, Any]) -> None:
+        """Offer the tools of ``server``'s ``listing`` its policy allows (a name taken already is kept)."""
+        for tool in listing.get("listed") or listing.get("tools") or []:
+            if allows(server, tool["name"], tool.get("annotations")):
+                self.tools.setdefault(tool["name"], Offered(server, tool))
 
     def needs_approval(self, name: str) -> bool:
         offered = self.tools[name]
@@ -146,6 +162,49 @@ def results_delta(index: int, call: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "id": call["id"], "type": kind, kind: {**call[kind], "done": True}}
 
 
+async def _thread_steps(session: AsyncSession, run: RunRow) -> list[RunStepRow]:
+    """The tool_calls steps of ``run``'s thread (its own too, when it is not inserted yet), in order."""
+    runs = select(RunRow.id).where(RunRow.thread_id == run.thread_id)
+    stmt = (
+        select(RunStepRow)
+        .where(or_(RunStepRow.run_id.in_(runs), RunStepRow.run_id == run.id), RunStepRow.type == "tool_calls")
+        .order_by(RunStepRow.pk)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+def _listings(steps: Sequence[RunStepRow]) -> dict[str, dict[str, Any]]:
+    """The last listing of each server (by label) the steps hold."""
+    listed: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        for call in step.step_details.get("tool_calls", []):
+            # A listing that ended without error (one cut short by a crash has no tools: not one).
+            if (
+                call.get("type") == LISTING
+                and "tools" in call[LISTING]
+                and call[LISTING].get("error") is None
+            ):
+                listed[call[LISTING]["server_label"]] = call[LISTING]
+    return listed
+
+
+async def listed_functions(session: AsyncSession, run: RunRow) -> list[dict[str, Any]]:
+    """The functions ``run``'s MCP servers' tools are offered as, for the servers its thread (or the
+    history it was given) lists already: no server is contacted (``POST /v1/responses/input_tokens``
+    counts them so)."""
+    servers = servers_of(run.tools)
+    if not servers:
+        return []
+    listed = _listings(await _thread_steps(session, run))
+    offer = McpOffer()
+    for server in servers:
+        listing = listed.get(server["server_label"])
+        if listing is not None and listing.get("server_url") == server["server_url"]:
+            offer.add(server, listing)
+    own = {tool["function"]["name"] for tool in run.tools if tool.get("type") == "function"}
+    return [tool for tool in offer.functions() if tool["function"]["name"] not in own]
+
+
 class McpTools:
     def __init__(self, settings: Settings, db: Database, bus: RunBus, sealer: mcp.Sealer) -> None:
         self._settings = settings
@@ -164,25 +223,14 @@ class McpTools:
         if not servers:
             return None
         async with self._db.read() as session:
-            stmt = (
-                select(RunStepRow)
-                .where(
-                    RunStepRow.run_id.in_(select(RunRow.id).where(RunRow.thread_id == run.thread_id)),
-                    RunStepRow.type == "tool_calls",
-                )
-                .order_by(RunStepRow.pk)
-            )
-            steps = list((await session.scalars(stmt)).all())
-        listed: dict[str, dict[str, Any]] = {}
+            steps = await _thread_steps(session, run)
+        listed = _listings(steps)
         answered: list[dict[str, Any]] = []
         done: set[str] = set()
         for step in steps:
             for call in step.step_details.get("tool_calls", []):
                 kind = call.get("type")
-                # A listing that ended without error (one cut short by a crash has no tools: not one).
-                if kind == LISTING and "tools" in call[LISTING] and call[LISTING].get("error") is None:
-                    listed[call[LISTING]["server_label"]] = call[LISTING]
-                elif step.run_id == run.id and kind == APPROVAL_RESPONSE:
+                if step.run_id == run.id and kind == APPROVAL_RESPONSE:
                     answered.append(call)
                 elif step.run_id == run.id and kind == CALL and call[CALL].get("approval_request_id"):
                     done.add(call[CALL]["approval_request_id"])
@@ -191,9 +239,7 @@ class McpTools:
             listing = listed.get(server["server_label"])
             if listing is None or listing.get("server_url") != server["server_url"]:
                 listing = await self._list(run, server)
-            for tool in listing.get("listed") or listing.get("tools") or []:
-                if allows(server, tool["name"], tool.get("annotations")):
-                    offer.tools.setdefault(tool["name"], Offered(server, tool))
+            offer.add(server, listing)
         pending = [call for call in answered if call[APPROVAL_RESPONSE]["approval_request_id"] not in done]
         if pending:
             await self._run_answered(run, servers, pending)
@@ -229,9 +275,9 @@ class McpTools:
             ),
         )
         try:
-            await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
+            address = await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
             tools = await mcp.list_tools(
-                server["server_url"], self._headers(server), self._settings.mcp_timeout_seconds
+                server["server_url"], self._headers(server), self._settings.mcp_timeout_seconds, address
             )
             shown = [tool.shown() for tool in tools]
             # The item shows the tools the request allows; all are kept for a later request that allows more.
@@ -261,11 +307,12 @@ class McpTools:
 
     async def _call(self, server: dict[str, Any], name: str, arguments: str) -> mcp.McpCallResult:
         try:
-            await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
+            address = await mcp.check_host(server["server_url"], self._settings.mcp_allowed_host_list)
         except mcp.McpError as exc:
             return mcp.McpCallResult(None, exc.error)
+        seconds = self._settings.mcp_timeout_seconds
         return await mcp.call_tool(
-            server["server_url"], self._headers(server), name, arguments, self._settings.mcp_timeout_seconds
+            server["server_url"], self._headers(server), name, arguments, seconds, address
         )
 
     async def _run_answered(
@@ -322,6 +369,36 @@ class McpTools:
             _delta(step.id, [results_delta(n, call) for n, call in enumerate(calls)]),
             StreamEvent("thread.run.step.completed", wire),
         )
+
+
+async def write_listings(session: AsyncSession, run: RunRow, listings: Sequence[McpListingInput]) -> int:
+    """Keep the ``mcp_list_tools`` items a stateless history sends back as listings of ``run`` (not yet
+    inserted), as OpenAI does: a completed step, before its first turn, for each of the run's servers a
+    listing names (the last one given of each), so that the server is not listed again; the number of steps
+    written. A listing of a server the request does not name is let be (it would not be used)."""
+    servers = {server["server_label"]: server for server in servers_of(run.tools)}
+    kept = {listing.server_label: listing for listing in listings if listing.server_label in servers}
+    if not kept:
+        return 0
+    calls = [
+        {
+            "id": "mcpl",
+            "type": LISTING,
+            LISTING: {
+                "server_label": label,
+                "server_url": servers[label]["server_url"],
+                "tools": listing.tools,
+                "listed": listing.tools,
+                "error": None,
+            },
+        }
+        for label, listing in kept.items()
+    ]
+    step = run_store.new_step_row(run, "tool_calls", {"type": "tool_calls", "tool_calls": calls})
+    step.status, step.completed_at = "completed", now()
+    session.add(step)
+    await session.flush()
+    return 1
 
 
 async def write_approvals(

@@ -46,7 +46,7 @@ from .response_functions import (
     segment_of,
     segment_output,
 )
-from .response_mcp import write_approvals
+from .response_mcp import write_approvals, write_listings
 from .response_tools import check_builtin_tools, output_items, run_tools
 from .state import TERMINAL
 from .turns import Turn
@@ -295,7 +295,9 @@ class Responses:
         async with self._db.read() as session:
             steps = await run_store.steps_of(session, run.id)
             options, echo = await self._turn_options(session, tenant, params, parsed, run, steps)
-        steps_before = len(steps)
+        # The answers to MCP approval requests the waiting turn made beside its function calls: a step
+        # written with the outputs, before this response's segment (as a new run's answers are).
+        steps_before = len(steps) + (1 if parsed.approvals else 0)
         submitted = SubmitToolOutputsParams(
             tool_outputs=[ToolOutput(tool_call_id=output.call_id, output=output.output) for output in outputs]
         )
@@ -303,7 +305,7 @@ class Responses:
         listener = self._engine.bus.subscription()
         try:
             queued = await self._engine.submit_tool_outputs(
-                tenant, run.thread_id, run.id, submitted, listener, options
+                tenant, run.thread_id, run.id, submitted, listener, options, parsed.approvals
             )
         except ConflictError:
             listener.close()
@@ -403,7 +405,9 @@ class Responses:
             # Function calls and outputs sent back: the run's first steps, the input after them too.
             written, steps_before = await history.write(session, run)
             ids += written
-        # Answers to MCP approval requests: a step the run's first turn acts on.
+        # MCP listings sent back (a server listed already), and answers to MCP approval requests: steps
+        # the run's first turn acts on.
+        steps_before += await write_listings(session, run, parsed.listings)
         steps_before += await write_approvals(session, tenant, run, parsed.approvals)
         return PreparedRun(run, ids, own, echo, steps_before)
 

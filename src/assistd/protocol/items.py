@@ -356,8 +356,18 @@ class McpApprovalInput:
     at: str
 
 
+@dataclass(frozen=True)
+class McpListingInput:
+    """An ``mcp_list_tools`` input item sent back without error: a server's tools as listed before."""
+
+    server_label: str
+    tools: list[dict[str, Any]]
+    at: str
+
+
 # MCP items a client sends back with a stateless history: the server listed and ran them already. A call
-# that ran is carried to the model as a call and its output; the others are taken and let be.
+# that ran is carried to the model as a call and its output, a listing is kept as the server's listing;
+# the others are taken and let be.
 _MCP_ECHOED = ("mcp_list_tools", "mcp_call", "mcp_approval_request")
 
 
@@ -380,6 +390,7 @@ class ParsedInput:
     # function items are allowed).
     approvals: list[McpApprovalInput] = field(default_factory=list)
     mcp_calls: list[tuple[FunctionCallInput, FunctionOutputInput]] = field(default_factory=list)
+    listings: list[McpListingInput] = field(default_factory=list)
 
 
 _ROLES = ("user", "assistant", "system", "developer")
@@ -518,6 +529,33 @@ def _mcp_call(item: Mapping[str, Any], at: str, parsed: ParsedInput) -> None:
     )
 
 
+def _mcp_listing(item: Mapping[str, Any], at: str, parsed: ParsedInput) -> None:
+    """An ``mcp_list_tools`` item sent back: the server's listing, unless it failed."""
+    label, tools = item.get("server_label"), item.get("tools")
+    if not isinstance(label, str) or not label:
+        raise ParamValueError("server_label must be a non-empty string.", f"{at}.server_label")
+    if not isinstance(tools, list):
+        raise ParamValueError("tools must be a list of tools.", f"{at}.tools")
+    shown: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
+            raise ParamValueError("a tool needs its 'name', a string.", f"{at}.tools[{index}]")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, Mapping):
+            raise ParamValueError("input_schema must be an object.", f"{at}.tools[{index}].input_schema")
+        description, annotations = tool.get("description"), tool.get("annotations")
+        shown.append(
+            {
+                "name": tool["name"],
+                "description": description if isinstance(description, str) else None,
+                "input_schema": dict(schema),
+                "annotations": dict(annotations) if isinstance(annotations, Mapping) else None,
+            }
+        )
+    if item.get("error") is None:
+        parsed.listings.append(McpListingInput(label, shown, at))
+
+
 def input_to_messages(
     value: Any,
     *,
@@ -586,6 +624,8 @@ def input_to_messages(
                 parsed.approvals.append(McpApprovalInput(request_id, approve, reason, where))
             elif kind == "mcp_call":
                 _mcp_call(item, where, parsed)
+            elif kind == "mcp_list_tools":
+                _mcp_listing(item, where, parsed)
         else:
             raise ParamValueError(
                 f"input items of type {kind!r} are not supported; use message, function_call or "

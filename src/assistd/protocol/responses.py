@@ -146,6 +146,13 @@ class ToolChoiceBuiltinParam(RequestModel):
     type: Literal["file_search", "code_interpreter"]
 
 
+class ToolChoiceMcpParam(RequestModel):
+    # A tool of an MCP server the model must call: ``name`` (a tool the server lists), else any tool.
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
+
+
 # Built-in tools ---------------------------------------------------------------------------------
 
 
@@ -313,7 +320,11 @@ class ResponseCreateParams(RequestModel):
     truncation: Literal["auto", "disabled"] | None = None
     parallel_tool_calls: bool | None = None
     tool_choice: (
-        Literal["none", "auto", "required"] | ToolChoiceFunctionParam | ToolChoiceBuiltinParam | None
+        Literal["none", "auto", "required"]
+        | ToolChoiceFunctionParam
+        | ToolChoiceBuiltinParam
+        | ToolChoiceMcpParam
+        | None
     ) = None
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
     include: list[str] | None = None
@@ -358,6 +369,14 @@ class ResponseCreateParams(RequestModel):
         ):
             raise ParamValueError(
                 f"tool_choice names '{self.tool_choice.type}', which is not in 'tools'.", "tool_choice"
+            )
+        if isinstance(self.tool_choice, ToolChoiceMcpParam) and not any(
+            server.server_label == self.tool_choice.server_label for _, server in self._mcp
+        ):
+            raise ParamValueError(
+                f"tool_choice names the MCP server '{self.tool_choice.server_label}', which is not in "
+                "'tools'.",
+                "tool_choice",
             )
         for index, value in enumerate(self.include or []):
             if value not in INCLUDABLE:
@@ -452,6 +471,12 @@ class ResponseCreateParams(RequestModel):
         choice = self.tool_choice
         if isinstance(choice, ToolChoiceBuiltinParam):
             return {"type": choice.type}
+        if isinstance(choice, ToolChoiceMcpParam):
+            # The server's tool is offered to the model as a function of its name; a server named alone
+            # is a tool required (the model may then call another server's, or a function).
+            return (
+                "required" if choice.name is None else {"type": "function", "function": {"name": choice.name}}
+            )
         return run_tool_choice(choice)
 
     def logprobs_asked(self) -> int | None:

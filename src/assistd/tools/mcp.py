@@ -9,8 +9,10 @@ server serves.
 Outbound policy (``ASSISTD_MCP_ALLOWED_HOSTS``): a server whose host name resolves to a loopback, link-local,
 private, reserved or otherwise non-global address (the cloud metadata address 169.254.169.254 among them) is
 refused unless its host (or ``host:port``) is listed. Every address the name resolves to is checked: one
-private address among public ones is refused. The connection resolves the name again (the ``mcp`` client
-does its own), so a name whose answer changes in between (DNS rebinding) is not caught.
+private address among public ones is refused. The connection is made to the address that was checked, not
+to the name resolved again (a name whose answer changes in between, DNS rebinding, cannot lead it
+elsewhere): the ``mcp`` client's HTTP client is given a transport that connects to that address while the
+request keeps the name in its Host header and TLS its server name (SNI) and certificate check.
 
 Each listing or call opens its own connection and session: nothing is kept between calls (a run may be
 executed by any process), and a call is bounded by ``ASSISTD_MCP_TIMEOUT_SECONDS`` as a whole (connecting,
@@ -21,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import json
 import os
 import socket
 from collections.abc import AsyncIterator, Collection, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,9 +95,10 @@ def _listed(host: str, port: int, allowed: Collection[str]) -> bool:
     return any(form in names or f"{form}:{port}" in names for form in forms)
 
 
-async def check_host(url: str, allowed: Collection[str]) -> None:
-    """Raise ``McpError`` unless ``url`` may be connected to: an http(s) URL whose host is listed in
-    ``allowed`` (a host, or ``host:port``), or resolves to public addresses only."""
+async def check_host(url: str, allowed: Collection[str]) -> str:
+    """The address to connect to for ``url``, once checked; raise ``McpError`` unless ``url`` may be
+    connected to: an http(s) URL whose host is listed in ``allowed`` (a host, or ``host:port``), or
+    resolves to public addresses only."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise McpError(f"The MCP server URL must be an http or https URL: {parts.scheme}://...", code=-32602)
@@ -104,12 +107,15 @@ async def check_host(url: str, allowed: Collection[str]) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise McpError("The MCP server URL has an invalid port.", code=-32602) from None
-    if _listed(host, port, allowed):
-        return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise McpError(f"Could not resolve the MCP server's host {host!r}: {exc.strerror or exc}") from None
+    if not infos:
+        raise McpError(f"Could not resolve the MCP server's host {host!r}.")
+    first = str(infos[0][4][0])
+    if _listed(host, port, allowed):
+        return first
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address.is_global or address.is_multicast:
@@ -119,30 +125,75 @@ async def check_host(url: str, allowed: Collection[str]) -> None:
                 kind="http_error",
                 code=403,
             )
+    return first
 
 
 # The client --------------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def _client(url: str, headers: Mapping[str, str], seconds: float) -> AsyncIterator[Any]:
+def _pinned_factory(host: str, address: str) -> Any:
+    """An ``mcp`` HTTP client factory whose clients connect to ``address`` for requests to ``host``."""
+    import httpx2
+
+    class Pinned(httpx2.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self._inner = httpx2.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            if request.url.host == host:
+                # Another request: the client's own keeps its URL (redirects and SSE endpoints are resolved
+                # against it). Its Host header was set from that URL; TLS is told the name to ask for
+                # and to check the certificate against.
+                request = httpx2.Request(
+                    request.method,
+                    request.url.copy_with(host=address),
+                    headers=request.headers,
+                    stream=request.stream,
+                    extensions={**request.extensions, "sni_hostname": host},
+                )
+            return await self._inner.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    def factory(
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(transport=Pinned(), headers=headers, timeout=timeout, auth=auth)
+
+    return factory
+
+
+@contextlib.asynccontextmanager
+async def _client(url: str, headers: Mapping[str, str], seconds: float, address: str) -> AsyncIterator[Any]:
     # Imported here: the ``mcp`` package is only needed by servers whose responses use MCP tools.
+    import httpx2
     from mcp import Client
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
 
+    factory = _pinned_factory(urlsplit(url).hostname or "", address)
     transport: Any
+    # A client given to the Streamable HTTP transport is the giver's to close (the SSE one closes its own).
+    http: httpx2.AsyncClient | None = None
     if urlsplit(url).path.rstrip("/").endswith("/sse"):
-        transport = sse_client(url, headers=dict(headers), timeout=seconds, sse_read_timeout=seconds)
+        transport = sse_client(
+            url,
+            headers=dict(headers),
+            timeout=seconds,
+            sse_read_timeout=seconds,
+            httpx_client_factory=factory,
+        )
     else:
-        import httpx2
-
-        http = create_mcp_http_client(headers=dict(headers), timeout=httpx2.Timeout(seconds))
+        http = factory(headers=dict(headers), timeout=httpx2.Timeout(seconds))
         transport = streamable_http_client(url, http_client=http)
-    # mode "legacy": the initialize handshake every server answers (no ``server/discover`` probe first).
-    async with Client(transport, mode="legacy", cache=None) as client:
-        yield client
+    async with contextlib.AsyncExitStack() as stack:
+        if http is not None:
+            await stack.enter_async_context(http)
+        # mode "legacy": the initialize handshake every server answers (no ``server/discover`` probe first).
+        yield await stack.enter_async_context(Client(transport, mode="legacy", cache=None))
 
 
 def _failure(exc: BaseException) -> McpError:
@@ -164,10 +215,11 @@ def _failure(exc: BaseException) -> McpError:
     return McpError(f"Could not reach the MCP server: {type(exc).__name__}: {exc}"[:500])
 
 
-async def list_tools(url: str, headers: Mapping[str, str], seconds: float) -> list[McpTool]:
-    """The tools the server at ``url`` lists (all pages). Raises ``McpError``."""
+async def list_tools(url: str, headers: Mapping[str, str], seconds: float, address: str) -> list[McpTool]:
+    """The tools the server at ``url`` (connected to at ``address``, ``check_host``'s) lists (all pages).
+    Raises ``McpError``."""
     try:
-        async with asyncio.timeout(seconds), _client(url, headers, seconds) as client:
+        async with asyncio.timeout(seconds), _client(url, headers, seconds, address) as client:
             tools: list[McpTool] = []
             cursor: str | None = None
             while True:
@@ -183,10 +235,11 @@ async def list_tools(url: str, headers: Mapping[str, str], seconds: float) -> li
 
 
 async def call_tool(
-    url: str, headers: Mapping[str, str], name: str, arguments: str, seconds: float
+    url: str, headers: Mapping[str, str], name: str, arguments: str, seconds: float, address: str
 ) -> McpCallResult:
-    """Call tool ``name`` with ``arguments`` (the model's JSON). A tool that fails, or a server that cannot
-    be reached or does not answer within ``seconds``, gives an error result, never an exception."""
+    """Call tool ``name`` with ``arguments`` (the model's JSON) on the server at ``url``, connected to at
+    ``address`` (``check_host``'s). A tool that fails, or a server that cannot be reached or does not
+    answer within ``seconds``, gives an error result, never an exception."""
     try:
         parsed = json.loads(arguments) if arguments.strip() else {}
     except json.JSONDecodeError as exc:
@@ -194,7 +247,7 @@ async def call_tool(
     if not isinstance(parsed, dict):
         return McpCallResult(None, McpError("The arguments must be a JSON object.", code=-32602).error)
     try:
-        async with asyncio.timeout(seconds), _client(url, headers, seconds) as client:
+        async with asyncio.timeout(seconds), _client(url, headers, seconds, address) as client:
             result = await client.call_tool(name, parsed)
     except Exception as exc:
         return McpCallResult(None, _failure(exc).error)
