@@ -139,6 +139,16 @@ def server(
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[AssistdServer]:
+    """One server on the bundled local model, no upstream, for every module that tests it: the model is
+    loaded once per session, not once per module."""
+    env = {"ASSISTD_LOCAL_MAX_TOKENS": "48", "ASSISTD_LOCAL_PARALLEL": "2"}
+    srv = AssistdServer(tmp_path_factory.mktemp("local"), databases.new(), env).start()
+    yield srv
+    srv.stop()
+
+
 @contextmanager
 def server_behind_proxy(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, upstream: FakeUpstream, name: str

@@ -5,10 +5,8 @@ model. The SDK's global client is set for each test and restored after it."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from agents import (
     Agent,
     FileSearchTool,
@@ -23,7 +21,7 @@ from openai import OpenAI
 from openai.types.responses import ResponseFileSearchToolCall
 
 from agents_support import on_assistd
-from conftest import Databases, make_client
+from conftest import make_client
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from responses_wire import FILE_SEARCH_CALL_EVENTS
 from server import AssistdServer
@@ -124,14 +122,6 @@ def test_agent_file_search_streamed(
     [call] = _search_calls(result)
     assert call.results and call.results[0].filename == "kestrel.md"
     assert isinstance(result.final_output, str) and result.final_output.startswith("It is 4471")
-
-
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[AssistdServer]:
-    env = {"ASSISTD_LOCAL_MAX_TOKENS": "48", "ASSISTD_LOCAL_PARALLEL": "2"}
-    srv = AssistdServer(tmp_path_factory.mktemp("local-agents"), databases.new(), env).start()
-    yield srv
-    srv.stop()
 
 
 def test_agent_file_search_on_the_local_model(local_server: AssistdServer, agents_defaults: None) -> None:

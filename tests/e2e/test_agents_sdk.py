@@ -8,10 +8,8 @@ back as input items, which assistd writes into the next response's run (``engine
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from agents import (
     Agent,
     ModelSettings,
@@ -24,7 +22,6 @@ from agents import (
 from agents.models import _openai_shared
 
 from agents_support import on_assistd
-from conftest import Databases
 from fake_upstream import FakeUpstream, Text, ToolCalls
 from server import AssistdServer
 
@@ -146,14 +143,6 @@ def test_streamed_run_with_a_function_tool(
     assert raw.count("response.completed") == 2
     assert "response.function_call_arguments.delta" in raw
     assert raw.index("response.function_call_arguments.done") < raw.index("response.output_text.delta")
-
-
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[AssistdServer]:
-    env = {"ASSISTD_LOCAL_MAX_TOKENS": "48", "ASSISTD_LOCAL_PARALLEL": "1"}
-    srv = AssistdServer(tmp_path_factory.mktemp("local-agents"), databases.new(), env).start()
-    yield srv
-    srv.stop()
 
 
 def _forced_local_weather_agent(weather: _Weather) -> Agent[Any]:

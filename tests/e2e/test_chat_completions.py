@@ -426,14 +426,6 @@ def test_requests_per_minute_limit_completions(managed: AssistdServer, fake: Fak
 # On the bundled local model ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[AssistdServer]:
-    env = {"ASSISTD_LOCAL_MAX_TOKENS": "32", "ASSISTD_LOCAL_PARALLEL": "2"}
-    srv = AssistdServer(tmp_path_factory.mktemp("local-chat"), databases.new(), env).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def local(local_server: AssistdServer) -> Iterator[OpenAI]:
     # The first call loads the model, and generation shares two cores with the rest of the suite.

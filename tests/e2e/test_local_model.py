@@ -38,14 +38,6 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[AssistdServer]:
-    env = {"ASSISTD_LOCAL_MAX_TOKENS": "48", "ASSISTD_LOCAL_PARALLEL": "2"}
-    srv = AssistdServer(tmp_path_factory.mktemp("local"), databases.new(), env).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def local(local_server: AssistdServer) -> Iterator[OpenAI]:
     with make_client(local_server) as client:
