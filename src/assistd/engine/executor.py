@@ -574,6 +574,7 @@ class RunExecutor:
                 "arguments": call.arguments,
                 "output": outcomes[index].output,
                 "sources": {str(n): source.stored() for n, source in outcomes[index].sources.items()},
+                **_found_attributes(outcomes[index]),
             }
             for index, call in ordered
             if index in outcomes
@@ -686,3 +687,11 @@ def _message_delta(message_id: str, content: list[dict[str, Any]]) -> StreamEven
         "thread.message.delta",
         {"id": message_id, "object": "thread.message.delta", "delta": {"content": content}},
     )
+
+
+def _found_attributes(outcome: ToolOutcome) -> dict[str, Any]:
+    """A file search's results' file attributes, for the step's record (``tool_io``): a response shows them
+    with its ``file_search_call`` results."""
+    if isinstance(outcome, Outcome) and outcome.attributes:
+        return {"attributes": outcome.attributes}
+    return {}
