@@ -146,16 +146,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
+    # responses early: the routes are matched in order, and a response's create is on its hot path.
     routers = (
         assistants,
         runs,
+        responses,
         threads,
         messages,
         conversations,
         models,
         files,
         vector_stores,
-        responses,
         chat_completions,
         actions,
         ask,

@@ -236,3 +236,32 @@ def test_assistants_run_waiting_on_a_conversation_is_left_alone(client: OpenAI, 
         )
     assert refused.value.param == "input[0].call_id"
     assert client.beta.threads.runs.retrieve(run.id, thread_id=conversation).status == "requires_action"
+
+
+def test_prompt_with_function_items_sends_them_to_the_model(client: OpenAI, fake: FakeUpstream) -> None:
+    """A prompt's run (it has its assistant's id) whose input gives function calls and outputs back: they
+    are its first steps, and its first turn reads them into the context."""
+    assistant = client.beta.assistants.create(
+        model="fake-model", instructions="Weather desk.", tools=[WEATHER_TOOL]
+    )
+    fake.push("Sunny, it said.")
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "type": "function_call",
+            "call_id": "call_p",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
+        {"type": "function_call_output", "call_id": "call_p", "output": "sunny"},
+    ]
+    response = raw_create(client, prompt={"id": assistant.id}, input=history)
+    assert response.status == "completed" and response.output_text == "Sunny, it said."
+    sent = fake.requests[-1]["messages"]
+    assert [(m["role"], m.get("tool_call_id")) for m in sent] == [
+        ("system", None),
+        ("user", None),
+        ("assistant", None),
+        ("tool", "call_p"),
+    ]
+    assert sent[2]["tool_calls"][0]["id"] == "call_p" and sent[3]["content"] == "sunny"

@@ -79,6 +79,9 @@ def test_file_search_response_searches_the_named_store_and_cites(client: OpenAI,
     assert call.queries == ["launch code Project Kestrel"]
     assert call.results is not None and call.results[0].file_id == ids["kestrel.md"]
     assert call.results[0].filename == "kestrel.md" and FACT in (call.results[0].text or "")
+    # Each result carries its file's attributes, as the vector store file has them.
+    kinds = {v: DOCUMENTS[k][1] for k, v in ids.items()}
+    assert [r.attributes for r in call.results] == [{"kind": kinds[r.file_id]} for r in call.results]
     assert len(call.results) <= 5
     text = response.output[1].content[0]  # type: ignore[union-attr]
     assert text.type == "output_text"

@@ -144,15 +144,15 @@ class Engine:
             self.pool.adopt(new.run_id, new.started)
 
     async def _start_here(
-        self, session: AsyncSession, run: RunRow, opening: list[StreamEvent]
+        self, session: AsyncSession, run: RunRow, opening: list[StreamEvent], fresh: bool | None
     ) -> Started | None:
         """Start a new run in the transaction that creates it, when this process has a free slot (a write
         transaction less per run), its ``opening`` events recorded first; None: it starts once a slot
-        frees. Its answer still says queued."""
+        frees. Its answer still says queued. ``fresh``: as ``RunExecutor.start`` takes it."""
         if not self.executes or not await self.pool.reserve():
             return None
         try:
-            return await self.executor.start(session, run.id, 1, run, opening)
+            return await self.executor.start(session, run.id, 1, run, opening, fresh=fresh)
         except BaseException:
             self.pool.unreserve()
             raise
@@ -180,8 +180,10 @@ class Engine:
         listener: RunSubscription | None,
         new: _NewRun,
         key_id: str | None,
+        fresh: bool | None = None,
     ) -> Run:
-        """Queue the new ``run`` (not inserted yet) on its thread, which it claims, in ``session``."""
+        """Queue the new ``run`` (not inserted yet) on its thread, which it claims, in ``session``;
+        ``fresh``: whether it has no steps yet (None: the executor judges)."""
         thread_id = run.thread_id
         run.api_key_id = key_id
         await thread_store.claim_for_run(session, thread_id, run.id)
@@ -194,7 +196,7 @@ class Engine:
         new.held = await self._enqueue_here(session, run.id, thread_id)
         if new.held:
             # Started before its row is inserted, the run is written once, already in progress.
-            new.started = await self._start_here(session, run, opening)
+            new.started = await self._start_here(session, run, opening, fresh)
         await insert_rows(session, run)
         if new.started is None:
             new.opened = await self.bus.record(session, run.id, opening)
@@ -206,14 +208,16 @@ class Engine:
         listener: RunSubscription | None = None,
         *,
         key_id: str | None = None,
+        fresh: bool | None = None,
     ) -> Run:
         """Queue the run ``prepare`` makes, not inserted, in the transaction that creates it; ``prepare`` may
         write rows of its own there first (a thread, its messages, the record of what asked for the run):
         they commit with the run or not at all. For facades whose runs have no assistant to take their
-        options from (a response of /v1/responses)."""
+        options from (a response of /v1/responses). ``fresh``: the caller knows ``prepare`` writes no steps
+        into the run (True) or may (False): its first turn then reads none or reads them."""
         async with self._creating() as (session, new):
             run = await prepare(session)
-            wire = await self._queue_row(session, run, listener, new, key_id)
+            wire = await self._queue_row(session, run, listener, new, key_id, fresh)
         return wire
 
     async def _enqueue_here(self, session: AsyncSession, run_id: str, thread_id: str) -> bool:

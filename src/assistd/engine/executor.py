@@ -149,10 +149,14 @@ class RunExecutor:
         attempts: int,
         row: RunRow | None = None,
         before: Sequence[StreamEvent] = (),
+        *,
+        fresh: bool | None = None,
     ) -> Started:
         """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction.
         ``row``: the run as the caller holds it in this transaction (else it is read); ``before``: events
-        of the caller's to record ahead of the start's own, in the same append."""
+        of the caller's to record ahead of the start's own, in the same append. ``fresh``: the caller that
+        made the run knows whether it was queued with steps (False) or without (True), so that its first
+        turn reads them or not; None: judged from the run."""
         run = row if row is not None else await run_store.get_row_by_id(session, run_id)
         if run is None or run.status not in ("queued", "in_progress", "cancelling"):
             await jobs.finish(session, run_id)
@@ -169,8 +173,12 @@ class RunExecutor:
             events, started = await state.resume(session, run), run
         else:
             # A response's run may be queued with steps already: the function calls and outputs its input
-            # gave back (``engine/response_functions.py``), which its context must read.
-            if run.started_at is None and run.assistant_id is not None:
+            # gave back (``engine/response_functions.py``), which its context must read. Its creator says
+            # which when it starts it (a new response's first turn skips that read, ~0.3 ms); a run
+            # without an assistant started elsewhere is read.
+            if fresh is None:
+                fresh = run.started_at is None and run.assistant_id is not None
+            if fresh and run.started_at is None:
                 self._fresh.add(run_id)
             events, started = await state.transition(session, run, "in_progress"), run
         return Started(run=started, events=await self._bus.record(session, run_id, [*before, *events]))
@@ -636,6 +644,7 @@ class RunExecutor:
                 "arguments": call.arguments,
                 "output": outcomes[index].output,
                 "sources": {str(n): source.stored() for n, source in outcomes[index].sources.items()},
+                **_found_attributes(outcomes[index]),
             }
             for index, call in ordered
             if index in outcomes and not _awaits_approval(outcomes[index])
@@ -761,3 +770,11 @@ def _message_delta(message_id: str, content: list[dict[str, Any]]) -> StreamEven
         "thread.message.delta",
         {"id": message_id, "object": "thread.message.delta", "delta": {"content": content}},
     )
+
+
+def _found_attributes(outcome: ToolOutcome) -> dict[str, Any]:
+    """A file search's results' file attributes, for the step's record (``tool_io``): a response shows them
+    with its ``file_search_call`` results."""
+    if isinstance(outcome, Outcome) and outcome.attributes:
+        return {"attributes": outcome.attributes}
+    return {}

@@ -235,7 +235,11 @@ class Responses:
         for attempt in range(attempts):
             listener = self._engine.bus.subscription()
             try:
-                run = await self._engine.create_prepared_run(prepare, listener, key_id=key_id)
+                # Without function items in its input the run is queued with no steps (``prepare``):
+                # its first turn need not read them.
+                run = await self._engine.create_prepared_run(
+                    prepare, listener, key_id=key_id, fresh=history_of(parsed) is None
+                )
                 break
             except ConflictError as exc:
                 listener.close()
@@ -251,7 +255,14 @@ class Responses:
             except BaseException:
                 listener.close()
                 raise
-        turn = Turn(self._engine, tenant, run, listener, self._engine.settings.response_wait_seconds)
+        turn = Turn(
+            self._engine,
+            tenant,
+            run,
+            listener,
+            self._engine.settings.response_wait_seconds,
+            heard_from_queued=True,
+        )
         return ResponseTurn(made["row"], turn, made["own"])
 
     async def _waiting_run(self, tenant: str, params: ResponseCreateParams) -> RunRow | None:

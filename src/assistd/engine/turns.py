@@ -108,7 +108,14 @@ class Turn:
     """
 
     def __init__(
-        self, engine: Engine, tenant: str, run: Run, listener: RunSubscription, time_limit: float
+        self,
+        engine: Engine,
+        tenant: str,
+        run: Run,
+        listener: RunSubscription,
+        time_limit: float,
+        *,
+        heard_from_queued: bool = False,
     ) -> None:
         self._engine = engine
         self._tenant = tenant
@@ -116,6 +123,9 @@ class Turn:
         self._deadline = asyncio.get_running_loop().time() + time_limit
         # The run as it was queued.
         self.run = run
+        # ``listener`` was attached in the transaction that queued ``run``: every status since is among its
+        # events, and ``run``'s status needs no read at first.
+        self._heard_from_queued = heard_from_queued
 
     @property
     def thread_id(self) -> str:
@@ -144,8 +154,9 @@ class Turn:
     async def stopped(self) -> None:
         """Wait as ``wait`` does, until the run stops or the turn's time is up, but read nothing once it has:
         for a caller that reads the run itself then (a response reads its run and messages). The status is
-        read at first and after each quiet ``RECHECK_SECONDS``; a status event says the rest."""
-        status = await self._status()
+        read at first (unless the turn has heard the run's events since it was queued) and after each quiet
+        ``RECHECK_SECONDS``; a status event says the rest."""
+        status = self.run.status if self._heard_from_queued else await self._status()
         while status in _RUNNING and self._remaining() > 0:
             event = await self._engine.wait_while(
                 self._listener, _NOT_STOPPED, min(RECHECK_SECONDS, self._remaining())

@@ -185,17 +185,25 @@ def _code_output(output: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _search_result(result: Mapping[str, Any], with_text: bool) -> dict[str, Any]:
+def _search_result(
+    result: Mapping[str, Any], with_text: bool, attributes: Mapping[str, Any] | None
+) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "file_id": result.get("file_id"),
         "filename": result.get("file_name"),
         "score": result.get("score"),
-        "attributes": None,
+        # The file's attributes when the search ran (the step's record keeps them); a file without any
+        # shows none, as OpenAI's.
+        "attributes": dict(attributes) if attributes else None,
         "text": None,
     }
     if with_text and result.get("content"):
         shown["text"] = "".join(str(part.get("text", "")) for part in result["content"])
     return shown
+
+
+def _nth(values: Any, index: int) -> Any:
+    return values[index] if isinstance(values, list) and index < len(values) else None
 
 
 def step_to_items(
@@ -210,11 +218,11 @@ def step_to_items(
     its message is the item.
 
     ``tool_io`` (the step row's record of what built-in calls were asked, by call id) gives a file search
-    its ``queries``. Results and outputs are shown as OpenAI shows them: only when ``include`` asks
-    (``file_search_call.results``, ``code_interpreter_call.outputs``); a result's text only when ``step``
-    holds it. A code_interpreter's ``container_id`` is the thread's id (assistd runs one code session per
-    thread), or ``container_id`` where the run's code ran in another thread's session. A call that awaits
-    its output is ``in_progress`` until the output is submitted."""
+    its ``queries`` and its results' ``attributes``. Results and outputs are shown as OpenAI shows them:
+    only when ``include`` asks (``file_search_call.results``, ``code_interpreter_call.outputs``); a
+    result's text only when ``step`` holds it. A code_interpreter's ``container_id`` is the thread's id
+    (assistd runs one code session per thread), or ``container_id`` where the run's code ran in another
+    thread's session. A call that awaits its output is ``in_progress`` until the output is submitted."""
     if step.step_details.type != "tool_calls":
         return []
     status = _status(step.status)
@@ -256,7 +264,10 @@ def step_to_items(
                     "queries": _queries(str(asked.get("arguments", ""))),
                     "status": status,
                     "results": (
-                        [_search_result(result, True) for result in results]
+                        [
+                            _search_result(result, True, _nth(asked.get("attributes"), number))
+                            for number, result in enumerate(results)
+                        ]
                         if INCLUDE_FILE_SEARCH_RESULTS in include
                         else None
                     ),

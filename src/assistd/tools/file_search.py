@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -62,6 +62,9 @@ class Outcome:
     results: list[dict[str, Any]]
     output: str
     sources: dict[int, Source]
+    # Each result's file's attributes (in ``results``' order): kept beside the step's wire results, which
+    # have no place for them in the Assistants API, for a response's ``file_search_call`` results.
+    attributes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def options(tools: list[dict[str, Any]]) -> dict[str, Any]:
@@ -201,4 +204,4 @@ def _outcome(passages: list[Passage], first_source: int, search: int) -> Outcome
         + "\n\nAnswer from these passages. Cite each fact with its passage number in square brackets, e.g. "
         + f"[{first_source}]."
     )
-    return Outcome(results, output, sources)
+    return Outcome(results, output, sources, [dict(passage.attributes) for passage in passages])
