@@ -100,16 +100,23 @@ FILE_SEARCH_CALL_EVENTS = [
 ]
 
 
-def text_stream(deltas: int) -> list[str]:
-    """The events of a streamed response that answers with text in ``deltas`` pieces, in OpenAI's order."""
+def message_item(deltas: int = 1) -> list[str]:
+    """The events of one output message answered with text in ``deltas`` pieces, in OpenAI's order."""
     return [
-        "response.created",
-        "response.in_progress",
         "response.output_item.added",
         "response.content_part.added",
         *["response.output_text.delta"] * deltas,
         "response.output_text.done",
         "response.content_part.done",
         "response.output_item.done",
-        "response.completed",
     ]
+
+
+def text_stream(deltas: int) -> list[str]:
+    """The events of a streamed response that answers with text in ``deltas`` pieces, in OpenAI's order."""
+    return ["response.created", "response.in_progress", *message_item(deltas), "response.completed"]
+
+
+def squeeze(names: list[str]) -> list[str]:
+    """Event names with each run of one name written once: deltas come in as many pieces as were written."""
+    return [name for number, name in enumerate(names) if number == 0 or name != names[number - 1]]

@@ -17,7 +17,17 @@ from pydantic import TypeAdapter
 
 from conftest import Databases, make_client, start_server
 from fake_upstream import FakeUpstream, Text, ToolCalls
-from responses_wire import EVENTS, post, raw_create, spec_check, stream_frames, strict, text_stream
+from responses_wire import (
+    EVENTS,
+    message_item,
+    post,
+    raw_create,
+    spec_check,
+    squeeze,
+    stream_frames,
+    strict,
+    text_stream,
+)
 from server import AssistdServer
 
 WEATHER: dict[str, Any] = {
@@ -440,10 +450,7 @@ def test_streamed_function_calls_in_openai_order(
         "response.function_call_arguments.done",
         "response.output_item.done",
     ]
-    squeezed = [
-        name for number, name in enumerate(names[2:-1]) if name != names[2:-1][number - 1] or number == 0
-    ]
-    assert squeezed == one_call * 2
+    assert squeeze(names[2:-1]) == one_call * 2
     assert [data["output_index"] for _, data in frames[2:-1]] == sorted(
         data["output_index"] for _, data in frames[2:-1]
     )
@@ -497,16 +504,10 @@ def test_streamed_text_then_call_closes_the_message_first(server: AssistdServer,
         server, {"model": "fake-model", "input": "Turin?", "tools": [WEATHER], "stream": True}
     )
     names = _events(frames)
-    squeezed = [name for number, name in enumerate(names) if number == 0 or name != names[number - 1]]
-    assert squeezed == [
+    assert squeeze(names) == [
         "response.created",
         "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+        *message_item(),
         "response.output_item.added",
         "response.function_call_arguments.delta",
         "response.function_call_arguments.done",

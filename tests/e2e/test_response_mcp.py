@@ -28,7 +28,7 @@ from assistd.engine.context import estimate_tokens
 from conftest import Databases, make_client, start_server
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from mcp_server import McpTestServer
-from responses_wire import EVENTS, raw_create, spec_check, stream_frames
+from responses_wire import EVENTS, message_item, raw_create, spec_check, squeeze, stream_frames
 from server import AssistdServer
 
 SECRET = "Bearer sk-mcp-secret-4242xyz"
@@ -122,11 +122,6 @@ def test_mcp_tool_listed_and_called_then_listing_cached(
     assert [t["function"]["name"] for t in fake.requests[-1]["tools"]] == ["add", "weather"]
 
 
-def _compressed(names: list[str]) -> list[str]:
-    # Argument deltas come in as many pieces as the model wrote: one stands for them all.
-    return [n for i, n in enumerate(names) if not (i and n == names[i - 1] and n.endswith(".delta"))]
-
-
 def test_mcp_stream_events_in_order(
     mcp_assistd: AssistdServer, fake: FakeUpstream, mcp_server: McpTestServer
 ) -> None:
@@ -137,31 +132,21 @@ def test_mcp_stream_events_in_order(
     for number, (name, data) in enumerate(frames):
         EVENTS.validate_python(data)
         assert data["type"] == name and data["sequence_number"] == number
-    assert _compressed([name for name, _ in frames]) == [
+    assert squeeze([name for name, _ in frames]) == [
         "response.created",
         "response.in_progress",
         "response.output_item.added",
         "response.mcp_list_tools.in_progress",
         "response.mcp_list_tools.completed",
         "response.output_item.done",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+        *message_item(),
         "response.output_item.added",
         "response.mcp_call.in_progress",
         "response.mcp_call_arguments.delta",
         "response.mcp_call_arguments.done",
         "response.mcp_call.completed",
         "response.output_item.done",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+        *message_item(),
         "response.completed",
     ]
     deltas = "".join(d["delta"] for n, d in frames if n == "response.mcp_call_arguments.delta")
