@@ -146,7 +146,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuard)
     errors.install(app)
     # runs before threads: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}.
+    # Chat completions first: a request is matched against the routes in order (about 60 before it
+    # otherwise), and this one is the latency-sensitive relay. No other route's path starts /v1/chat.
     routers = (
+        chat_completions,
         assistants,
         runs,
         threads,
@@ -156,7 +159,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         files,
         vector_stores,
         responses,
-        chat_completions,
         actions,
         ask,
         ui,
