@@ -16,6 +16,8 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 import openai
+from openai._base_client import get_platform
+from openai._constants import RAW_RESPONSE_HEADER
 from openai._httpx2 import request_exceptions, timeout_exceptions
 from openai._models import FinalRequestOptions
 
@@ -125,8 +127,7 @@ class UpstreamProvider:
         completion's latency."""
         headers = self._chat_headers
         if headers is None:
-            # Once: the SDK's platform headers may read files (the OS's release), off the event loop.
-            headers = self._chat_headers = await anyio.to_thread.run_sync(self._sdk_headers)
+            headers = self._chat_headers = await self._sdk_headers()
         http = self._client._client
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         request = http.build_request("POST", self._chat_url, headers=headers, content=content)
@@ -145,9 +146,17 @@ class UpstreamProvider:
         finally:
             await response.aclose()
 
-    def _sdk_headers(self) -> httpx.Headers:
-        options = FinalRequestOptions.construct(method="post", url="/chat/completions")
-        return self._client._build_headers(options)
+    async def _sdk_headers(self) -> httpx.Headers:
+        """The headers the SDK's ``chat.completions.with_streaming_response.create`` sends."""
+        client = self._client
+        if client._platform is None:
+            # As the SDK does it: finding the platform may read files (the OS's release), off the loop.
+            client._platform = await anyio.to_thread.run_sync(get_platform)
+        # Built on the event loop: ``X-Stainless-Async`` names the async library it runs in.
+        options = FinalRequestOptions.construct(
+            method="post", url="/chat/completions", headers={RAW_RESPONSE_HEADER: "stream"}
+        )
+        return client._build_headers(options)
 
     async def list_models(self) -> list[ModelInfo]:
         if time.monotonic() - self._models_at < _MODELS_TTL_SECONDS:
