@@ -148,6 +148,12 @@ def test_completion_passes_options_through_and_answers_with_usage(client: OpenAI
         "max_completion_tokens": 50,
     }
     assert (sent["frequency_penalty"], sent["presence_penalty"]) == (0.1, 0.2)
+    # Sent on the SDK's httpx client directly, with the headers its streaming create would send.
+    headers = fake.request_headers[0]
+    assert headers["user-agent"].startswith("AsyncOpenAI/Python ")
+    assert (headers["x-stainless-async"], headers["x-stainless-raw-response"]) == ("async:asyncio", "stream")
+    assert (headers["x-stainless-lang"], headers["x-stainless-retry-count"]) == ("python", "0")
+    assert headers["content-type"] == "application/json" and headers["authorization"].startswith("Bearer ")
     # The legacy name of the bound, and a stop sequence given as a string; finish_reason "length".
     fake.push(Text("Cut", finish_reason="length"))
     cut, _, _ = _create(

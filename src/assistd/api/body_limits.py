@@ -140,7 +140,10 @@ class _Guarded:
             self.started + self.limits.timeout_seconds + self.received / self.limits.min_bytes_per_second
         )
         try:
-            message = await asyncio.wait_for(self._receive(), max(0.0, deadline - time.monotonic()))
+            # A timeout around the await, not ``wait_for``: that runs the receive as a task of its own, a
+            # task and a turn of the event loop on every request for a body that is usually there.
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                message = await self._receive()
         except TimeoutError:
             return await self.refuse(
                 _BodyRefused(

@@ -99,18 +99,29 @@ def data_stream(items: AsyncIterator[BaseModel]) -> StreamingResponse:
 
 
 async def _chat_frames(chunks: AsyncIterator[Mapping[str, Any]]) -> AsyncIterator[bytes]:
+    # The first frame (the role chunk) waits for the second, sent with it in one write: the second is at
+    # hand as soon as the first is (the provider's first chunk is awaited before the response starts), and
+    # each write is a segment the client wakes for, a system call or two on each side for nothing.
+    held = b""
+    first = True
     try:
         async for chunk in chunks:
-            yield b"data: " + _encode(chunk) + b"\n\n"
+            frame = b"data: " + _encode(chunk) + b"\n\n"
+            if first:
+                held, first = frame, False
+                continue
+            yield held + frame
+            held = b""
     except AssistdError as exc:
         # As OpenAI reports a failure mid-stream: an error object where a chunk was due, and no [DONE].
-        yield data_frame(exc.body())
+        yield held + data_frame(exc.body())
         return
     except Exception:
         log.exception("chat completion stream failed")
-        yield data_frame({"error": {"message": "The server had an error while streaming.", **_SERVER_ERROR}})
+        error = {"error": {"message": "The server had an error while streaming.", **_SERVER_ERROR}}
+        yield held + data_frame(error)
         return
-    yield DATA_DONE
+    yield held + DATA_DONE
 
 
 def chat_stream(chunks: AsyncIterator[Mapping[str, Any]]) -> StreamingResponse:

@@ -10,11 +10,16 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2 as httpx
 import openai
+from openai._base_client import get_platform
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._httpx2 import request_exceptions, timeout_exceptions
+from openai._models import FinalRequestOptions
 
 from .. import metrics
 from ..errors import AssistdError, InvalidRequestError, NotFoundError, UpstreamError
@@ -58,6 +63,9 @@ class UpstreamProvider:
         self._slots = anyio.CapacityLimiter(max_concurrency)
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
+        # The SDK's headers for a chat completion request (its key, user agent, platform), built once.
+        self._chat_headers: httpx.Headers | None = None
+        self._chat_url = self._client._prepare_url("chat/completions")
 
     def share(self, processes: int) -> None:
         """Hold this process's share of the concurrency limit among ``processes`` executing processes:
@@ -82,16 +90,9 @@ class UpstreamProvider:
                 try:
                     # Timed from here: the wait for a slot is assistd's own queue, not the upstream's latency.
                     attempt = metrics.upstream_request("chat.completions")
-                    # The body goes as ``extra_body``, sent as it is: the SDK would otherwise walk every
-                    # nested parameter against its typed schema (for aliases and dates, which a chat request
-                    # has none of), about a millisecond of CPU a call. The named arguments are the ones
-                    # that choose the kind of answer; ``messages`` is overridden by the body's.
-                    async with self._client.chat.completions.with_streaming_response.create(
-                        model=request.model, messages=[], stream=True, extra_body=_arguments(request)
-                    ) as response:
-                        # The SDK sends the request and maps HTTP errors; the SSE lines are read here as
-                        # plain JSON, which costs a third of building the SDK's pydantic chunk objects.
-                        async for line in response.iter_lines():
+                    async with self._post_chat(_arguments(request)) as response:
+                        # Read as plain JSON, which costs a third of building the SDK's pydantic chunks.
+                        async for line in response.aiter_lines():
                             for converted in _parse_line(line):
                                 if not produced:
                                     attempt.first_chunk()
@@ -114,6 +115,48 @@ class UpstreamProvider:
                 raise
             attempt.finished(status)
             return
+
+    @asynccontextmanager
+    async def _post_chat(self, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """The upstream's streamed answer to ``POST /chat/completions`` with ``body``, sent on the SDK's
+        own ``httpx`` client with the SDK's headers, its failures raised as the SDK raises them
+        (``APITimeoutError``, ``APIConnectionError``, the ``APIStatusError`` of the status), which is what
+        ``retry.py`` decides on. Sent directly rather than through ``chat.completions.create``: the SDK's
+        request building (options copied and validated, the body walked against its typed schema, its
+        response wrappers) cost about a millisecond of CPU a call, a third of what assistd adds to a chat
+        completion's latency."""
+        headers = self._chat_headers
+        if headers is None:
+            headers = self._chat_headers = await self._sdk_headers()
+        http = self._client._client
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        request = http.build_request("POST", self._chat_url, headers=headers, content=content)
+        try:
+            response = await http.send(request, stream=True)
+        except timeout_exceptions() as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except request_exceptions() as exc:
+            raise openai.APIConnectionError(request=request) from exc
+        try:
+            if not response.is_success:
+                # Read first, as the SDK does: its error carries the upstream's body and message.
+                await response.aread()
+                raise self._client._make_status_error_from_response(response) from None
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _sdk_headers(self) -> httpx.Headers:
+        """The headers the SDK's ``chat.completions.with_streaming_response.create`` sends."""
+        client = self._client
+        if client._platform is None:
+            # As the SDK does it: finding the platform may read files (the OS's release), off the loop.
+            client._platform = await anyio.to_thread.run_sync(get_platform)
+        # Built on the event loop: ``X-Stainless-Async`` names the async library it runs in.
+        options = FinalRequestOptions.construct(
+            method="post", url="/chat/completions", headers={RAW_RESPONSE_HEADER: "stream"}
+        )
+        return client._build_headers(options)
 
     async def list_models(self) -> list[ModelInfo]:
         if time.monotonic() - self._models_at < _MODELS_TTL_SECONDS:
