@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,22 @@ def _sdk_pair(client: OpenAI, direct: OpenAI) -> tuple[float, float]:
     return middle - start, end - middle
 
 
+def _side_by_side(i: int, alone: Callable[[], float], through: Callable[[], float]) -> tuple[float, float]:
+    """The upstream alone and through assistd, in an order that alternates between iterations, so that
+    neither always runs on a machine the other just woke."""
+    if i % 2 == 0:
+        first = alone()
+        return first, through()
+    second = through()
+    return alone(), second
+
+
+def _record(alone: float, through: float, upstream: Latency, assistd: Latency, over: Latency) -> None:
+    upstream.add(alone)
+    assistd.add(through)
+    over.add(through - alone)
+
+
 def run(calls: int = 400, streams: int = 200, warmup: int = 30, chunk_delay: float = 0.02) -> Result:
     result = Result(
         "chat_completions",
@@ -119,16 +136,11 @@ def run(calls: int = 400, streams: int = 200, warmup: int = 30, chunk_delay: flo
             OpenAI(base_url=fake.base_url, api_key="sk-upstream-bench", max_retries=0) as direct,
         ):
             for i in range(warmup + calls):
-                if i % 2 == 0:
-                    alone = _upstream_alone(direct_http)
-                    through = _assistd_completion(http)
-                else:
-                    through = _assistd_completion(http)
-                    alone = _upstream_alone(direct_http)
+                alone, through = _side_by_side(
+                    i, lambda: _upstream_alone(direct_http), lambda: _assistd_completion(http)
+                )
                 if i >= warmup:
-                    upstream.add(alone)
-                    assistd.add(through)
-                    pairs.add(through - alone)
+                    _record(alone, through, upstream, assistd, pairs)
             for i in range(warmup + calls // 2):
                 through, alone = _sdk_pair(client, direct)
                 if i >= warmup:
@@ -136,16 +148,11 @@ def run(calls: int = 400, streams: int = 200, warmup: int = 30, chunk_delay: flo
                     sdk_alone.add(alone)
             fake.default = Text("".join(CHUNKS), chunks=CHUNKS, chunk_delay_s=chunk_delay)
             for i in range(warmup + streams):
-                if i % 2 == 0:
-                    alone = _first_token(direct_http)
-                    through = _first_token(http)
-                else:
-                    through = _first_token(http)
-                    alone = _first_token(direct_http)
+                alone, through = _side_by_side(
+                    i, lambda: _first_token(direct_http), lambda: _first_token(http)
+                )
                 if i >= warmup:
-                    first_alone.add(alone)
-                    first.add(through)
-                    first_over.add(through - alone)
+                    _record(alone, through, first_alone, first, first_over)
     finally:
         fake.stop()
     result.metric("create: upstream alone p50", upstream.p50, "ms")
