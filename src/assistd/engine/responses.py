@@ -487,24 +487,25 @@ class Responses:
         items show."""
         async with self._db.read() as session:
             try:
-                run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
+                run, rows, messages = await run_store.get_row_with_steps(
+                    session, row.tenant, row.thread_id, row.run_id
+                )
             except NotFoundError:
                 # Its conversation (thread) was deleted, and the run with it.
                 raise NotFoundError(
                     f"Response '{row.id}' is gone with its conversation.", param="response_id"
                 ) from None
-            rows = await run_store.steps_of(session, row.run_id)
-            segment = segment_of(
-                [run_store.step_to_wire(step) for step in rows], int(row.request.get(STEPS_BEFORE, 0))
-            )
-            mine = {step.id for step in segment.steps}
-            rows = [step for step in rows if step.id in mine]
-            written = [
-                step.step_details["message_creation"]["message_id"]
-                for step in rows
-                if step.type == "message_creation"
-            ]
-            messages = await message_store.by_ids(session, written) if written else []
+        segment = segment_of(
+            [run_store.step_to_wire(step) for step in rows], int(row.request.get(STEPS_BEFORE, 0))
+        )
+        mine = {step.id for step in segment.steps}
+        rows = [step for step in rows if step.id in mine]
+        written = {
+            step.step_details["message_creation"]["message_id"]
+            for step in rows
+            if step.type == "message_creation"
+        }
+        messages = [message for message in messages if message.id in written]
         shown = row.request.get("include") or [] if include is None else include
         output = output_items(
             rows,
