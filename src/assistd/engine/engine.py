@@ -205,19 +205,18 @@ class Engine:
 
     async def create_prepared_run(
         self,
-        prepare: Callable[[AsyncSession], Awaitable[RunRow]],
+        prepare: Callable[[AsyncSession], Awaitable[tuple[RunRow, bool]]],
         listener: RunSubscription | None = None,
         *,
         key_id: str | None = None,
-        fresh: bool = False,
     ) -> Run:
         """Queue the run ``prepare`` makes, not inserted, in the transaction that creates it; ``prepare`` may
-        write rows of its own there first (a thread, its messages, the record of what asked for the run):
-        they commit with the run or not at all. For facades whose runs have no assistant to take their
-        options from (a response of /v1/responses). ``fresh``: the caller knows ``prepare`` writes no steps
-        into the run (True) or may (False): its first turn then reads none or reads them."""
+        write rows of its own there first (a thread, its messages, the record of what asked for the run,
+        steps of the run): they commit with the run or not at all. For facades whose runs have no assistant
+        to take their options from (a response of /v1/responses). ``prepare`` also says whether it wrote no
+        steps into the run (fresh): its first turn then need not read them."""
         async with self._creating() as (session, new):
-            run = await prepare(session)
+            run, fresh = await prepare(session)
             wire = await self._queue_row(session, run, listener, new, key_id, fresh)
         return wire
 
