@@ -11,6 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from conftest import Databases, make_client, start_server
 from fake_upstream import Dynamic, FakeUpstream, Text, ToolCalls
 from responses_wire import post, raw_create, text_stream
 from samples import WEATHER_TOOL
@@ -265,3 +266,41 @@ def test_prompt_with_function_items_sends_them_to_the_model(client: OpenAI, fake
         ("tool", "call_p"),
     ]
     assert sent[2]["tool_calls"][0]["id"] == "call_p" and sent[3]["content"] == "sunny"
+
+
+def test_prompt_run_started_later_still_sends_its_function_items(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases, fake: FakeUpstream
+) -> None:
+    """The same prompt's run, queued with no free slot (one worker, held by a slow run): it starts when the
+    slot frees, not in the transaction that made it, and its first turn still reads its function items."""
+    server = start_server(tmp_path_factory, databases, fake, workers="1")
+    try:
+        with make_client(server) as client:
+            assistant = client.beta.assistants.create(
+                model="fake-model", instructions="Weather desk.", tools=[WEATHER_TOOL]
+            )
+            fake.push(Text("Slow.", delay_s=1.0), "Sunny, it said.")
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hold the slot."}])
+            holding = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+            fake.wait_for_requests(1)
+            history: list[dict[str, Any]] = [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"type": "function_call", "call_id": "call_q", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_q", "output": "sunny"},
+            ]
+            response = raw_create(client, prompt={"id": assistant.id}, input=history)
+            assert response.status == "completed" and response.output_text == "Sunny, it said."
+            # It waited for the slot: the holding run had ended before its model call.
+            held = client.beta.threads.runs.retrieve(holding.id, thread_id=thread.id)
+            assert held.status == "completed" and held.completed_at is not None
+            assert fake.request_times[-1] - fake.request_times[-2] >= 0.9
+            sent = fake.requests[-1]["messages"]
+            assert [(m["role"], m.get("tool_call_id")) for m in sent] == [
+                ("system", None),
+                ("user", None),
+                ("assistant", None),
+                ("tool", "call_q"),
+            ]
+            assert sent[2]["tool_calls"][0]["id"] == "call_q" and sent[3]["content"] == "sunny"
+    finally:
+        server.stop()

@@ -144,7 +144,7 @@ class Engine:
             self.pool.adopt(new.run_id, new.started)
 
     async def _start_here(
-        self, session: AsyncSession, run: RunRow, opening: list[StreamEvent], fresh: bool | None
+        self, session: AsyncSession, run: RunRow, opening: list[StreamEvent], fresh: bool
     ) -> Started | None:
         """Start a new run in the transaction that creates it, when this process has a free slot (a write
         transaction less per run), its ``opening`` events recorded first; None: it starts once a slot
@@ -171,7 +171,8 @@ class Engine:
         run = run_store.new_run_row(
             tenant, thread_id, assistant, params, self.settings.requires_action_expiry_seconds
         )
-        return await self._queue_row(session, run, listener, new, key_id)
+        # A run of the Assistants API is queued without steps.
+        return await self._queue_row(session, run, listener, new, key_id, fresh=True)
 
     async def _queue_row(
         self,
@@ -180,10 +181,10 @@ class Engine:
         listener: RunSubscription | None,
         new: _NewRun,
         key_id: str | None,
-        fresh: bool | None = None,
+        fresh: bool,
     ) -> Run:
         """Queue the new ``run`` (not inserted yet) on its thread, which it claims, in ``session``;
-        ``fresh``: whether it has no steps yet (None: the executor judges)."""
+        ``fresh``: whether it has no steps yet (False: its first turn reads them)."""
         thread_id = run.thread_id
         run.api_key_id = key_id
         await thread_store.claim_for_run(session, thread_id, run.id)
@@ -204,19 +205,18 @@ class Engine:
 
     async def create_prepared_run(
         self,
-        prepare: Callable[[AsyncSession], Awaitable[RunRow]],
+        prepare: Callable[[AsyncSession], Awaitable[tuple[RunRow, bool]]],
         listener: RunSubscription | None = None,
         *,
         key_id: str | None = None,
-        fresh: bool | None = None,
     ) -> Run:
         """Queue the run ``prepare`` makes, not inserted, in the transaction that creates it; ``prepare`` may
-        write rows of its own there first (a thread, its messages, the record of what asked for the run):
-        they commit with the run or not at all. For facades whose runs have no assistant to take their
-        options from (a response of /v1/responses). ``fresh``: the caller knows ``prepare`` writes no steps
-        into the run (True) or may (False): its first turn then reads none or reads them."""
+        write rows of its own there first (a thread, its messages, the record of what asked for the run,
+        steps of the run): they commit with the run or not at all. For facades whose runs have no assistant
+        to take their options from (a response of /v1/responses). ``prepare`` also says whether it wrote no
+        steps into the run (fresh): its first turn then need not read them."""
         async with self._creating() as (session, new):
-            run = await prepare(session)
+            run, fresh = await prepare(session)
             wire = await self._queue_row(session, run, listener, new, key_id, fresh)
         return wire
 

@@ -150,13 +150,13 @@ class RunExecutor:
         row: RunRow | None = None,
         before: Sequence[StreamEvent] = (),
         *,
-        fresh: bool | None = None,
+        fresh: bool = False,
     ) -> Started:
         """Take a claimed run into ``in_progress`` (or end it), inside the caller's claim transaction.
         ``row``: the run as the caller holds it in this transaction (else it is read); ``before``: events
-        of the caller's to record ahead of the start's own, in the same append. ``fresh``: the caller that
-        made the run knows whether it was queued with steps (False) or without (True), so that its first
-        turn reads them or not; None: judged from the run."""
+        of the caller's to record ahead of the start's own, in the same append. ``fresh``: the caller made
+        the run in this transaction and knows it was queued without steps, so its first turn need not read
+        them; a run started later (a slot freed, a worker claimed it) has them read."""
         run = row if row is not None else await run_store.get_row_by_id(session, run_id)
         if run is None or run.status not in ("queued", "in_progress", "cancelling"):
             await jobs.finish(session, run_id)
@@ -174,10 +174,9 @@ class RunExecutor:
         else:
             # A response's run may be queued with steps already: the function calls and outputs its input
             # gave back (``engine/response_functions.py``), which its context must read. Its creator says
-            # which when it starts it (a new response's first turn skips that read, ~0.3 ms); a run
-            # without an assistant started elsewhere is read.
-            if fresh is None:
-                fresh = run.started_at is None and run.assistant_id is not None
+            # which when it starts it in the creating transaction (the first turn then skips that read,
+            # ~0.3 ms); nothing on the row tells (a prompt's run has an assistant's id as a run of the
+            # Assistants API has), so a run started later reads its steps.
             if fresh and run.started_at is None:
                 self._fresh.add(run_id)
             events, started = await state.transition(session, run, "in_progress"), run

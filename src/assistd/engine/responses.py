@@ -205,7 +205,7 @@ class Responses:
         conversation = params.conversation_id
         made: dict[str, Any] = {}
 
-        async def prepare(session: AsyncSession) -> RunRow:
+        async def prepare(session: AsyncSession) -> tuple[RunRow, bool]:
             prepared = await self.prepare(session, tenant, params, parsed, stored)
             row = store.new_row(
                 tenant,
@@ -227,7 +227,9 @@ class Responses:
             if stored:
                 await store.insert(session, row)
             made.update(row=row, own=prepared.own_thread)
-            return prepared.run
+            # Queued with no steps (no function items, listings or approvals in its input): its first turn
+            # need not read them.
+            return prepared.run, prepared.steps_before == 0
 
         # A response after a previous one may lose the race for its thread to a sibling (two forks at once):
         # tried again, it sees the sibling's run there and takes a copy of the context instead.
@@ -235,11 +237,7 @@ class Responses:
         for attempt in range(attempts):
             listener = self._engine.bus.subscription()
             try:
-                # Without function items in its input the run is queued with no steps (``prepare``):
-                # its first turn need not read them.
-                run = await self._engine.create_prepared_run(
-                    prepare, listener, key_id=key_id, fresh=history_of(parsed) is None
-                )
+                run = await self._engine.create_prepared_run(prepare, listener, key_id=key_id)
                 break
             except ConflictError as exc:
                 listener.close()
@@ -487,24 +485,25 @@ class Responses:
         items show."""
         async with self._db.read() as session:
             try:
-                run = await run_store.get_row(session, row.tenant, row.thread_id, row.run_id)
+                run, rows, messages = await run_store.get_row_with_steps(
+                    session, row.tenant, row.thread_id, row.run_id
+                )
             except NotFoundError:
                 # Its conversation (thread) was deleted, and the run with it.
                 raise NotFoundError(
                     f"Response '{row.id}' is gone with its conversation.", param="response_id"
                 ) from None
-            rows = await run_store.steps_of(session, row.run_id)
-            segment = segment_of(
-                [run_store.step_to_wire(step) for step in rows], int(row.request.get(STEPS_BEFORE, 0))
-            )
-            mine = {step.id for step in segment.steps}
-            rows = [step for step in rows if step.id in mine]
-            written = [
-                step.step_details["message_creation"]["message_id"]
-                for step in rows
-                if step.type == "message_creation"
-            ]
-            messages = await message_store.by_ids(session, written) if written else []
+        segment = segment_of(
+            [run_store.step_to_wire(step) for step in rows], int(row.request.get(STEPS_BEFORE, 0))
+        )
+        mine = {step.id for step in segment.steps}
+        rows = [step for step in rows if step.id in mine]
+        written = {
+            step.step_details["message_creation"]["message_id"]
+            for step in rows
+            if step.type == "message_creation"
+        }
+        messages = [message for message in messages if message.id in written]
         shown = row.request.get("include") or [] if include is None else include
         output = output_items(
             rows,

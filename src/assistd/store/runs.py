@@ -5,9 +5,10 @@ Status changes do not happen here: ``engine.state`` owns the run state machine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -16,9 +17,9 @@ from ..protocol.common import ListPage
 from ..protocol.run_steps import RunStep
 from ..protocol.runs import Run, RunCreateParams, ThreadAndRunCreateParams
 from .clock import now
-from .detached import fetch_all, fetch_one, fetch_owned, owned, table_of
+from .detached import detached, fetch_all, fetch_one, fetch_owned, owned, table_of
 from .jsonable import dump
-from .models import AssistantRow, RunRow, RunStepRow, ThreadRow
+from .models import AssistantRow, MessageRow, RunRow, RunStepRow, ThreadRow
 from .pagination import PageQuery, fetch_page, page_of
 
 DEFAULT_TRUNCATION: dict[str, Any] = {"type": "auto", "last_messages": None}
@@ -256,6 +257,62 @@ _STEPS_OF = select(_STEPS).where(_STEPS.c.run_id == bindparam("run_id")).order_b
 async def steps_of(session: AsyncSession, run_id: str) -> list[RunStepRow]:
     """The run's steps in the order they were made, detached."""
     return await fetch_all(session, RunStepRow, _STEPS_OF, {"run_id": run_id})
+
+
+_MESSAGES = table_of(MessageRow)
+_RUN_SIDE, _STEP_SIDE, _MESSAGE_SIDE = "r_", "s_", "m_"
+# A run with its steps, each with the message it wrote (if any), in one statement: a response read once its
+# run has ended is one round trip to the database, not three.
+_WITH_STEPS = (
+    select(
+        *(column.label(_RUN_SIDE + column.name) for column in _RUNS.c),
+        *(column.label(_STEP_SIDE + column.name) for column in _STEPS.c),
+        *(column.label(_MESSAGE_SIDE + column.name) for column in _MESSAGES.c),
+    )
+    .select_from(
+        _RUNS.outerjoin(_STEPS, _STEPS.c.run_id == _RUNS.c.id).outerjoin(
+            _MESSAGES,
+            and_(
+                _STEPS.c.type == "message_creation",
+                _MESSAGES.c.id == _STEPS.c.step_details[("message_creation", "message_id")].as_string(),
+            ),
+        )
+    )
+    .where(
+        _RUNS.c.id == bindparam("id"),
+        _RUNS.c.tenant == bindparam("tenant"),
+        _RUNS.c.thread_id == bindparam("thread_id"),
+    )
+    .order_by(_STEPS.c.pk.asc())
+)
+
+
+def _side(found: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
+    return {key.removeprefix(prefix): value for key, value in found.items() if key.startswith(prefix)}
+
+
+async def get_row_with_steps(
+    session: AsyncSession, tenant: str, thread_id: str, run_id: str
+) -> tuple[RunRow, list[RunStepRow], list[MessageRow]]:
+    """The run (or OpenAI's 404), its steps in the order they were made and the messages they wrote,
+    detached: what ``get_row``, ``steps_of`` and the messages' read give, in one statement."""
+    found = (
+        (await session.execute(_WITH_STEPS, {"id": run_id, "tenant": tenant, "thread_id": thread_id}))
+        .mappings()
+        .all()
+    )
+    if not found:
+        raise NotFoundError(f"No run found with id '{run_id}'.", param="run_id")
+    run = detached(RunRow, _side(found[0], _RUN_SIDE))
+    steps: list[RunStepRow] = []
+    messages: list[MessageRow] = []
+    for each in found:
+        if each[_STEP_SIDE + "id"] is None:
+            continue  # a run without steps: its one row
+        steps.append(detached(RunStepRow, _side(each, _STEP_SIDE)))
+        if each[_MESSAGE_SIDE + "id"] is not None:
+            messages.append(detached(MessageRow, _side(each, _MESSAGE_SIDE)))
+    return run, steps, messages
 
 
 async def list_steps_page(
