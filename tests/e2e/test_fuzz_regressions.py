@@ -63,3 +63,27 @@ def test_deleting_while_ingestion_completes(http: httpx.Client, target: str) -> 
         assert deleted.status_code == 200, deleted.text
         assert deleted.json()["deleted"] is True
         assert http.get(path).status_code == 404
+
+
+def test_an_image_url_that_is_no_url(http: httpx.Client) -> None:
+    # 2026-12-04, on PostgreSQL: POST /threads/{id}/messages with an image_url part whose url held characters
+    # no URL may hold (non-ASCII, spaces) was stored and echoed back, an answer that broke the wire schema
+    # (`format: uri`). It is refused now, naming the URL, here and as a response's input_image.
+    thread = http.post("/threads", json={}).json()["id"]
+    for url in ("\U00050503\u00eb\u00fe;6$", "https://example.com/a picture.png", "no scheme"):
+        part = {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
+        response = http.post(f"/threads/{thread}/messages", json={"role": "user", "content": [part]})
+        message = _error(response, 400, "content[0].image_url.url")
+        assert "absolute URL" in message
+        image = {"type": "input_image", "image_url": url}
+        answered = http.post(
+            "/responses",
+            json={"model": "fake-model", "input": [{"role": "user", "content": [image]}]},
+        )
+        _error(answered, 400, "input[0].content[0].image_url")
+    # Nothing was written to the thread; a percent-encoded URL is taken.
+    assert http.get(f"/threads/{thread}/messages").json()["data"] == []
+    part = {"type": "image_url", "image_url": {"url": "https://example.com/a%20picture.png"}}
+    created = http.post(f"/threads/{thread}/messages", json={"role": "user", "content": [part]})
+    assert created.status_code == 200, created.text
+    assert created.json()["content"][0]["image_url"]["url"] == "https://example.com/a%20picture.png"

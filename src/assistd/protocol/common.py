@@ -41,6 +41,26 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
 
 
+# URIs -------------------------------------------------------------------------------------------
+
+# An absolute URI as RFC 3986 writes it: a scheme, then only the characters a URI may hold (anything else
+# percent-encoded). The wire schema declares image URLs ``format: uri``, and a message echoes its URL back:
+# what the schema would refuse in the answer is refused in the request, naming it.
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
+def check_uri(value: str) -> str:
+    if not _URI.fullmatch(value):
+        raise ValueError(
+            "must be an absolute URL (a scheme such as https:, then only the characters a URL may hold; "
+            "others percent-encoded)"
+        )
+    return value
+
+
+Uri = Annotated[str, AfterValidator(check_uri)]
+
+
 # Integers ---------------------------------------------------------------------------------------
 
 INT32_MAX = 2**31 - 1

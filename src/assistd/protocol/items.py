@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .common import ParamValueError
+from .common import ParamValueError, check_uri
 from .messages import Message, MessageCreateParams
 from .run_steps import RunStep
 
@@ -426,7 +426,12 @@ def _part_to_param(
             files.append((str(part["file_id"]), f"{at}.file_id"))
             return {"type": "image_file", "image_file": {"file_id": part["file_id"], "detail": detail}}
         if part.get("image_url"):
-            return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
+            url = part["image_url"]
+            try:
+                check_uri(url if isinstance(url, str) else "")
+            except ValueError as exc:
+                raise ParamValueError(f"'image_url' {exc}.", f"{at}.image_url") from None
+            return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
         raise ParamValueError("an input_image needs a 'file_id' or an 'image_url'.", at)
     if kind == "input_file":
         if not part.get("file_id") or part.get("file_data") or part.get("file_url"):

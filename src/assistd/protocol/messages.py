@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from .common import CodeInterpreterTool, Metadata, ParamValueError, RequestModel, SparseModel, WireModel
+from .common import CodeInterpreterTool, Metadata, ParamValueError, RequestModel, SparseModel, Uri, WireModel
 
 # OpenAI's bound on instructions; its OpenAPI description states none for a message's text, so the same.
 MAX_MESSAGE_TEXT = 256_000
@@ -34,7 +34,7 @@ class ImageFilePartParam(BaseModel):
 
 
 class ImageUrlParam(SparseModel):
-    url: str
+    url: Uri
     detail: Literal["auto", "low", "high"] | None = None
 
 
