@@ -231,17 +231,7 @@ class LocalProvider:
             "stream_options": {"include_usage": True},
             "max_tokens": request.max_tokens or self._settings.max_tokens,
         }
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        optional = {
-            "top_p": request.top_p,
-            "seed": request.seed,
-            "frequency_penalty": request.frequency_penalty,
-            "presence_penalty": request.presence_penalty,
-        }
-        body.update({key: value for key, value in optional.items() if value is not None})
-        if request.stop:
-            body["stop"] = list(request.stop)
+        body.update(request.sampling())
         if request.top_logprobs is not None and current.mode not in ("envelope", "forced"):
             # Asked of llama.cpp only where the tokens are the answer's text, not an envelope's JSON.
             body["logprobs"] = True

@@ -27,6 +27,21 @@ class ChatRequest:
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
 
+    def sampling(self) -> dict[str, Any]:
+        """The sampling options given, under OpenAI's Chat Completions names (which llama.cpp's server
+        takes too): every provider sends them as they are."""
+        given = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+        }
+        options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+        if self.stop:
+            options["stop"] = list(self.stop)
+        return options
+
 
 @dataclass(frozen=True)
 class ToolCallDelta:

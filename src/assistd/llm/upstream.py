@@ -243,19 +243,13 @@ def _arguments(request: ChatRequest) -> dict[str, Any]:
             args["tool_choice"] = request.tool_choice
         if request.parallel_tool_calls is not None:
             args["parallel_tool_calls"] = request.parallel_tool_calls
+    args.update(request.sampling())
     optional = {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
         "max_completion_tokens": request.max_tokens,
         "response_format": request.response_format,
         "reasoning_effort": request.reasoning_effort,
-        "seed": request.seed,
-        "frequency_penalty": request.frequency_penalty,
-        "presence_penalty": request.presence_penalty,
     }
     args.update({key: value for key, value in optional.items() if value is not None})
-    if request.stop:
-        args["stop"] = list(request.stop)
     if request.top_logprobs is not None:
         args["logprobs"] = True
         args["top_logprobs"] = request.top_logprobs
